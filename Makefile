@@ -1,0 +1,49 @@
+# digitlab: `make train` trains the default experiment, `make test` runs the tests; both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# This machine's pip takes these two from its local wheel store; elsewhere pick the build you need, e.g.
+# `make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+ARGS ?=
+
+.PHONY: help install train test test-slow lint format tensorboard clean
+
+help:
+	@echo "make train [ARGS='experiment=fastbook_mlp ...']  train (default: the chapter's linear model)"
+	@echo "make test                                        install if needed, run the tests"
+	@echo "make test-slow                                   also the slow real-data tests (resnet18)"
+	@echo "make tensorboard                                 open every run under logs/"
+	@echo "make lint | format | clean | install"
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+train: install
+	$(BIN)/digitlab-train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir logs --port $${PORT:-6006}
+
+clean:
+	rm -rf logs .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

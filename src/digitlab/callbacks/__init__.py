@@ -1,0 +1,1 @@
+"""Lightning callbacks: what a run leaves behind beyond checkpoints (results, hparams, pictures)."""

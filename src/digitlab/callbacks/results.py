@@ -1,0 +1,65 @@
+"""The run's results: hparams for TensorBoard's HParams table, and `metrics.json` written last.
+
+The hparams summary is written when fit starts, naming the metric tags (`val/acc`, ...) the module logs
+every epoch; TensorBoard's HParams table shows each tag's latest value, so a finished run shows its final
+metrics and an interrupted one its last, never a placeholder. `metrics.json` is written atomically at the
+end of fit, so its presence means the run completed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+HPARAMS_METRICS = ("val/acc", "val/acc_best", "val/acc_macro", "val/loss", "train/loss")
+
+
+class RunResults(L.Callback):
+    def __init__(self, output_dir: str | Path, hparams: dict[str, Any]) -> None:
+        self.output_dir = Path(output_dir)
+        self.hparams = hparams
+        self._started = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        if trainer.global_rank != 0:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                exp, ssi, sei = hparams_summary(self.hparams, dict.fromkeys(HPARAMS_METRICS, 0.0))
+                writer = logger.experiment._get_file_writer()
+                for summary in (exp, ssi, sei):
+                    writer.add_summary(summary)
+            else:
+                logger.log_hyperparams(self.hparams)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        metrics: dict[str, Any] = {
+            name: float(value)
+            for name, value in sorted(trainer.callback_metrics.items())
+            if value.numel() == 1 and math.isfinite(float(value))
+        }
+        metrics |= {
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "wall_time_s": round(time.perf_counter() - self._started, 3),
+        }
+        write_json(self.output_dir / "metrics.json", metrics)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)

@@ -1,0 +1,102 @@
+"""The composed config: where it lives, checks that turn bad values into one clear message before any work
+starts, and its flat form for TensorBoard's HParams table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from digitlab.errors import ConfigError
+
+
+def config_dir() -> Path:
+    """`conf/`: inside the package in a wheel, at the repository root in an editable install."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"digitlab's conf/ folder is missing (looked in {package / 'conf'} and {package.parents[1] / 'conf'})"
+    )
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _whole_at_least_one(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# key -> (check, what is allowed). Keys absent from a config (e.g. a model without `hidden`) are skipped.
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "optimizer.lr": (_positive, "a number > 0"),
+    "data.batch_size": (_whole_at_least_one, "a whole number >= 1"),
+    "data.eval_batch_size": (lambda v: v is None or _whole_at_least_one(v), "null or a whole number >= 1"),
+    "trainer.max_epochs": (_whole_at_least_one, "a whole number >= 1"),
+    "model.net.hidden": (_whole_at_least_one, "a whole number >= 1"),
+    "model.net.depth": (_whole_at_least_one, "a whole number >= 1"),
+    "model.distance": (lambda v: v in ("l1", "l2"), "l1 or l2"),
+    "trainer.accelerator": (
+        lambda v: v in ("cpu", "gpu", "cuda", "mps", "auto"),
+        "cpu, gpu, cuda, mps or auto",
+    ),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key, its value and what is allowed."""
+    for key, (check, allowed) in CHECKS.items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value == "<absent>":
+            continue
+        if not check(value):
+            raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}.")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
+                "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
+            )
+
+
+HPARAM_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer")
+
+
+def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings as flat `group.key -> scalar` pairs: the columns of TensorBoard's HParams table."""
+    flat: dict[str, Any] = {"seed": cfg.get("seed"), "experiment": cfg.get("experiment_name")}
+    container = OmegaConf.to_container(cfg, resolve=True)
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key not in ("_partial_", "_recursive_", "_convert_"):
+                    walk(f"{prefix}.{key}", value)
+        elif isinstance(node, bool | int | float | str):
+            flat[prefix] = node
+        else:
+            flat[prefix] = str(node)
+
+    for group in HPARAM_GROUPS:
+        if group in container:
+            walk(group, container[group])
+    return {key: value for key, value in flat.items() if not key.startswith(NOT_HPARAMS)}
+
+
+# Interpolated copies (model.loss is ${loss}) and where-things-live paths are not settings to compare.
+NOT_HPARAMS = (
+    "model.loss",
+    "model.optimizer",
+    "model.scheduler",
+    "data.data_dir",
+    "data.seed",
+    "trainer.default_root_dir",
+)

@@ -1,0 +1,139 @@
+"""The LightningModules. `DigitClassifier` holds what every model shares (labels from scores, torchmetrics
+accuracy overall and per class, the logged names); `ClassifierModule` adds a net, a loss and an optimizer.
+
+Logged every epoch: `train/loss`, `train/acc`, `val/loss`, `val/acc` (the chapter's `batch_accuracy` over the
+whole validation set), `val/acc_<class>` (e.g. `val/acc_3`), `val/acc_macro` (mean of the per-class
+accuracies: the chapter's "(accuracy_3s + accuracy_7s) / 2") and `val/acc_best`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from digitlab.errors import ConfigError
+from digitlab.optim import build_scheduler
+
+
+class DigitClassifier(L.LightningModule):
+    """Scores -> labels -> metrics and logs. Subclasses implement `forward` (scores) and, if they learn, a loss.
+
+    Scores are one logit per image when `binary` (positive means label 1, the chapter's "a 3"), else one
+    score per class (highest wins).
+    """
+
+    def __init__(self, class_names: Sequence[str], binary: bool) -> None:
+        super().__init__()
+        self.class_names = tuple(str(name) for name in class_names)
+        # Kept in checkpoints; logger=False because RunResults logs the whole composed config instead.
+        self.save_hyperparameters({"class_names": list(self.class_names)}, logger=False)
+        self.binary = binary
+        n = len(self.class_names)
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        self.val_acc_per_class = MulticlassAccuracy(num_classes=n, average=None)
+        self.val_acc_best = MaxMetric()
+
+    def predict_labels(self, scores: torch.Tensor) -> torch.Tensor:
+        # logit > 0 is the chapter's `sigmoid(logit) > 0.5`, without torchmetrics guessing whether these are logits.
+        return (scores > 0).long() if self.binary else scores.argmax(dim=-1)
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """`[B, num_classes]` class probabilities."""
+        if self.binary:
+            p = scores.sigmoid()
+            return torch.stack([1 - p, p], dim=-1)
+        return scores.softmax(dim=-1)
+
+    def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """The training loss; None for models that do not learn by gradient descent."""
+        return None
+
+    def on_train_start(self) -> None:
+        # The sanity-check validation before training must not count towards the best accuracy.
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
+        images, labels = batch
+        scores = self(images)
+        preds = self.predict_labels(scores)
+        loss = self.loss(scores, labels)
+        if loss is not None:
+            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.val_acc.update(preds, labels)
+        self.val_acc_per_class.update(preds, labels)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        return {"preds": preds, "scores": scores.detach()}
+
+    def on_validation_epoch_end(self) -> None:
+        per_class = self.val_acc_per_class.compute()
+        self.val_acc_per_class.reset()
+        for name, acc in zip(self.class_names, per_class, strict=True):
+            self.log(f"val/acc_{name}", acc)
+        self.log("val/acc_macro", per_class.mean())
+        self.val_acc_best.update(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+
+class ClassifierModule(DigitClassifier):
+    """Any net + loss + optimizer (+ scheduler), all injected by Hydra.
+
+    Args:
+        net: builds the `nn.Module` given `num_outputs` (a `_partial_` config): 1 for a binary loss, else the
+            number of classes, so one net config serves MNIST_SAMPLE and MNIST with any loss.
+        loss: a module from `digitlab.losses` (its `binary` attribute says what scores it reads).
+        optimizer: builds the optimizer given `params` (a `_partial_` config).
+        scheduler: builds an lr scheduler given `optimizer` (stepped every batch), or None.
+        class_names: from the datamodule; `class_names[label]` is that label's digit.
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., nn.Module],
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        class_names: Sequence[str] = ("7", "3"),
+    ) -> None:
+        binary = bool(getattr(loss, "binary", False))
+        super().__init__(class_names, binary)
+        if binary and len(self.class_names) != 2:
+            raise ConfigError(
+                f"loss {type(loss).__name__} reads one logit per image, so it only works with 2 classes; the "
+                f"data has {len(self.class_names)} ({', '.join(self.class_names)}). Use loss=cross_entropy."
+            )
+        self.net = net(num_outputs=1 if binary else len(self.class_names))
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scores = self.net(images)
+        return scores.squeeze(-1) if self.binary else scores
+
+    def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(scores, labels)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        scores = self(images)
+        loss = self.loss(scores, labels)
+        self.train_acc.update(self.predict_labels(scores), labels)
+        # Epoch-level only: no per-step host sync for the logger.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = build_scheduler(
+            self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

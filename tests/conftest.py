@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny synthetic datasets in fastai's real on-disk layout, and the real data when asked for."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def digit_image(digit: int, rng: np.random.Generator) -> np.ndarray:
+    """A 28x28 uint8 image that a linear model can tell apart by class: a bright bar whose place is the digit."""
+    img = rng.integers(0, 40, size=(28, 28), dtype=np.uint8)
+    row = 2 + 2 * digit
+    img[row : row + 3, 4:24] = 255
+    return img
+
+
+def write_layout(root: Path, layout: Layout, per_class: dict[str, int], seed: int = 0) -> Path:
+    """Write `layout` with `per_class[split]` PNGs per class, named like fastai's (by a running index)."""
+    rng = np.random.default_rng(seed)
+    rows, index = [], 0
+    for split, count in per_class.items():
+        for name in sorted(layout.class_names):
+            class_dir = root / layout.split_dir(split) / name
+            class_dir.mkdir(parents=True)
+            for _ in range(count):
+                Image.fromarray(digit_image(int(name), rng)).save(class_dir / f"{index}.png")
+                rows.append(
+                    (f"{layout.split_dir(split)}/{name}/{index}.png", sorted(layout.class_names).index(name))
+                )
+                index += 1
+    if layout.has_labels_csv:
+        with open(root / "labels.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("name", "label"), *rows])
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> Path:
+    """A tiny MNIST_SAMPLE: 48 train and 16 valid PNGs per class. Tests must not modify it."""
+    return write_layout(
+        tmp_path_factory.mktemp("data") / "mnist_sample", MNIST_SAMPLE, {"train": 48, "valid": 16}
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory) -> Path:
+    """A tiny 10-digit MNIST (mnist_png layout): 12 train and 4 valid PNGs per digit."""
+    return write_layout(tmp_path_factory.mktemp("data") / "mnist_png", MNIST, {"train": 12, "valid": 4})
+
+
+def tiny_overrides(root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """Overrides that train on a synthetic folder, quietly, with everything written under tmp_path."""
+    return [
+        f"data.root={root}",
+        "data.check_counts=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "data.batch_size=16",
+        "trainer.max_epochs=2",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The repository's data/ folder: the real MNIST_SAMPLE is fetched or built there once and reused."""
+    return REPO / "data"

