@@ -65,8 +65,8 @@ def tiny_overrides(root: Path, tmp_path: Path, *extra: str) -> list[str]:
         f"paths.log_dir={tmp_path / 'logs'}",
         "data.batch_size=16",
         "trainer.max_epochs=2",
-        "+trainer.enable_progress_bar=false",
-        "+trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
         *extra,
     ]
 

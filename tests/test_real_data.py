@@ -40,14 +40,39 @@ def test_pixel_similarity_gives_the_chapters_numbers(real_sample):
     assert round(acc_3, 4) == 0.9168 and round(acc_7, 4) == 0.9854 and round((acc_3 + acc_7) / 2, 4) == 0.9511
 
 
+def train_real(experiment: str, real_data_dir, tmp_path) -> dict:
+    overrides = [
+        f"experiment={experiment}",
+        f"paths.data_dir={real_data_dir}",
+        f"paths.log_dir={tmp_path}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+    metrics, _ = run(overrides, output_dir=tmp_path / "run")
+    return metrics
+
+
+def test_baseline_model_gives_the_chapters_numbers_exactly(real_sample, real_data_dir, tmp_path):
+    metrics = train_real("fastbook_baseline", real_data_dir, tmp_path)
+    assert round(metrics["val/acc_3"], 4) == 0.9168
+    assert round(metrics["val/acc_7"], 4) == 0.9854
+    assert round(metrics["val/acc_macro"], 4) == 0.9511  # the chapter's (accuracy_3s + accuracy_7s) / 2
+
+
 def test_linear_model_reaches_the_chapters_accuracy(real_sample, real_data_dir, tmp_path):
-    metrics, _ = run(
-        [
-            f"paths.data_dir={real_data_dir}",
-            f"paths.log_dir={tmp_path}",
-            "+trainer.enable_progress_bar=false",
-        ],
-        output_dir=tmp_path / "run",
-    )
+    metrics = train_real("fastbook_linear", real_data_dir, tmp_path)
     assert metrics["epochs"] == 20
     assert metrics["val/acc"] >= 0.96, metrics
+
+
+def test_mlp_reaches_the_chapters_accuracy(real_sample, real_data_dir, tmp_path):
+    metrics = train_real("fastbook_mlp", real_data_dir, tmp_path)
+    assert metrics["epochs"] == 40
+    assert metrics["val/acc"] >= 0.98, metrics
+
+
+@pytest.mark.slow
+def test_resnet18_reaches_the_chapters_accuracy(real_sample, real_data_dir, tmp_path):
+    metrics = train_real("fastbook_resnet18", real_data_dir, tmp_path)
+    assert metrics["epochs"] == 1
+    assert metrics["val/acc"] >= 0.99, metrics

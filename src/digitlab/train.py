@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 # Metrics are logged per epoch, so Lightning's per-step logging interval does not apply.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+# The pixel-similarity baseline has nothing to optimize, by design.
+warnings.filterwarnings(
+    "ignore", ".*configure_optimizers. returned .None., this fit will run with no optimizer.*"
+)
+# Raised inside Lightning itself under recent torch; nothing for a user to change.
+warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
@@ -51,7 +57,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, class_names=list(datamodule.class_names))
+    # _convert_="all": plain lists and dicts reach torch (and its checkpoints), not OmegaConf containers.
+    model = instantiate(cfg.model, class_names=list(datamodule.class_names), _convert_="all")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(RunResults(output_dir, hparams_from_config(cfg)))

@@ -19,6 +19,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from digitlab.errors import ConfigError
 from digitlab.optim import build_scheduler
 
+MAX_UNITS_SHOWN = 30  # the chapter's simple_net has 30 hidden units
+
 
 class DigitClassifier(L.LightningModule):
     """Scores -> labels -> metrics and logs. Subclasses implement `forward` (scores) and, if they learn, a loss.
@@ -53,6 +55,10 @@ class DigitClassifier(L.LightningModule):
     def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         """The training loss; None for models that do not learn by gradient descent."""
         return None
+
+    def pictures(self) -> dict[str, tuple[torch.Tensor, list[str]]]:
+        """What this model can show of itself: name -> (images `[N, 1, 28, 28]`, one caption per image)."""
+        return {}
 
     def on_train_start(self) -> None:
         # The sanity-check validation before training must not count towards the best accuracy.
@@ -128,6 +134,17 @@ class ClassifierModule(DigitClassifier):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def pictures(self) -> dict[str, tuple[torch.Tensor, list[str]]]:
+        """The first layer's weights as 28x28 images (the chapter's `w[0].view(28, 28)`), for nets that start
+        with a Linear layer on the pixels (linear, mlp)."""
+        first = next((m for m in self.net.modules() if isinstance(m, nn.Linear)), None)
+        if first is None or first.in_features != 28 * 28:
+            return {}
+        weights = first.weight.detach()[:MAX_UNITS_SHOWN]
+        return {
+            "first_layer_weights": (weights.view(-1, 1, 28, 28), [f"unit {i}" for i in range(len(weights))])
+        }
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

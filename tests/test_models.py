@@ -1,0 +1,137 @@
+"""Every model trains through the same Trainer on synthetic data, logs the same metrics, and shows its pictures."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from digitlab.api import run
+from digitlab.errors import ConfigError
+from digitlab.models.module import ClassifierModule
+from digitlab.models.nets import linear, mlp
+from digitlab.models.pixel_similarity import PixelSimilarity
+from digitlab.models.resnet import resnet18
+from tests.conftest import tiny_overrides
+from tests.tb import load
+
+EVERY_MODEL = [
+    ["experiment=fastbook_baseline"],
+    ["experiment=fastbook_baseline", "model.distance=l2"],
+    ["experiment=fastbook_linear"],
+    ["experiment=fastbook_mlp", "model.net.depth=2", "model.net.hidden=16"],
+    ["experiment=fastbook_resnet18", "model.net.stem=gray"],
+]
+
+
+@pytest.mark.parametrize("overrides", EVERY_MODEL, ids=lambda o: " ".join(o))
+def test_every_model_trains_and_logs_the_same_metrics(sample_root, tmp_path, overrides):
+    metrics, _ = run(
+        tiny_overrides(sample_root, tmp_path, *overrides, "trainer.max_epochs=1"), output_dir=tmp_path / "r"
+    )
+    for key in ("val/acc", "val/acc_3", "val/acc_7", "val/acc_macro", "val/acc_best"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+
+
+@pytest.mark.parametrize("experiment", ["mnist_linear", "mnist_mlp", "mnist_resnet18"])
+def test_ten_digit_experiments_train(mnist_root, tmp_path, experiment):
+    overrides = tiny_overrides(mnist_root, tmp_path, f"experiment={experiment}", "trainer.max_epochs=1")
+    metrics, _ = run(overrides, output_dir=tmp_path / "r")
+    assert {f"val/acc_{d}" for d in range(10)} <= set(metrics)
+
+
+def test_pixel_similarity_means_are_the_class_means(sample_root, tmp_path):
+    metrics, run_dir = run(
+        tiny_overrides(sample_root, tmp_path, "experiment=fastbook_baseline"), output_dir=tmp_path / "r"
+    )
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    from digitlab.data import MnistSampleDataModule
+
+    dm = MnistSampleDataModule(root=str(sample_root), data_dir=str(tmp_path / "data"), check_counts=False)
+    dm.setup()
+    images, labels = dm.train_set.images[:, 0], dm.train_set.labels
+    expected = torch.stack([images[labels == c].mean(0) for c in (0, 1)])
+    assert torch.allclose(state["class_means"], expected, atol=1e-6)
+    assert metrics["val/acc"] == 1.0  # the synthetic classes differ by a bright bar: the means separate them
+    assert metrics["epochs"] == 2 and "val/loss" not in metrics
+
+
+def test_pixel_similarity_scores_nearest_mean():
+    model = PixelSimilarity(distance="l1", class_names=("a", "b"))
+    model.class_means.copy_(torch.stack([torch.zeros(28, 28), torch.ones(28, 28)]))
+    images = torch.stack([torch.full((1, 28, 28), 0.2), torch.full((1, 28, 28), 0.9)])
+    assert model.predict_labels(model(images)).tolist() == [0, 1]
+    assert torch.allclose(model(images), -torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
+    with pytest.raises(ConfigError, match=r"model.distance='cosine' is invalid: it must be one of l1, l2"):
+        PixelSimilarity(distance="cosine")
+
+
+def test_net_output_width_follows_the_loss():
+    from digitlab.losses import CrossEntropy, MnistLoss
+
+    binary = ClassifierModule(net=linear, loss=MnistLoss(), optimizer=torch.optim.SGD, class_names=("7", "3"))
+    assert binary(torch.rand(4, 1, 28, 28)).shape == (4,)
+    multi = ClassifierModule(
+        net=linear, loss=CrossEntropy(), optimizer=torch.optim.SGD, class_names=list("0123456789")
+    )
+    assert multi(torch.rand(4, 1, 28, 28)).shape == (4, 10)
+    assert multi.probabilities(multi(torch.rand(4, 1, 28, 28))).sum(-1).allclose(torch.ones(4))
+
+
+def test_mlp_shape_and_first_layer_picture():
+    net = mlp(1, hidden=30, depth=2)
+    assert [m.out_features for m in net if isinstance(m, torch.nn.Linear)] == [30, 30, 1]
+    from digitlab.losses import MnistLoss
+
+    model = ClassifierModule(
+        net=lambda num_outputs: mlp(num_outputs), loss=MnistLoss(), optimizer=torch.optim.SGD
+    )
+    images, captions = model.pictures()["first_layer_weights"]
+    assert images.shape == (30, 1, 28, 28) and len(captions) == 30
+    assert torch.equal(images[0, 0], model.net[1].weight[0].view(28, 28))  # the chapter's w[0].view(28, 28)
+
+
+def test_resnet18_gray_stem_computes_what_the_rgb_stem_computes():
+    torch.manual_seed(0)
+    rgb = resnet18(2, stem="rgb").eval()
+    gray = resnet18(2, stem="gray").eval()
+    state = {k.removeprefix("1."): v for k, v in rgb.state_dict().items()}
+    state["conv1.weight"] = state["conv1.weight"].sum(1, keepdim=True)
+    gray.load_state_dict(state)
+    images = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(rgb(images), gray(images), atol=1e-5)
+    with pytest.raises(ConfigError, match=r"model.net.stem='rgba' is invalid"):
+        resnet18(2, stem="rgba")
+
+
+def test_resnet18_pretrained_without_network_is_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(
+        ConfigError, match=r"model.net.pretrained=true needs torchvision's ImageNet weights from https://"
+    ):
+        resnet18(2, pretrained=True)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "pictures"),
+    [
+        ("fastbook_baseline", {"ideal_digits", "confusion_matrix"}),
+        ("fastbook_linear", {"first_layer_weights", "misclassified", "confusion_matrix"}),
+        ("fastbook_mlp", {"first_layer_weights", "misclassified", "confusion_matrix"}),
+        ("fastbook_resnet18", {"misclassified", "confusion_matrix"}),
+    ],
+)
+def test_pictures_reach_tensorboard_and_png(sample_root, tmp_path, experiment, pictures):
+    # A tiny learning rate and one epoch keep some validation images misclassified, so the grid is drawn.
+    extra = [] if experiment == "fastbook_baseline" else ["optimizer.lr=1e-6"]
+    overrides = tiny_overrides(
+        sample_root, tmp_path, f"experiment={experiment}", "trainer.max_epochs=1", *extra
+    )
+    _, run_dir = run(overrides, output_dir=tmp_path / "r")
+    tags = set(load(run_dir / "tensorboard").Tags()["images"])
+    assert {f"pictures/{name}" for name in pictures} <= tags
+    assert {f"{name}.png" for name in pictures} <= {p.name for p in (run_dir / "pictures").iterdir()}
