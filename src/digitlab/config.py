@@ -4,6 +4,7 @@ starts, and its flat form for TensorBoard's HParams table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from digitlab.errors import ConfigError
+
+
+def _register_resolvers() -> None:
+    # `${cwd:}`: the folder digitlab was started from. `${hydra:runtime.cwd}` says the same but cannot be
+    # used in hydra.sweep.dir, which Hydra resolves before its runtime config exists.
+    if not OmegaConf.has_resolver("cwd"):
+        OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
+
+
+_register_resolvers()
 
 
 def config_dir() -> Path:

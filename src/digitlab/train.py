@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from digitlab.config import config_dir, hparams_from_config, validate
 from digitlab.errors import DigitlabError
@@ -34,6 +34,21 @@ warnings.filterwarnings(
 warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _one_log_stream() -> None:
+    """The `lightning` package adds its own console handler and also propagates to the root logger, which
+    Hydra has set up (console and <run>/train.log): keep Hydra's, so each message shows once and is saved."""
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().hasHandlers():
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+
+
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, but a DigitlabError raised by the target reaches the user as itself."""
     from hydra.errors import InstantiationException
@@ -47,14 +62,40 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         raise
 
 
+def _parallel_jobs() -> int:
+    """How many jobs the Hydra launcher runs at once (1 outside a parallel multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=1) or 1
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the experiment `cfg` describes; return its final metrics (the content of `metrics.json`)."""
+    output_dir = Path(cfg.paths.output_dir)
+    metrics_file = output_dir / "metrics.json"
+    if cfg.get("resume") and metrics_file.exists():
+        log.info("resume: %s is complete (metrics.json exists); skipped", output_dir)
+        return json.loads(metrics_file.read_text())
     validate(cfg)
     import lightning as L
+    import torch
 
     from digitlab.callbacks.results import RunResults
 
-    output_dir = Path(cfg.paths.output_dir)
+    _one_log_stream()
+    jobs = _parallel_jobs()
+    threads = cfg.get("torch_threads") or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+    if threads:
+        torch.set_num_threads(threads)  # jobs side by side must not each claim every core
+        log.info("torch threads per job: %d", threads)
+    ckpt_path = cfg.get("ckpt_path")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path is None and cfg.get("resume") and last.exists():
+        ckpt_path = str(last)
+        log.info("resume: continuing %s from %s", output_dir, last)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     # _convert_="all": plain lists and dicts reach torch (and its checkpoints), not OmegaConf containers.
@@ -62,9 +103,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(RunResults(output_dir, hparams_from_config(cfg)))
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    trainer.fit(model, datamodule=datamodule)
-    metrics_file = output_dir / "metrics.json"
+    quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **quiet)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.interrupted or not metrics_file.exists():
         raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {output_dir}")
     return json.loads(metrics_file.read_text())
@@ -82,19 +123,21 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
     except DigitlabError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
             raise  # the launcher marks this job failed; the sweep's other jobs still run
         sys.exit(1)
-    report(metrics, Path(cfg.paths.output_dir), Path(cfg.paths.log_dir))
+    log_root = HydraConfig.get().sweep.dir if multirun else cfg.paths.log_dir
+    report(metrics, Path(cfg.paths.output_dir), Path(log_root))
     return metrics.get(cfg.get("optimized_metric"))
 
 

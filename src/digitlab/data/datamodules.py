@@ -86,6 +86,7 @@ class DigitsDataModule(L.LightningDataModule):
         self.offline = OfflineWheel() if offline else None
         self.check_counts = check_counts
         self.source: str | None = None  # which source provided the data, once prepared
+        self._folder: Path | None = None
         self.train_set: TensorBatches | None = None
         self.valid_set: TensorBatches | None = None
 
@@ -100,7 +101,9 @@ class DigitsDataModule(L.LightningDataModule):
 
     def folder(self) -> Path:
         """The dataset folder, fetched or built on first use (see `sources.prepare_folder`)."""
-        path, self.source = prepare_folder(
+        if self._folder is not None:
+            return self._folder
+        self._folder, self.source = prepare_folder(
             self.layout,
             root=self.root,
             data_dir=self.data_dir,
@@ -109,7 +112,7 @@ class DigitsDataModule(L.LightningDataModule):
             offline=self.offline,
             check_counts=self.check_counts,
         )
-        return path
+        return self._folder
 
     def prepare_data(self) -> None:
         self.folder()

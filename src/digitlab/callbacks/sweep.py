@@ -1,0 +1,25 @@
+"""A Hydra callback: when a multirun ends, its comparison (table, CSV, plots) is written to
+`<sweep dir>/compare/`, so every sweep and Optuna study leaves its summary beside its jobs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from digitlab.compare import main as compare_main
+        from digitlab.errors import DigitlabError
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            compare_main([str(sweep_dir)])
+        except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
+            log.warning("no sweep summary: %s", err)

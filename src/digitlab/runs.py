@@ -1,0 +1,81 @@
+"""A run dir is the unit that sweeps, compare, resume and eval speak about: `.hydra/` (its config and
+overrides), `tensorboard/`, `checkpoints/`, and `metrics.json`, written last, so its presence means the run
+completed. This module finds run dirs under a folder and reads them; it knows nothing of training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's composed config, resolved. A CLI run's `${hydra:...}` values (e.g. `experiment_name`)
+        are read from its own `.hydra/hydra.yaml`, by turning them into plain interpolations of that file."""
+        text = (self.path / ".hydra" / "config.yaml").read_text()
+        hydra_yaml = self.path / ".hydra" / "hydra.yaml"
+        if not hydra_yaml.exists():
+            return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # written resolved by the API
+        cfg = OmegaConf.create(
+            text.replace("${hydra:", "${hydra.").replace("${cwd:}", "${hydra.runtime.cwd}")
+        )
+        cfg.hydra = OmegaConf.load(hydra_yaml).hydra
+        # Resolve all but the hydra node itself, whose own values need resolvers of a live Hydra app.
+        return {key: _resolved(cfg, key) for key in cfg if key != "hydra"}
+
+    @cached_property
+    def overrides(self) -> list[str]:
+        path = self.path / ".hydra" / "overrides.yaml"
+        return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
+
+    @cached_property
+    def metrics(self) -> dict[str, Any] | None:
+        path = self.path / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @property
+    def completed(self) -> bool:
+        return (self.path / "metrics.json").exists()
+
+    def setting(self, dotted_key: str, default: Any = None) -> Any:
+        """A value of the composed config by dotted key, e.g. `optimizer.lr`."""
+        node: Any = self.config
+        for part in dotted_key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _resolved(cfg: Any, key: str) -> Any:
+    node = cfg[key]
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file()
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every run dir at or below `root` (a run, a sweep, or a whole logs folder), in path order."""
+    root = Path(root)
+    found = [root] if is_run_dir(root) else []
+    found += [p.parent.parent for p in root.rglob(".hydra/config.yaml") if p.parent.parent != root]
+    return [Run(path) for path in sorted(set(found), key=_natural)]
+
+
+def _natural(path: Path) -> list:
+    """Sort key that puts sweep job `9_...` before `10_...`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]

@@ -1,0 +1,197 @@
+"""Real multiruns on a tiny synthetic MNIST_SAMPLE: job naming, launchers, Optuna, resume, compare, HParams."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from digitlab.compare import main as compare_main
+from digitlab.runs import find_runs
+from tests.conftest import tiny_overrides
+from tests.tb import hparams
+
+
+def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab.train", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted(
+        (p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0])
+    )
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(sample_root, tmp_path_factory) -> Path:
+    """A 4-job multirun: 2 learning rates x 2 seeds, with the basic launcher."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep = tmp / "sweep"
+    cli(
+        "-m",
+        *tiny_overrides(sample_root, tmp, "optimizer.lr=0.5,2.0", "seed=0,1", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp,
+    )
+    return sweep
+
+
+def test_jobs_are_named_by_their_overrides(lr_sweep):
+    names = [p.name for p in job_dirs(lr_sweep)]
+    common = "data.batch_size=16,{},trainer.max_epochs=2"
+    expected = [
+        "optimizer.lr=0.5,seed=0",
+        "optimizer.lr=0.5,seed=1",
+        "optimizer.lr=2.0,seed=0",
+        "optimizer.lr=2.0,seed=1",
+    ]
+    assert names == [f"{i}_" + common.format(e) for i, e in enumerate(expected)]
+    assert all((p / "metrics.json").is_file() for p in job_dirs(lr_sweep))
+
+
+def test_hparams_of_a_multirun_show_one_row_per_run(lr_sweep):
+    rows = [hparams(job / "tensorboard") for job in job_dirs(lr_sweep)]
+    assert [(values["optimizer.lr"], values["seed"]) for values, _ in rows] == [
+        (0.5, 0),
+        (0.5, 1),
+        (2.0, 0),
+        (2.0, 1),
+    ]
+    assert all("val/acc" in metrics for _, metrics in rows)
+
+
+def test_sweep_summary_groups_seeds(lr_sweep):
+    table = (lr_sweep / "compare" / "compare.md").read_text().splitlines()
+    assert table[0].startswith("| rank | optimizer.lr | runs | seeds | val/acc | val/acc std |"), table[0]
+    rows = [line.split(" | ") for line in table[2:]]
+    assert sorted(row[1] for row in rows) == ["0.5", "2.0"] and all(
+        row[2] == "2/2" and row[3] == "0,1" for row in rows
+    )
+    csv_lines = (lr_sweep / "compare" / "compare.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("rank,optimizer.lr,runs,seeds,val/acc")
+    with Image.open(lr_sweep / "compare" / "val_acc_curves.png") as png:
+        assert png.size == (800, 450)
+    with Image.open(lr_sweep / "compare" / "val_acc_best_vs_optimizer.lr.png") as png:
+        assert png.size == (600, 400)
+
+
+def test_compare_cli_writes_elsewhere_and_rejects_empty_dirs(lr_sweep, tmp_path, capsys):
+    assert compare_main([str(lr_sweep), "--metric", "val/loss", "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs under" in out and "ranked by val/loss" in out
+    assert (tmp_path / "cmp" / "compare.csv").is_file()
+    (tmp_path / "empty").mkdir()
+    assert compare_main([str(tmp_path / "empty")]) == 2
+    assert "no digitlab runs under" in capsys.readouterr().err
+    assert compare_main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_skips_complete_jobs_and_runs_the_rest(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = tiny_overrides(
+        sample_root, tmp_path, "optimizer.lr=0.5,1.0,2.0", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"
+    )
+    cli("-m", *overrides, cwd=tmp_path)
+    jobs = job_dirs(sweep)
+    (jobs[1] / "metrics.json").unlink()  # as if job 1 had been interrupted
+    before = {job: (job / "metrics.json").stat().st_mtime_ns for job in (jobs[0], jobs[2])}
+    proc = cli("-m", *overrides, "resume=true", cwd=tmp_path)
+    assert job_dirs(sweep) == jobs, "a resumed sweep reuses its job dirs"
+    assert all((job / "metrics.json").stat().st_mtime_ns == mtime for job, mtime in before.items())
+    assert (jobs[1] / "metrics.json").is_file()
+    assert (
+        proc.stdout.count("is complete (metrics.json exists); skipped")
+        + proc.stderr.count("is complete (metrics.json exists); skipped")
+        == 2
+    )
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,1.0", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+    )
+    runs = find_runs(sweep)
+    assert len(runs) == 2 and all(run.completed for run in runs)
+    logs = " ".join((run.path / "train.log").read_text() for run in runs)
+    assert "torch threads per job: 1" in logs  # 2 cores / 2 jobs
+
+
+def test_submitit_local_launcher(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+    )
+    (run,) = find_runs(sweep)
+    assert run.completed and (sweep / ".submitit").is_dir()
+
+
+FAILING_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: optuna
+  - override /hydra/sweeper/sampler: tpe
+optimized_metric: val/acc_best
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    direction: maximize
+    study_name: failing
+    n_trials: 3
+    n_jobs: 1
+    max_failure_rate: 1.0
+    sampler:
+      seed: 0
+    params:
+      optimizer.lr: choice(0.5, -1.0, 2.0)
+"""
+
+
+def test_optuna_study_survives_a_failing_trial(sample_root, tmp_path):
+    extra = tmp_path / "extra_conf" / "hparams_search"
+    extra.mkdir(parents=True)
+    (extra / "failing.yaml").write_text(FAILING_SEARCH)
+    sweep = tmp_path / "study"
+    proc = cli(
+        "hparams_search=failing",
+        f"hydra.searchpath=[file://{extra.parent}]",
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "optimizer.lr=-1.0 is invalid" in output and "Failed experiment" in output
+    runs = find_runs(sweep)
+    assert len(runs) == 3 and sum(run.completed for run in runs) == 2
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "best_value" in results and "optimizer.lr" in results
+    assert (sweep / "compare" / "compare.md").is_file()
+
+
+def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
+    args = ["-m", *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digitlab.train", *args],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    assert len(list((tmp_path / "logs" / "multiruns").iterdir())) == 2
