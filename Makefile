@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 # `make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
+PORT ?= 6006
 
 .PHONY: help install train test test-slow lint format tensorboard clean
 
@@ -42,7 +43,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 tensorboard: install
-	$(BIN)/tensorboard --logdir logs --port $${PORT:-6006}
+	$(BIN)/tensorboard --logdir logs --port $(PORT)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

@@ -35,9 +35,11 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None 
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's."""
+    from digitlab.config import validate
     from digitlab.train import train
 
     cfg = compose_config(overrides, output_dir)
+    validate(cfg)  # before anything is written
     run_dir = Path(cfg.paths.output_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")

@@ -52,6 +52,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.net.hidden": (_whole_at_least_one, "a whole number >= 1"),
     "model.net.depth": (_whole_at_least_one, "a whole number >= 1"),
     "model.distance": (lambda v: v in ("l1", "l2"), "l1 or l2"),
+    "model.net.stem": (lambda v: v in ("rgb", "gray"), "rgb or gray"),
     "trainer.accelerator": (
         lambda v: v in ("cpu", "gpu", "cuda", "mps", "auto"),
         "cpu, gpu, cuda, mps or auto",
@@ -67,6 +68,13 @@ def validate(cfg: DictConfig) -> None:
             continue
         if not check(value):
             raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}.")
+    if OmegaConf.select(cfg, "ckpt_path"):
+        from digitlab.checkpoints import check_checkpoint_path
+
+        check_checkpoint_path(cfg.ckpt_path)
+    output_dir = OmegaConf.select(cfg, "paths.output_dir")
+    if output_dir:
+        _check_writable(Path(output_dir))
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda"):
         import torch
@@ -76,6 +84,15 @@ def validate(cfg: DictConfig) -> None:
                 f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
                 "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
             )
+
+
+def _check_writable(path: Path) -> None:
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK) or not existing.is_dir():
+        raise ConfigError(
+            f"paths.output_dir={str(path)!r} is not writable (checked {str(existing)!r}). Choose a folder you can "
+            "write to, e.g. paths.log_dir=<folder> or hydra.run.dir=<folder>."
+        )
 
 
 HPARAM_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer")

@@ -72,6 +72,17 @@ def _parallel_jobs() -> int:
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
+def resume_checkpoint(output_dir: Path) -> str | None:
+    """The checkpoint an interrupted run continues from: the last completed epoch (`last.ckpt`), so no
+    epoch is lost or half counted; `interrupted.ckpt` (mid-epoch) only if no epoch had completed."""
+    for name in ("last.ckpt", "interrupted.ckpt"):
+        path = output_dir / "checkpoints" / name
+        if path.exists():
+            log.info("resume: continuing %s from %s", output_dir, path)
+            return str(path)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the experiment `cfg` describes; return its final metrics (the content of `metrics.json`)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -91,21 +102,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)  # jobs side by side must not each claim every core
         log.info("torch threads per job: %d", threads)
-    ckpt_path = cfg.get("ckpt_path")
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path is None and cfg.get("resume") and last.exists():
-        ckpt_path = str(last)
-        log.info("resume: continuing %s from %s", output_dir, last)
+    ckpt_path = cfg.get("ckpt_path") or (resume_checkpoint(output_dir) if cfg.get("resume") else None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     # _convert_="all": plain lists and dicts reach torch (and its checkpoints), not OmegaConf containers.
     model = instantiate(cfg.model, class_names=list(datamodule.class_names), _convert_="all")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks.append(RunResults(output_dir, hparams_from_config(cfg)))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(RunResults(output_dir, hparams_from_config(cfg), config))
     quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **quiet)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise DigitlabError(
+            f"training was stopped by SIGTERM; checkpoints and logs are kept in {output_dir}. Run the same command "
+            "with resume=true (and hydra.run.dir=<that folder>) to continue."
+        ) from None
     if trainer.interrupted or not metrics_file.exists():
         raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {output_dir}")
     return json.loads(metrics_file.read_text())

@@ -1,4 +1,5 @@
-"""The run's results: hparams for TensorBoard's HParams table, and `metrics.json` written last.
+"""What a run records about itself: hparams for TensorBoard's HParams table, its composed config in every
+checkpoint (so eval and predict need the checkpoint alone), and `metrics.json`, written last.
 
 The hparams summary is written when fit starts, naming the metric tags (`val/acc`, ...) the module logs
 every epoch; TensorBoard's HParams table shows each tag's latest value, so a finished run shows its final
@@ -21,11 +22,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 HPARAMS_METRICS = ("val/acc", "val/acc_best", "val/acc_macro", "val/loss", "train/loss")
 
 
+CONFIG_KEY = "digitlab_config"  # where checkpoints keep the run's composed config
+
+
 class RunResults(L.Callback):
-    def __init__(self, output_dir: str | Path, hparams: dict[str, Any]) -> None:
+    def __init__(self, output_dir: str | Path, hparams: dict[str, Any], config: dict[str, Any]) -> None:
         self.output_dir = Path(output_dir)
         self.hparams = hparams
+        self.config = config
         self._started = time.perf_counter()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.config
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()

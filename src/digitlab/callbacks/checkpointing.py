@@ -1,0 +1,40 @@
+"""Checkpoints beside Lightning's ModelCheckpoint (which keeps the best epoch by val/acc):
+
+- `LastCheckpoint`: `last.ckpt` after every epoch, what `resume=true` continues from. Lightning's own
+  `save_last` refreshes it only on epochs that also saved a best checkpoint, and ModelCheckpoint saves
+  nothing for a model that takes no optimizer step (the pixel-similarity baseline).
+- `CheckpointOnInterrupt`: `interrupted.ckpt` when training stops on an exception (Ctrl-C, SIGTERM, an
+  error, a diverged loss). Lightning's OnExceptionCheckpoint would also make every later `fit()` without a
+  `ckpt_path` resume from the newest checkpoint it finds; here resuming stays explicit.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+
+class LastCheckpoint(L.Callback):
+    def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+
+class CheckpointOnInterrupt(L.Callback):
+    def __init__(self, dirpath: str | Path, filename: str = "interrupted") -> None:
+        self.path = Path(dirpath) / f"{filename}.ckpt"
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.state.fn != "fit":
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)

@@ -1,0 +1,48 @@
+"""Stop a run whose training loss is no longer finite, naming the step, instead of training on NaNs."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from digitlab.errors import DigitlabError
+
+
+class TrainingDiverged(DigitlabError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Checks every step's loss. The first bad step is remembered on the device, so checking only every
+    `check_every_n_steps` (one host sync each time) still names the exact step."""
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        self.check_every_n_steps = max(1, check_every_n_steps)
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # the baseline has none
+        if loss is None:
+            return
+        step = trainer.global_step
+        if self._first_bad is None:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+        bad_now = ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(
+            bad_now & (self._first_bad < 0), torch.tensor(step, device=loss.device), self._first_bad
+        )
+        if step % self.check_every_n_steps == 0 and int(self._first_bad) >= 0:
+            self._raise(trainer, int(self._first_bad), float(loss))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._first_bad is not None and int(self._first_bad) >= 0:
+            self._raise(trainer, int(self._first_bad), float("nan"))
+
+    @staticmethod
+    def _raise(trainer: L.Trainer, step: int, value: float) -> None:
+        lrs = [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
+        raise TrainingDiverged(
+            f"the training loss became {value} at step {step} (epoch {trainer.current_epoch}): training diverged. "
+            f"The usual cause is a learning rate too large for this model and loss (now {lrs[0] if lrs else '?'}); "
+            "try a smaller optimizer.lr. Checkpoints and logs so far are kept in the run dir."
+        )

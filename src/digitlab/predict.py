@@ -1,0 +1,100 @@
+"""Digits from image files: `digitlab-predict ckpt_path=<file> [invert=auto|true|false] <files, folders, globs>`.
+
+Any size and mode (RGB, RGBA, grayscale, palette) is turned into the training format: 8-bit gray, 28x28,
+white digit on black as in MNIST. `invert=auto` (default) flips images whose border is light (a dark digit
+on paper); `invert=true|false` forces it. Prints, per image, the predicted digit and its probability;
+unreadable files are reported by name and skipped, and the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.errors import DigitlabError
+from digitlab.evaluate import parse_args
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+INVERT_CHOICES = ("auto", "true", "false")
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """Files, folders (their images, recursively) and globs, in a stable order; missing paths are kept so that
+    they are reported as unreadable."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        for match in map(Path, matches):
+            if match.is_dir():
+                paths += sorted(p for p in match.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            else:
+                paths.append(match)
+    return paths
+
+
+def to_mnist_format(path: Path, invert: str = "auto") -> np.ndarray:
+    """float32 `[28, 28]` in [0, 1], white digit on black."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            background = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent = paper
+            img = Image.alpha_composite(background, img.convert("RGBA"))
+        gray = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32) / 255
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if invert == "true" or (invert == "auto" and border.mean() > 0.5):
+        gray = 1.0 - gray
+    return gray
+
+
+def predict(
+    ckpt_path: str, patterns: list[str], invert: str = "auto"
+) -> tuple[list[tuple[Path, str, float]], list[tuple[Path, str]]]:
+    """`(predictions as (path, digit, probability), failures as (path, reason))`."""
+    import torch
+
+    from digitlab.checkpoints import build_from_checkpoint
+
+    if invert not in INVERT_CHOICES:
+        raise DigitlabError(f"invert={invert!r} is invalid: it must be one of {', '.join(INVERT_CHOICES)}.")
+    _, _, model = build_from_checkpoint(ckpt_path)
+    predictions, failures = [], []
+    for path in expand(patterns):
+        try:
+            image = to_mnist_format(path, invert)
+        except (OSError, ValueError) as err:
+            failures.append((path, f"{type(err).__name__}: {err}"))
+            continue
+        with torch.no_grad():
+            probabilities = model.probabilities(model(torch.from_numpy(image)[None, None]))[0]
+        label = int(probabilities.argmax())
+        predictions.append((path, model.class_names[label], float(probabilities[label])))
+    return predictions, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
+    if "ckpt_path" not in settings or not positional:
+        print(
+            "usage: digitlab-predict ckpt_path=<checkpoint> [invert=auto|true|false] <images, folders, globs>",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        predictions, failures = predict(settings["ckpt_path"], positional, settings.get("invert", "auto"))
+    except DigitlabError as err:
+        print(f"digitlab-predict: {err}", file=sys.stderr)
+        return 1
+    for path, digit, probability in predictions:
+        print(f"{path}\t{digit}\t{probability:.4f}")
+    for path, reason in failures:
+        print(f"digitlab-predict: cannot read {path}: {reason}; skipped", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
