@@ -8,13 +8,14 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 PORT ?= 6006
 
-.PHONY: help install train test test-slow lint format tensorboard clean
+.PHONY: help install train test test-slow bench lint format tensorboard clean
 
 help:
 	@echo "make train [ARGS='experiment=fastbook_mlp ...']  train (default: the chapter's linear model)"
 	@echo "make test                                        install if needed, run the tests"
 	@echo "make test-slow                                   also the slow real-data tests (resnet18)"
-	@echo "make tensorboard                                 open every run under logs/"
+	@echo "make tensorboard [PORT=6006]                     open every run under logs/"
+	@echo "make bench                                       digitlab against a bare PyTorch loop -> benchmarks/RESULTS.md"
 	@echo "make lint | format | clean | install"
 
 $(BIN)/.installed: pyproject.toml
@@ -33,6 +34,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest $(ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -34,6 +34,9 @@ IGNORED_KEYS = (
     "data.download_timeout",
     "data.check_counts",
     "resume",
+    "tags",
+    "notes",
+    "print_config",
     "hparams_search",
     "torch_threads",
     "trainer.enable_progress_bar",
@@ -98,12 +101,22 @@ class Comparison:
     groups: list[Group]
     runs: list[Run]
 
+    @property
+    def annotated(self) -> bool:
+        """Whether any run carries tags or notes (then the table shows them)."""
+        return any(run.setting("tags") or run.setting("notes") for run in self.runs)
+
     def rows(self) -> list[dict[str, Any]]:
         rows = []
         for rank, group in enumerate(self.groups, start=1):
             seeds = [str(run.setting(SEED)) for run in group.completed]
             row: dict[str, Any] = {"rank": rank, **{k: group.settings.get(k, "-") for k in self.swept}}
             row |= {"runs": f"{len(group.completed)}/{len(group.runs)}", "seeds": ",".join(seeds)}
+            if self.annotated:
+                row |= {
+                    "tags": _joined(r.setting("tags") for r in group.runs),
+                    "notes": _joined([r.setting("notes")] for r in group.runs),
+                }
             for column in COLUMNS:
                 row[column] = group.mean(column)
                 if column == "epochs" and row[column] is not None:
@@ -155,6 +168,16 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
         return (value is None, better if better is not None else 0.0)
 
     return Comparison(root, metric, swept, sorted(groups.values(), key=rank_key), runs)
+
+
+def _joined(lists) -> str:
+    """Distinct non-empty values of several runs' lists, in first-seen order."""
+    seen: dict[str, None] = {}
+    for values in lists:
+        for value in values or []:
+            if value:
+                seen[str(value)] = None
+    return ",".join(seen)
 
 
 def _fmt(column: str, value: Any) -> str:

@@ -100,7 +100,12 @@ HPARAM_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer")
 
 def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
     """The run's settings as flat `group.key -> scalar` pairs: the columns of TensorBoard's HParams table."""
-    flat: dict[str, Any] = {"seed": cfg.get("seed"), "experiment": cfg.get("experiment_name")}
+    flat: dict[str, Any] = {
+        "seed": cfg.get("seed"),
+        "experiment": cfg.get("experiment_name"),
+        "tags": ",".join(str(tag) for tag in cfg.get("tags") or []),
+        "notes": cfg.get("notes") or "",
+    }
     container = OmegaConf.to_container(cfg, resolve=True)
 
     def walk(prefix: str, node: Any) -> None:

@@ -91,6 +91,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("resume: %s is complete (metrics.json exists); skipped", output_dir)
         return json.loads(metrics_file.read_text())
     validate(cfg)
+    if cfg.get("print_config"):
+        print_tree(cfg)
     import lightning as L
     import torch
 
@@ -108,6 +110,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # _convert_="all": plain lists and dicts reach torch (and its checkpoints), not OmegaConf containers.
     model = instantiate(cfg.model, class_names=list(datamodule.class_names), _convert_="all")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if cfg.get("lr_find"):
+        from digitlab.lr_find import find_lr
+
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False)
+        return find_lr(trainer, model, datamodule, output_dir)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks.append(RunResults(output_dir, hparams_from_config(cfg), config))
@@ -127,7 +134,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return json.loads(metrics_file.read_text())
 
 
+def print_tree(cfg: DictConfig) -> None:
+    """The composed config as a tree, one branch per group."""
+    from rich import print as rich_print
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) else f"{value}\n"
+        tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+    rich_print(tree)
+
+
 def report(metrics: dict[str, Any], output_dir: Path, log_root: Path) -> None:
+    if "suggested_lr" in metrics:
+        lr = metrics["suggested_lr"]
+        print(f"\nSuggested learning rate: {lr:.3g}   (plot: {output_dir / 'lr_find.png'})")
+        print(f"Train with it:  digitlab-train <your overrides> optimizer.lr={lr:.3g}\n")
+        return
     shown = {k: v for k, v in metrics.items() if k.startswith("val/")}
     print("\nFinal validation metrics:")
     for key, value in shown.items():

@@ -24,7 +24,7 @@ class LastCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs the optimizer
 
 
 class CheckpointOnInterrupt(L.Callback):
@@ -36,5 +36,5 @@ class CheckpointOnInterrupt(L.Callback):
     ) -> None:
         if trainer.state.fn != "fit":
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ class RunResults(L.Callback):
         self.hparams = hparams
         self.config = config
         self._started = time.perf_counter()
+        self._epoch_started = self._started
+        self._epoch_times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning validates inside the training epoch, so this spans training and validation.
+        self._epoch_times.append(time.perf_counter() - self._epoch_started)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.config
@@ -62,6 +72,7 @@ class RunResults(L.Callback):
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "wall_time_s": round(time.perf_counter() - self._started, 3),
+            "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
         }
         write_json(self.output_dir / "metrics.json", metrics)
 

@@ -70,7 +70,8 @@ class DigitClassifier(L.LightningModule):
         preds = self.predict_labels(scores)
         loss = self.loss(scores, labels)
         if loss is not None:
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels))
+            # sync_dist: under DDP the epoch mean covers every process's batches (a no-op on one device).
+            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self.val_acc.update(preds, labels)
         self.val_acc_per_class.update(preds, labels)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
@@ -131,7 +132,15 @@ class ClassifierModule(DigitClassifier):
         loss = self.loss(scores, labels)
         self.train_acc.update(self.predict_labels(scores), labels)
         # Epoch-level only: no per-step host sync for the logger.
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
+            sync_dist=True,
+        )
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 

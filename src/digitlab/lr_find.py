@@ -1,0 +1,69 @@
+"""The learning-rate finder: `digitlab-train <experiment> lr_find=true`.
+
+Lightning's Tuner trains for a short while with the learning rate rising exponentially and records the
+loss; the suggestion is where the loss falls fastest. The loss-vs-lr plot is saved as `<run>/lr_find.png`
+and logged to TensorBoard; the suggestion is printed with the override that uses it, and saved to
+`<run>/lr_find.json`. Nothing else is trained.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from digitlab.callbacks.results import write_json
+from digitlab.errors import ConfigError, DigitlabError
+
+log = logging.getLogger(__name__)
+
+
+def find_lr(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    output_dir: Path,
+    min_lr: float = 1e-5,
+    max_lr: float = 10.0,
+    num_training: int = 100,
+) -> dict[str, Any]:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(
+            f"lr_find=true needs a model trained by an optimizer; {type(model).__name__} has none."
+        )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lightning.pytorch.tuner import Tuner
+
+    finder = Tuner(trainer).lr_find(
+        model,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        update_attr=False,
+    )
+    suggestion = finder.suggestion()
+    figure = finder.plot(suggest=True)
+    figure.axes[0].set_title(f"lr finder: suggested lr {suggestion:.3g}" if suggestion else "lr finder")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output_dir / "lr_find.png", dpi=100)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure("lr_find", figure, close=False)
+    plt.close(figure)
+    steps = len(finder.results.get("lr", []))
+    result = {"suggested_lr": suggestion, "min_lr": min_lr, "max_lr": max_lr, "steps": steps}
+    write_json(output_dir / "lr_find.json", result)
+    if suggestion is None:
+        raise DigitlabError(
+            f"lr_find ran {steps} of {num_training} steps and could not suggest a learning rate (see "
+            f"{output_dir / 'lr_find.png'}). It needs about {num_training} training batches: raise "
+            "trainer.max_epochs or lower data.batch_size."
+        )
+    return result

@@ -1,0 +1,203 @@
+"""What researchers expect from their tools: debug configs, switchable callbacks and loggers, tags and notes,
+the config tree, the learning-rate finder, the Python API."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+import digitlab
+from digitlab.api import run
+from digitlab.compare import compare, markdown
+from digitlab.errors import ConfigError
+from tests.conftest import tiny_overrides
+from tests.tb import hparams, scalars
+
+
+def test_debug_runs_stay_out_of_the_normal_logs(sample_root, tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.train",
+            "debug=fast_dev_run",
+            *tiny_overrides(sample_root, tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "logs" / "debug").iterdir()
+    assert run_dir.name.endswith("_fast_dev_run")
+    assert not (tmp_path / "logs" / "runs").exists()
+
+
+def test_overfit_learns_two_batches_by_heart(sample_root, tmp_path):
+    metrics, _ = run(
+        tiny_overrides(sample_root, tmp_path, "debug=overfit", "trainer.max_epochs=30"),
+        output_dir=tmp_path / "run",
+    )
+    assert metrics["train/acc"] >= 0.99 and metrics["steps"] == 30 * 2
+
+
+def test_limit_and_profiler(sample_root, tmp_path):
+    metrics, _ = run(tiny_overrides(sample_root, tmp_path, "debug=limit"), output_dir=tmp_path / "limit")
+    assert (
+        metrics["epochs"] == 2 and metrics["steps"] == 2 * 5
+    )  # the command line beats debug=limit's 3 epochs
+    _, run_dir = run(tiny_overrides(sample_root, tmp_path, "debug=profiler"), output_dir=tmp_path / "prof")
+    report = next(run_dir.glob("*profile*")).read_text()
+    assert "run_training_epoch" in report
+
+
+def test_anomaly_detection_runs(sample_root, tmp_path):
+    metrics, _ = run(tiny_overrides(sample_root, tmp_path, "debug=anomaly"), output_dir=tmp_path / "run")
+    assert metrics["epochs"] == 2  # the command line's max_epochs beats the debug config's
+
+
+def test_early_stopping_on_val_loss(sample_root, tmp_path):
+    overrides = tiny_overrides(
+        sample_root,
+        tmp_path,
+        "callbacks/early_stopping=val_loss",
+        "trainer.max_epochs=50",
+        "callbacks.early_stopping.min_delta=10",
+        "callbacks.early_stopping.patience=2",
+    )
+    metrics, _ = run(overrides, output_dir=tmp_path / "run")
+    assert metrics["epochs"] == 3  # no epoch improves val/loss by 10: stopped after patience + 1 epochs
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "callbacks/progress_bar=rich",
+        "callbacks/progress_bar=tqdm",
+        "callbacks/model_summary=rich",
+        "callbacks/model_summary=default",
+    ],
+)
+def test_progress_bars_and_summaries(sample_root, tmp_path, choice):
+    overrides = [
+        o
+        for o in tiny_overrides(sample_root, tmp_path, choice, "trainer.max_epochs=1")
+        if not o.startswith(("trainer.enable_progress_bar", "trainer.enable_model_summary"))
+    ]
+    metrics, _ = run(overrides, output_dir=tmp_path / "run")
+    assert metrics["epochs"] == 1
+
+
+def test_csv_logger_beside_tensorboard(sample_root, tmp_path):
+    _, run_dir = run(
+        tiny_overrides(sample_root, tmp_path, "logger=tensorboard_csv"), output_dir=tmp_path / "run"
+    )
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("val/acc")]
+    assert len(rows) == 2
+    assert len(scalars(run_dir / "tensorboard")["val/acc"]) == 2
+    _, csv_only = run(tiny_overrides(sample_root, tmp_path, "logger=csv"), output_dir=tmp_path / "csv_only")
+    assert (csv_only / "csv" / "metrics.csv").is_file() and not (csv_only / "tensorboard").exists()
+
+
+def test_tags_and_notes_reach_hparams_and_compare(sample_root, tmp_path):
+    _, run_dir = run(
+        tiny_overrides(sample_root, tmp_path, "tags=[baseline,paper]", "notes='first try'"),
+        output_dir=tmp_path / "runs" / "a",
+    )
+    run(tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1"), output_dir=tmp_path / "runs" / "b")
+    values, _ = hparams(run_dir / "tensorboard")
+    assert values["tags"] == "baseline,paper" and values["notes"] == "first try"
+    table = markdown(compare(tmp_path / "runs"))
+    assert "| tags | notes |" in table and "baseline,paper | first try" in table
+
+
+def test_print_config_shows_the_tree(sample_root, tmp_path, capsys):
+    run(
+        tiny_overrides(sample_root, tmp_path, "print_config=true", "trainer.max_epochs=1"),
+        output_dir=tmp_path / "r",
+    )
+    out = capsys.readouterr().out
+    assert "config" in out and "optimizer" in out and "torch.optim.SGD" in out
+
+
+def test_lr_find_suggests_a_learning_rate(sample_root, tmp_path, capsys):
+    # 6 batches per epoch here: 20 epochs give the finder its 100 steps.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.train",
+            "lr_find=true",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=20"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert 1e-5 <= result["suggested_lr"] <= 10
+    assert f"optimizer.lr={result['suggested_lr']:.3g}" in proc.stdout
+    assert (tmp_path / "run" / "lr_find.png").is_file() and not (tmp_path / "run" / "metrics.json").exists()
+    from tests.tb import load
+
+    assert "lr_find" in load(tmp_path / "run" / "tensorboard").Tags()["images"]
+
+
+def test_lr_find_without_enough_steps_says_so(sample_root, tmp_path):
+    from digitlab.errors import DigitlabError
+
+    with pytest.raises(
+        DigitlabError, match=r"lr_find ran 12 of 100 steps and could not suggest.*trainer.max_epochs"
+    ):
+        run(tiny_overrides(sample_root, tmp_path, "lr_find=true"), output_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "lr_find.png").is_file()
+
+
+def test_lr_find_needs_an_optimizer(sample_root, tmp_path):
+    with pytest.raises(ConfigError, match="lr_find=true needs a model trained by an optimizer"):
+        run(
+            tiny_overrides(sample_root, tmp_path, "experiment=fastbook_baseline", "lr_find=true"),
+            output_dir=tmp_path / "run",
+        )
+
+
+def test_python_api(sample_root, tmp_path):
+    metrics, run_dir = digitlab.run(
+        tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1"), output_dir=tmp_path / "api"
+    )
+    assert run_dir == tmp_path / "api" and metrics["epochs"] == 1
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_ddp_with_two_cpu_processes(sample_root, tmp_path):
+    """accelerator=ddp_cpu: the multi-process path of accelerator=ddp, exercised without GPUs."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.train",
+            "accelerator=ddp_cpu",
+            f"hydra.run.dir={run_dir}",
+            *tiny_overrides(sample_root, tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 96 training images, batch 16, split over 2 processes: 3 steps per epoch in each.
+    assert metrics["epochs"] == 2 and metrics["steps"] == 2 * 3
+    assert 0.0 <= metrics["val/acc"] <= 1.0
+    assert "distributed_backend=gloo" in proc.stdout + proc.stderr
