@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import math
 import statistics
 import sys
@@ -56,17 +55,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 
 def curve(run: Run, tag: str) -> list[tuple[int, float]]:
     """`(step, value)` points of one scalar from the run's TensorBoard event files (empty if none)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file watcher chats at INFO
-    log_dir = run.path / "tensorboard"
-    if not log_dir.is_dir():
-        return []
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in events.Scalars(tag)]
+    return run.scalars.get(tag, [])
 
 
 @dataclass

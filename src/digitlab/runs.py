@@ -6,8 +6,9 @@ completed. This module finds run dirs under a folder and reads them; it knows no
 from __future__ import annotations
 
 import json
+import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from omegaconf import OmegaConf
 @dataclass(frozen=True)
 class Run:
     path: Path
-    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -44,6 +44,19 @@ class Run:
     def metrics(self) -> dict[str, Any] | None:
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+    @cached_property
+    def scalars(self) -> dict[str, list[tuple[int, float]]]:
+        """Every scalar in the run's TensorBoard event files as `tag -> [(step, value)]`, read once."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its file watcher chats at INFO
+        log_dir = self.path / "tensorboard"
+        if not log_dir.is_dir():
+            return {}
+        events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
+        events.Reload()
+        return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
     @property
     def completed(self) -> bool:

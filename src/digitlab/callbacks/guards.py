@@ -25,6 +25,10 @@ class StopOnNonFiniteLoss(L.Callback):
         if loss is None:
             return
         step = trainer.global_step
+        if self.check_every_n_steps == 1:  # checked at once: the step is the current one
+            if not torch.isfinite(loss.detach()):
+                self._raise(trainer, step, float(loss))
+            return
         if self._first_bad is None:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
         bad_now = ~torch.isfinite(loss.detach())

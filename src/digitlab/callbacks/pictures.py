@@ -106,7 +106,9 @@ def image_grid(images: torch.Tensor, captions: list[str], cmap: str = "gray"):
         else:
             ax.imshow(image[0], cmap=cmap)
         ax.set_title(caption, fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(
+        left=0.02, right=0.98, bottom=0.02, top=1 - 0.3 / (1.45 * rows), wspace=0.1, hspace=0.35
+    )
     return fig
 
 
