@@ -124,12 +124,21 @@ def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, value in flat.items() if not key.startswith(NOT_HPARAMS)}
 
 
-# Interpolated copies (model.loss is ${loss}) and where-things-live paths are not settings to compare.
+# Interpolated copies (model.loss is ${loss}), where things live and how a run reports are not settings
+# to compare.
 NOT_HPARAMS = (
     "model.loss",
     "model.optimizer",
     "model.scheduler",
     "data.data_dir",
     "data.seed",
+    "data.url",
+    "data.offline",
+    "data.download_timeout",
+    "data.check_counts",
     "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.check_val_every_n_epoch",
 )

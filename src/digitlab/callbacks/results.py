@@ -1,10 +1,11 @@
 """What a run records about itself: hparams for TensorBoard's HParams table, its composed config in every
 checkpoint (so eval and predict need the checkpoint alone), and `metrics.json`, written last.
 
-The hparams summary is written when fit starts, naming the metric tags (`val/acc`, ...) the module logs
-every epoch; TensorBoard's HParams table shows each tag's latest value, so a finished run shows its final
-metrics and an interrupted one its last, never a placeholder. `metrics.json` is written atomically at the
-end of fit, so its presence means the run completed.
+The hparams are written when fit starts as a session-start summary only. Without a per-run experiment
+summary, TensorBoard builds the experiment from all runs' sessions: its metric columns are the scalars the
+runs log (`val/acc`, ... with their latest values, so a finished run shows its final metrics), and the
+hparams that differ between runs (a sweep's swept values) are shown first. `metrics.json` is written
+atomically at the end of fit, so its presence means the run completed.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
-
-HPARAMS_METRICS = ("val/acc", "val/acc_best", "val/acc_macro", "val/loss", "train/loss")
-
 
 CONFIG_KEY = "digitlab_config"  # where checkpoints keep the run's composed config
 
@@ -53,10 +51,8 @@ class RunResults(L.Callback):
 
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                exp, ssi, sei = hparams_summary(self.hparams, dict.fromkeys(HPARAMS_METRICS, 0.0))
-                writer = logger.experiment._get_file_writer()
-                for summary in (exp, ssi, sei):
-                    writer.add_summary(summary)
+                _, session_start, _ = hparams_summary(self.hparams, {})
+                logger.experiment._get_file_writer().add_summary(session_start)
             else:
                 logger.log_hyperparams(self.hparams)
 
