@@ -195,3 +195,19 @@ def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
     ]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     assert len(list((tmp_path / "logs" / "multiruns").iterdir())) == 2
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from digitlab.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 60
