@@ -162,3 +162,27 @@ def test_bad_batch_size(tmp_path):
 
     with pytest.raises(ConfigError, match=r"data.batch_size=0 is invalid: it must be a whole number >= 1"):
         MnistSampleDataModule(data_dir=str(tmp_path), batch_size=0)
+
+
+def test_cli_reports_a_broken_folder_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "mnist_sample" / "train" / "3").mkdir(parents=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.train",
+            f"data.root={tmp_path / 'mnist_sample'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output
+    assert "class folder" in output and "train/7' is missing" in output
+    assert not list((tmp_path / "logs").rglob("*.ckpt")), "no checkpoint for a run that never trained"

@@ -107,6 +107,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = cfg.get("ckpt_path") or (resume_checkpoint(output_dir) if cfg.get("resume") else None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        # Fetch and check the data before any work starts, so a bad folder is one clear error and not an
+        # interrupted fit (DDP children, LOCAL_RANK > 0, wait for rank 0's copy inside fit instead).
+        datamodule.prepare_data()
     # _convert_="all": plain lists and dicts reach torch (and its checkpoints), not OmegaConf containers.
     model = instantiate(cfg.model, class_names=list(datamodule.class_names), _convert_="all")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

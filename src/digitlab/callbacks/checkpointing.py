@@ -34,7 +34,7 @@ class CheckpointOnInterrupt(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if trainer.state.fn != "fit":
-            return
+        if trainer.state.fn != "fit" or (trainer.global_step == 0 and trainer.current_epoch == 0):
+            return  # nothing trained yet: nothing worth keeping
         trainer.save_checkpoint(self.path, weights_only=False)
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)
