@@ -19,28 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from digitlab.config import PLUMBING_KEYS
 from digitlab.errors import DigitlabError
 from digitlab.runs import Run, find_runs
 
-# Overrides that say where things live or how quiet a run is, not what was trained (as in conf/hydra/).
-IGNORED_KEYS = (
-    "hydra.",
-    "paths.",
-    "data.root",
-    "data.data_dir",
-    "data.url",
-    "data.offline",
-    "data.download_timeout",
-    "data.check_counts",
-    "resume",
-    "tags",
-    "notes",
-    "print_config",
-    "hparams_search",
-    "torch_threads",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-)
+# Overrides that are not settings of what was trained; tags and notes get columns of their own.
+IGNORED_KEYS = ("hydra.", "tags", "notes", *PLUMBING_KEYS)
 SEED = "seed"
 
 

@@ -124,14 +124,12 @@ def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, value in flat.items() if not key.startswith(NOT_HPARAMS)}
 
 
-# Interpolated copies (model.loss is ${loss}), where things live and how a run reports are not settings
-# to compare.
-NOT_HPARAMS = (
-    "model.loss",
-    "model.optimizer",
-    "model.scheduler",
+# Keys that say where things live or how a run reports, not what was trained: left out of the HParams
+# table and of digitlab-compare's columns (conf/hydra/default.yaml leaves them out of job folder names).
+PLUMBING_KEYS = (
+    "paths.",
+    "data.root",
     "data.data_dir",
-    "data.seed",
     "data.url",
     "data.offline",
     "data.download_timeout",
@@ -141,4 +139,10 @@ NOT_HPARAMS = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "trainer.check_val_every_n_epoch",
+    "resume",
+    "hparams_search",
+    "torch_threads",
+    "print_config",
 )
+# Interpolated copies (model.loss is ${loss}) would repeat columns; data.seed is the run's seed.
+NOT_HPARAMS = ("model.loss", "model.optimizer", "model.scheduler", "data.seed", *PLUMBING_KEYS)
