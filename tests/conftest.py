@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,18 @@ def tiny_overrides(root: Path, tmp_path: Path, *extra: str) -> list[str]:
 def real_data_dir() -> Path:
     """The repository's data/ folder: the real MNIST_SAMPLE is fetched or built there once and reused."""
     return REPO / "data"
+
+
+def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m digitlab.train <args>` as a user would; with `check`, fail the test on a non-zero exit."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc

@@ -13,6 +13,7 @@ from PIL import Image
 
 from digitlab.data import MnistDataModule, MnistSampleDataModule
 from digitlab.errors import DataError
+from tests.conftest import cli
 
 
 def tree_digest(root: Path) -> str:
@@ -165,22 +166,13 @@ def test_bad_batch_size(tmp_path):
 
 
 def test_cli_reports_a_broken_folder_before_any_work(tmp_path):
-    import subprocess
-    import sys
 
     (tmp_path / "mnist_sample" / "train" / "3").mkdir(parents=True)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitlab.train",
-            f"data.root={tmp_path / 'mnist_sample'}",
-            f"paths.log_dir={tmp_path / 'logs'}",
-        ],
+    proc = cli(
+        f"data.root={tmp_path / 'mnist_sample'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        check=False,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in output

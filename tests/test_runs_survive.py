@@ -18,7 +18,7 @@ from digitlab.errors import ConfigError
 from digitlab.evaluate import evaluate
 from digitlab.evaluate import main as eval_main
 from digitlab.predict import main as predict_main
-from tests.conftest import digit_image, tiny_overrides
+from tests.conftest import cli, digit_image, tiny_overrides
 from tests.tb import scalars
 
 
@@ -102,21 +102,12 @@ def test_divergence_stops_the_run_naming_the_step(sample_root, tmp_path):
 
 def test_a_diverging_job_fails_and_the_sweep_goes_on(sample_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitlab.train",
-            "-m",
-            f"hydra.sweep.dir={sweep}",
-            *tiny_overrides(
-                sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30,0.5"
-            ),
-        ],
+    proc = cli(
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30,0.5"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        check=False,
     )
     assert "training diverged" in proc.stdout + proc.stderr
     jobs = sorted(sweep.glob("[0-9]_*"))
@@ -153,13 +144,7 @@ def test_unreadable_checkpoint_and_unwritable_output_dir(sample_root, tmp_path):
 
 
 def test_cli_error_has_no_traceback(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.train", "ckpt_path=/nonexistent.ckpt", f"paths.log_dir={tmp_path}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli("ckpt_path=/nonexistent.ckpt", f"paths.log_dir={tmp_path}", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert "ckpt_path='/nonexistent.ckpt' is not a file" in proc.stdout + proc.stderr
 

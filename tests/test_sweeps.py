@@ -11,17 +11,8 @@ from PIL import Image
 
 from digitlab.compare import main as compare_main
 from digitlab.runs import find_runs
-from tests.conftest import tiny_overrides
+from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
-
-
-def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.train", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
 
 
 def job_dirs(sweep: Path) -> list[Path]:

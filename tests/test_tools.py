@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,24 +12,12 @@ import digitlab
 from digitlab.api import run
 from digitlab.compare import compare, markdown
 from digitlab.errors import ConfigError
-from tests.conftest import tiny_overrides
+from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
 
 
 def test_debug_runs_stay_out_of_the_normal_logs(sample_root, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitlab.train",
-            "debug=fast_dev_run",
-            *tiny_overrides(sample_root, tmp_path),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli("debug=fast_dev_run", *tiny_overrides(sample_root, tmp_path), cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "logs" / "debug").iterdir()
     assert run_dir.name.endswith("_fast_dev_run")
@@ -128,19 +114,12 @@ def test_print_config_shows_the_tree(sample_root, tmp_path, capsys):
 
 def test_lr_find_suggests_a_learning_rate(sample_root, tmp_path, capsys):
     # 6 batches per epoch here: 20 epochs give the finder its 100 steps.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitlab.train",
-            "lr_find=true",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=20"),
-        ],
+    proc = cli(
+        "lr_find=true",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=20"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "lr_find.json").read_text())
@@ -181,19 +160,12 @@ def test_python_api(sample_root, tmp_path):
 def test_ddp_with_two_cpu_processes(sample_root, tmp_path):
     """accelerator=ddp_cpu: the multi-process path of accelerator=ddp, exercised without GPUs."""
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "digitlab.train",
-            "accelerator=ddp_cpu",
-            f"hydra.run.dir={run_dir}",
-            *tiny_overrides(sample_root, tmp_path),
-        ],
+    proc = cli(
+        "accelerator=ddp_cpu",
+        f"hydra.run.dir={run_dir}",
+        *tiny_overrides(sample_root, tmp_path),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())

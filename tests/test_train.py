@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from digitlab.api import run
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO, cli, tiny_overrides
 from tests.tb import hparams, scalars
 
 
@@ -84,14 +82,7 @@ def test_swappable_parts_train(sample_root, tmp_path, extra):
 
 def test_cli_trains_and_reports(sample_root, tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.train", *tiny_overrides(sample_root, tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = cli(*tiny_overrides(sample_root, tmp_path), cwd=tmp_path, check=False, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Final validation metrics:" in proc.stdout and "val/acc " in proc.stdout
     assert f"tensorboard --logdir {tmp_path / 'logs'}" in proc.stdout
@@ -102,13 +93,7 @@ def test_cli_trains_and_reports(sample_root, tmp_path):
 
 
 def test_cli_reports_a_bad_value_in_one_paragraph(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.train", "optimizer.lr=-1", f"paths.log_dir={tmp_path}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli("optimizer.lr=-1", f"paths.log_dir={tmp_path}", cwd=REPO, check=False)
     assert proc.returncode == 1
     assert "optimizer.lr=-1 is invalid: it must be a number > 0." in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
