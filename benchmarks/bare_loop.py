@@ -63,9 +63,9 @@ def main(name: str, data_dir: str) -> None:
         t0 = time.perf_counter()
         model.train()
         for idx in torch.randperm(len(train_y)).split(batch):
-            out = model(train_x[idx])
+            out = model(train_x.index_select(0, idx))  # faster than train_x[idx]
             out = out.squeeze(-1) if binary else out
-            loss = loss_fn(out, train_y[idx])
+            loss = loss_fn(out, train_y.index_select(0, idx))
             opt.zero_grad()
             loss.backward()
             opt.step()

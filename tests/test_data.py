@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from digitlab.data import MnistDataModule, MnistSampleDataModule
+from digitlab.data.datamodules import IndexBatchSampler, TensorBatches, keep_batch
 from digitlab.errors import DataError
 from tests.conftest import cli
 
@@ -64,6 +67,57 @@ def test_valid_batches_are_in_order_and_complete(sample_root, tmp_path):
     dm.setup()
     labels = torch.cat([y for _, y in dm.val_dataloader()])
     assert torch.equal(labels, dm.valid_set.labels)
+
+
+@pytest.mark.parametrize("batch_size", [10, 8])  # 96 images: a partial last batch, or none
+@pytest.mark.parametrize("stop_at_len", [False, True])  # Lightning stops after len(loader) batches
+def test_index_batches_match_pytorch_batching(sample_root, tmp_path, batch_size, stop_at_len):
+    """Same shuffled order, batch for batch and epoch after epoch, as DataLoader(shuffle=True) with the same
+    generator: the fast path changes no result. Validation batches are views of the split, not copies."""
+    dm = sample_dm(sample_root, tmp_path, batch_size=batch_size, seed=3)
+    dm.setup()
+    generator = torch.Generator().manual_seed(3)
+    plain = DataLoader(
+        dm.train_set, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=keep_batch
+    )
+    ours = dm.train_dataloader()
+    assert len(ours) == len(plain) == -(-96 // batch_size)
+
+    def epoch(loader):
+        batches = iter(loader)
+        if stop_at_len:
+            batches = itertools.islice(batches, len(loader))
+        return [labels for _, labels in batches]
+
+    for n in range(3):
+        expected, got = epoch(plain), epoch(ours)
+        assert [len(b) for b in got] == [len(b) for b in expected], n
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), n
+    images, _ = next(iter(dm.val_dataloader()))
+    assert images.untyped_storage().data_ptr() == dm.valid_set.images.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_index_batches_from_any_sampler(drop_last):
+    """Under DDP Lightning rebuilds the batch sampler around a DistributedSampler: each rank gets its own
+    indices, batched."""
+    data = TensorBatches(torch.arange(25.0).view(25, 1), torch.arange(25))
+    ranks = [
+        IndexBatchSampler(DistributedSampler(data, num_replicas=2, rank=r, shuffle=False), 4, drop_last)
+        for r in (0, 1)
+    ]
+    seen = [torch.cat([data.__getitems__(b)[1] for b in sampler]) for sampler in ranks]
+    assert [len(b) for b in ranks[0]] == ([4, 4, 4] if drop_last else [4, 4, 4, 1])
+    assert len(list(ranks[0])) == len(ranks[0])
+    if not drop_last:
+        assert set(torch.cat(seen).tolist()) == set(range(25))
+    sequential = IndexBatchSampler(SequentialSampler(data), 10, drop_last)
+    assert [data.__getitems__(b)[1].tolist() for b in sequential] == [
+        list(range(0, 10)),
+        list(range(10, 20)),
+        *([] if drop_last else [list(range(20, 25))]),
+    ]
+    assert len(list(sequential)) == len(sequential)
 
 
 def test_mnist_has_ten_classes(mnist_root, tmp_path):

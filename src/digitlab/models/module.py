@@ -40,6 +40,8 @@ class DigitClassifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=n, average="micro", validate_args=False)
         self.val_acc_per_class = MulticlassAccuracy(num_classes=n, average=None, validate_args=False)
         self.val_acc_best = MaxMetric()
+        # (loss * n, n) of the current validation pass, summed on the device and logged once per epoch.
+        self.register_buffer("val_sums", torch.zeros(2), persistent=False)
 
     def predict_labels(self, scores: torch.Tensor) -> torch.Tensor:
         # logit > 0 is the chapter's `sigmoid(logit) > 0.5`, without torchmetrics guessing whether these are logits.
@@ -64,26 +66,35 @@ class DigitClassifier(L.LightningModule):
         # The sanity-check validation before training must not count towards the best accuracy.
         self.val_acc_best.reset()
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_sums.zero_()
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
         images, labels = batch
         scores = self(images)
         preds = self.predict_labels(scores)
         loss = self.loss(scores, labels)
         if loss is not None:
-            # sync_dist: under DDP the epoch mean covers every process's batches (a no-op on one device).
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels), sync_dist=True)
+            self.val_sums += torch.stack([loss.detach() * len(labels), torch.full_like(loss, len(labels))])
         self.val_acc.update(preds, labels)
         self.val_acc_per_class.update(preds, labels)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
         return {"preds": preds, "scores": scores.detach()}
 
     def on_validation_epoch_end(self) -> None:
+        # Logged here, once: a self.log per validation step costs more than a small model's step. The
+        # torchmetrics states and (under DDP) the loss sums are reduced over every process's batches.
+        if type(self).loss is not DigitClassifier.loss:  # the baseline has no loss to report
+            loss_sum, count = self.trainer.strategy.reduce(self.val_sums, reduce_op="sum")
+            self.log("val/loss", loss_sum / count, prog_bar=True)
+        acc = self.val_acc.compute()
         per_class = self.val_acc_per_class.compute()
+        self.val_acc.reset()
         self.val_acc_per_class.reset()
-        for name, acc in zip(self.class_names, per_class, strict=True):
-            self.log(f"val/acc_{name}", acc)
+        self.log("val/acc", acc, prog_bar=True)
+        for name, class_acc in zip(self.class_names, per_class, strict=True):
+            self.log(f"val/acc_{name}", class_acc)
         self.log("val/acc_macro", per_class.mean())
-        self.val_acc_best.update(self.val_acc.compute())
+        self.val_acc_best.update(acc)
         self.log("val/acc_best", self.val_acc_best.compute())
 
 
