@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -118,6 +119,21 @@ def test_index_batches_from_any_sampler(drop_last):
         *([] if drop_last else [list(range(20, 25))]),
     ]
     assert len(list(sequential)) == len(sequential)
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_data_moves_to_the_training_device_once(sample_root, tmp_path, resident):
+    """On a GPU the splits live on the device and every batch is gathered there. Without a GPU the "meta"
+    device stands in for one: the same code path, no data."""
+    dm = sample_dm(sample_root, tmp_path, batch_size=32, device_resident=resident)
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    dm.setup("fit")
+    expected = "meta" if resident else "cpu"
+    assert dm.train_set.images.device.type == dm.valid_set.labels.device.type == expected
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.device.type == labels.device.type == expected and images.shape == (32, 1, 28, 28)
+    images, _ = next(iter(dm.val_dataloader()))
+    assert images.device.type == expected
 
 
 def test_mnist_has_ten_classes(mnist_root, tmp_path):
