@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from digitlab.api import run
 from digitlab.errors import ConfigError
@@ -132,6 +135,11 @@ def test_pictures_reach_tensorboard_and_png(sample_root, tmp_path, experiment, p
         sample_root, tmp_path, f"experiment={experiment}", "trainer.max_epochs=1", *extra
     )
     _, run_dir = run(overrides, output_dir=tmp_path / "r")
-    tags = set(load(run_dir / "tensorboard").Tags()["images"])
-    assert {f"pictures/{name}" for name in pictures} <= tags
+    events = load(run_dir / "tensorboard")
+    assert {f"pictures/{name}" for name in pictures} <= set(events.Tags()["images"])
     assert {f"{name}.png" for name in pictures} <= {p.name for p in (run_dir / "pictures").iterdir()}
+    for name in pictures:  # the same picture in both places
+        (event,) = events.Images(f"pictures/{name}")
+        in_tensorboard = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+        png = np.asarray(Image.open(run_dir / "pictures" / f"{name}.png"))
+        assert in_tensorboard.shape == png.shape and (in_tensorboard == png).all(), name
