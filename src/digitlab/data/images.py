@@ -26,35 +26,41 @@ IMAGE_SIZE = (28, 28)
 CACHE_VERSION = 1  # bump when the cached format changes
 
 
-def list_images(split_dir: Path, class_names: tuple[str, ...]) -> list[tuple[int, Path]]:
-    """`(label, path)` for every PNG, label = position of its folder in `class_names`, in a stable order."""
+def list_images(split_dir: Path, class_names: tuple[str, ...]) -> list[tuple[int, str]]:
+    """`(label, "<class>/<file>")` for every PNG, label = position of its folder in `class_names`, in a
+    stable order. Plain strings, not Paths: a split holds up to 60k files and this runs on every start."""
     items = []
     for label, name in enumerate(class_names):
-        class_dir = split_dir / name
-        names = sorted(f for f in os.listdir(class_dir) if not f.startswith("."))
-        items.extend((label, class_dir / f) for f in names)
+        names = sorted(f for f in os.listdir(split_dir / name) if not f.startswith("."))
+        items.extend((label, f"{name}/{f}") for f in names)
     return items
 
 
-def _digest(split_dir: Path, items: list[tuple[int, Path]], entry) -> str:
+def _digest(split_dir: Path, items: list[tuple[int, str]], entry) -> str:
     digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
-    for label, path in items:
-        digest.update(f"{label}\0{path.relative_to(split_dir)}\0".encode())
-        digest.update(entry(path))
+    root = os.fspath(split_dir)
+    for label, relative in items:
+        digest.update(f"{label}\0{relative}\0".encode())
+        digest.update(entry(os.path.join(root, relative)))
     return digest.hexdigest()[:16]
 
 
-def content_key(split_dir: Path, items: list[tuple[int, Path]], cache_dir: Path) -> str:
+def _listing(path: str) -> bytes:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}".encode()
+
+
+def _content(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) -> str:
     """sha256 of labels, relative paths and bytes; recalled from a listing fingerprint when that is unchanged."""
-
-    def listing(path: Path) -> bytes:
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}".encode()
-
-    memo = cache_dir / f"listing-{_digest(split_dir, items, listing)}.key"
+    memo = cache_dir / f"listing-{_digest(split_dir, items, _listing)}.key"
     if memo.exists():
         return memo.read_text().strip()
-    key = _digest(split_dir, items, Path.read_bytes)
+    key = _digest(split_dir, items, _content)
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo.write_text(key)
     return key
@@ -95,7 +101,7 @@ def load_split(
         except (OSError, RuntimeError, KeyError, EOFError) as err:
             log.warning("ignoring unreadable cache %s (%s); decoding the PNGs again", cache, err)
     log.info("decoding %d PNGs in %s (once; cached as %s)", len(items), split_dir, cache.name)
-    images = torch.from_numpy(np.stack([decode_png(path) for _, path in items]))
+    images = torch.from_numpy(np.stack([decode_png(split_dir / relative) for _, relative in items]))
     labels = torch.tensor([label for label, _ in items], dtype=torch.int64)
     partial = cache.with_suffix(f".{os.getpid()}.tmp")
     torch.save({"images": images, "labels": labels}, partial)
