@@ -80,7 +80,7 @@ def startup(tmp: Path) -> dict:
     cmd = [
         PY,
         "-c",
-        f"import sys; sys.path.insert(0, {env_path!r}); from digitlab.train import main; sys.argv[0]='digitlab-train'; main()",
+        f"import sys; sys.path.insert(0, {env_path!r}); from digitlab.train import cli; sys.argv[0]='digitlab-train'; cli()",
         "trainer.max_epochs=1",
         timer,
         f"hydra.run.dir={tmp / 'first_step'}",

@@ -21,6 +21,7 @@ from typing import Any
 
 from digitlab.config import PLUMBING_KEYS
 from digitlab.errors import DigitlabError
+from digitlab.exiting import skip_exit_gc
 from digitlab.runs import Run, find_runs
 
 # Overrides that are not settings of what was trained; tags and notes get columns of their own.
@@ -257,6 +258,8 @@ def plot_metric_vs_params(comparison: Comparison, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the command, not called from Python
+        skip_exit_gc()
     parser = argparse.ArgumentParser(prog="digitlab-compare", description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
     parser.add_argument(

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from digitlab.errors import DigitlabError
+from digitlab.exiting import skip_exit_gc
 
 
 def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict[str, float]:
@@ -47,6 +48,8 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the command, not called from Python
+        skip_exit_gc()
     settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
     if positional or "ckpt_path" not in settings:
         print("usage: digitlab-eval ckpt_path=<checkpoint> [key=value ...]", file=sys.stderr)

@@ -16,6 +16,7 @@ import numpy as np
 
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import parse_args
+from digitlab.exiting import skip_exit_gc
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INVERT_CHOICES = ("auto", "true", "false")
@@ -77,6 +78,8 @@ def predict(
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the command, not called from Python
+        skip_exit_gc()
     settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
     if "ckpt_path" not in settings or not positional:
         print(

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from digitlab.config import config_dir, hparams_from_config, validate
 from digitlab.errors import DigitlabError
+from digitlab.exiting import skip_exit_gc
 
 log = logging.getLogger(__name__)
 
@@ -186,5 +187,11 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `digitlab-train` command."""
+    skip_exit_gc()
     main()
+
+
+if __name__ == "__main__":
+    cli()
