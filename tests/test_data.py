@@ -74,7 +74,7 @@ def test_valid_batches_are_in_order_and_complete(sample_root, tmp_path):
 @pytest.mark.parametrize("stop_at_len", [False, True])  # Lightning stops after len(loader) batches
 def test_index_batches_match_pytorch_batching(sample_root, tmp_path, batch_size, stop_at_len):
     """Same shuffled order, batch for batch and epoch after epoch, as DataLoader(shuffle=True) with the same
-    generator: the fast path changes no result. Validation batches are views of the split, not copies."""
+    generator: the fast path changes no result."""
     dm = sample_dm(sample_root, tmp_path, batch_size=batch_size, seed=3)
     dm.setup()
     generator = torch.Generator().manual_seed(3)
@@ -95,7 +95,8 @@ def test_index_batches_match_pytorch_batching(sample_root, tmp_path, batch_size,
         assert [len(b) for b in got] == [len(b) for b in expected], n
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), n
     images, _ = next(iter(dm.val_dataloader()))
-    assert images.untyped_storage().data_ptr() == dm.valid_set.images.untyped_storage().data_ptr()
+    images.zero_()  # a batch is a copy: a model editing its input in place leaves the data alone
+    assert dm.valid_set.images[: len(images)].max() == 1.0
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

@@ -2,9 +2,9 @@
 
 The datasets are 10-200 MB as float32, so each split is decoded once (see `images.py`) and kept in memory,
 on the training device when that is a GPU (`device_resident`). The batch sampler yields whole batches as
-index tensors (a training epoch is one `randperm` split into batches; validation batches are slices, i.e.
-views), and a batch is one fancy-index into those tensors: no per-sample Python, no collate, no copy to the
-GPU per batch. Batches are float `[B, 1, 28, 28]` in [0, 1] (the chapter divides by 255) with int64 labels.
+index tensors (a training epoch is one `randperm` split into batches), and a batch is one `index_select`
+on those tensors: no per-sample Python, no collate, no copy from the host to the GPU per batch. Batches
+are float `[B, 1, 28, 28]` in [0, 1] (the chapter divides by 255) with int64 labels.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from digitlab.errors import ConfigError
 
 class TensorBatches(Dataset):
     """Images and labels in memory. DataLoader hands `__getitems__` what the batch sampler yields: an index
-    tensor, a slice (a view, no copy) or a list of indices."""
+    tensor (or a list of indices). Each batch is a copy, so a model that edits its input in place cannot
+    change the dataset."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.images, self.labels = images, labels
@@ -36,9 +37,7 @@ class TensorBatches(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
 
-    def __getitems__(self, index: torch.Tensor | slice | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(index, slice):
-            return self.images[index], self.labels[index]
+    def __getitems__(self, index: torch.Tensor | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(index).to(self.labels.device, non_blocking=True)
         # index_select is about 2.5x faster than advanced indexing (images[index]) for a batch of rows.
         return self.images.index_select(0, index), self.labels.index_select(0, index)
@@ -48,22 +47,20 @@ class IndexBatchSampler(BatchSampler):
     """`BatchSampler` whose batches are index tensors, drawn without a Python int per sample.
 
     A `RandomSampler` becomes one `randperm` per epoch from the sampler's generator: the same order, batch
-    for batch, as PyTorch's BatchSampler over it. A `SequentialSampler` becomes slices. Any other sampler
+    for batch, as PyTorch's BatchSampler over it. A `SequentialSampler` becomes an `arange`. Any other sampler
     (Lightning injects a `DistributedSampler` under DDP, re-creating this class with it) is batched as is.
     """
 
-    def __iter__(self) -> Iterator[torch.Tensor | slice]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         n = len(self.sampler)
-        if isinstance(self.sampler, SequentialSampler):
-            stops = range(self.batch_size, n + (0 if self.drop_last else self.batch_size), self.batch_size)
-            yield from (slice(stop - self.batch_size, min(stop, n)) for stop in stops)
-            return
         sampler = self.sampler
         plain_shuffle = (
             isinstance(sampler, RandomSampler) and not sampler.replacement and sampler.num_samples == n
         )
         if plain_shuffle:
             order = torch.randperm(n, generator=sampler.generator)
+        elif isinstance(sampler, SequentialSampler):
+            order = torch.arange(n)
         else:
             order = torch.as_tensor(list(sampler), dtype=torch.int64)
         batches = order.split(self.batch_size)
