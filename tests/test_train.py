@@ -8,6 +8,7 @@ import os
 import pytest
 
 from digitlab.api import run
+from digitlab.runs import Run
 from tests.conftest import REPO, cli, tiny_overrides
 from tests.tb import hparams, scalars
 
@@ -90,6 +91,13 @@ def test_cli_trains_and_reports(sample_root, tmp_path):
     assert run_dir.name.endswith("_fastbook_linear")
     assert (run_dir / ".hydra" / "overrides.yaml").is_file() and (run_dir / "metrics.json").is_file()
     assert (run_dir / "train.log").is_file()
+    # config.json (what compare reads) is the same config as the one rebuilt from .hydra/ without it.
+    resolved = json.loads((run_dir / "config.json").read_text())
+    assert resolved["experiment_name"] == "fastbook_linear" and resolved["paths"]["output_dir"] == str(
+        run_dir
+    )
+    (run_dir / "config.json").unlink()
+    assert Run(run_dir).config == resolved
 
 
 def test_cli_reports_a_bad_value_in_one_paragraph(tmp_path):

@@ -12,7 +12,13 @@ from __future__ import annotations
 import atexit
 import gc
 
+_registered = False
+
 
 def skip_exit_gc() -> None:
-    """Call first thing in a CLI's entry point: handlers registered later run before this one."""
-    atexit.register(gc.freeze)
+    """Call first thing in a CLI's entry point (and in each job of a parallel launcher's worker processes):
+    exit handlers registered later, such as Lightning's, run before this one. Registers once per process."""
+    global _registered
+    if not _registered:
+        atexit.register(gc.freeze)
+        _registered = True

@@ -22,8 +22,12 @@ class Run:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """The run's composed config, resolved. A CLI run's `${hydra:...}` values (e.g. `experiment_name`)
-        are read from its own `.hydra/hydra.yaml`, by turning them into plain interpolations of that file."""
+        """The run's composed config, resolved: `config.json`, which the run writes when fit starts. For a
+        run without one (stopped before fit), from `.hydra/`: its `${hydra:...}` values (e.g.
+        `experiment_name`) are read from its own `hydra.yaml`, by turning them into plain interpolations."""
+        resolved = self.path / "config.json"
+        if resolved.exists():
+            return json.loads(resolved.read_text())
         text = (self.path / ".hydra" / "config.yaml").read_text()
         hydra_yaml = self.path / ".hydra" / "hydra.yaml"
         if not hydra_yaml.exists():

@@ -173,6 +173,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    skip_exit_gc()  # also in the worker processes of hydra/launcher=joblib, which never run cli()
     try:
         metrics = train(cfg)
     except DigitlabError as err:

@@ -1,5 +1,6 @@
-"""What a run records about itself: hparams for TensorBoard's HParams table, its composed config in every
-checkpoint (so eval and predict need the checkpoint alone), and `metrics.json`, written last.
+"""What a run records about itself: hparams for TensorBoard's HParams table, its composed config, resolved,
+in `config.json` (what compare reads) and in every checkpoint (so eval and predict need the checkpoint
+alone), and `metrics.json`, written last.
 
 The hparams are written when fit starts as a session-start summary only. Without a per-run experiment
 summary, TensorBoard builds the experiment from all runs' sessions: its metric columns are the scalars the
@@ -47,6 +48,7 @@ class RunResults(L.Callback):
         self._started = time.perf_counter()
         if trainer.global_rank != 0:
             return
+        write_json(self.output_dir / "config.json", self.config)
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         for logger in trainer.loggers:
