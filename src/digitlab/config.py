@@ -35,6 +35,21 @@ def config_dir() -> Path:
     )
 
 
+def check_group_overrides(overrides: list[str]) -> None:
+    """`logger=null` (any config group set to null) stops Hydra with a traceback; say what works instead."""
+    root = config_dir()
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group = key.lstrip("+")
+        if sep and value == "null" and group and (root / group).is_dir():
+            options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+            raise ConfigError(
+                f"{override} is not an option of the config group {group!r}: a group cannot be set to null "
+                f"on the command line. Switch it off with ~{group} (Hydra's delete syntax), or pick one of: "
+                f"{', '.join(options)}."
+            )
+
+
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 

@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from digitlab.config import config_dir, hparams_from_config, validate
+from digitlab.config import check_group_overrides, config_dir, hparams_from_config, validate
 from digitlab.errors import DigitlabError
 from digitlab.exiting import skip_exit_gc
 
@@ -191,6 +191,11 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     """The `digitlab-train` command."""
     skip_exit_gc()
+    try:
+        check_group_overrides(sys.argv[1:])
+    except DigitlabError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(1)
     main()
 
 
