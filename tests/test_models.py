@@ -108,6 +108,19 @@ def test_resnet18_gray_stem_computes_what_the_rgb_stem_computes():
         resnet18(2, stem="rgba")
 
 
+@pytest.mark.parametrize("stem", ["rgb", "gray"])
+def test_resnet18_channels_last_is_the_same_network(stem):
+    torch.manual_seed(0)
+    plain = resnet18(2, stem=stem).eval()
+    nhwc = resnet18(2, stem=stem, channels_last=True).eval()
+    assert nhwc.state_dict().keys() == plain.state_dict().keys()  # checkpoints load either way
+    nhwc.load_state_dict(plain.state_dict())
+    convs = [m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    images = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(nhwc(images), plain(images), atol=1e-5)
+
+
 def test_resnet18_pretrained_without_network_is_a_clear_error(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from digitlab.api import run
 from digitlab.runs import Run
@@ -113,3 +114,26 @@ def test_cli_explains_a_config_group_set_to_null(tmp_path):
     assert "logger=null is not an option of the config group 'logger'" in proc.stderr
     assert "Switch it off with ~logger" in proc.stderr and "csv, tensorboard, tensorboard_csv" in proc.stderr
     assert not list(tmp_path.iterdir()), "nothing is written for a command that cannot run"
+
+
+@pytest.mark.parametrize(
+    "compile_option",
+    [
+        "{backend:eager}",  # dynamo traces the net, no C++ compiler: quick
+        pytest.param("true", marks=pytest.mark.slow),  # inductor: compiles C++ kernels, about 30 s
+    ],
+)
+def test_compiled_net_gives_the_eager_numbers_and_checkpoints(sample_root, tmp_path, compile_option):
+    eager, eager_dir = run(tiny_overrides(sample_root, tmp_path, "seed=5"), output_dir=tmp_path / "eager")
+    compiled, compiled_dir = run(
+        tiny_overrides(sample_root, tmp_path, "seed=5", f"model.compile={compile_option}"),
+        output_dir=tmp_path / "compiled",
+    )
+    for key in ("val/acc", "val/acc_best", "train/acc"):
+        assert compiled[key] == eager[key], key
+    assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-5)
+    weights = [
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        for d in (eager_dir, compiled_dir)
+    ]
+    assert weights[0].keys() == weights[1].keys()  # a compiled run's checkpoint loads as an eager one's
