@@ -9,8 +9,8 @@ Prints the figures and writes them to benchmarks/RESULTS.md with the machine and
   sequential, for linear and MLP sweeps;
 - peak memory (max RSS) of each training process.
 - the import floor: `import lightning` against `import torch`, what any Lightning program pays at start.
-Timings on a shared machine are noisy: linear and MLP alternate digitlab and bare runs REPEATS times and
-report medians; every other figure is one run, side by side with its baseline.
+Timings on a shared machine are noisy: the models alternate digitlab and bare runs REPEATS times and report
+medians, the import floor and start-up figures are medians of 3, the sweeps are single runs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ AGE_CODE = """import os
 from pathlib import Path
 start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
 print(float(Path("/proc/uptime").read_text().split()[0]) - start)"""
-REPEATS = {"linear": 3, "mlp": 3, "resnet18": 2}
+REPEATS = {"linear": 3, "mlp": 3, "resnet18": 2}  # medians of alternating runs
 
 
 def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str, int]:
@@ -106,21 +106,27 @@ def import_floor() -> dict:
 
 
 def startup(tmp: Path) -> dict:
-    compose, _, _ = timed([PY, "-m", "digitlab.train", "--cfg", "job"])
-    marker = tmp / "first_step.json"
-    timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
-    env_path = f"{ROOT / 'benchmarks'}"
-    cmd = [
-        PY,
-        "-c",
-        f"import sys; sys.path.insert(0, {env_path!r}); from digitlab.train import cli; sys.argv[0]='digitlab-train'; cli()",
-        "trainer.max_epochs=1",
-        timer,
-        f"hydra.run.dir={tmp / 'first_step'}",
-        *QUIET,
-    ]
-    timed(cmd)
-    return {"compose_s": compose, "first_step_s": json.loads(marker.read_text())["first_step_s"]}
+    """Composing the config (`--cfg job`, whole process) and process start to the first training step;
+    median of 3 each."""
+    compose = statistics.median(timed([PY, "-m", "digitlab.train", "--cfg", "job"])[0] for _ in range(3))
+    first_steps = []
+    for repeat in range(3):
+        marker = tmp / f"first_step{repeat}.json"
+        timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
+        env_path = f"{ROOT / 'benchmarks'}"
+        cmd = [
+            PY,
+            "-c",
+            f"import sys; sys.path.insert(0, {env_path!r}); from digitlab.train import cli; "
+            "sys.argv[0]='digitlab-train'; cli()",
+            "trainer.max_epochs=1",
+            timer,
+            f"hydra.run.dir={tmp / f'first_step{repeat}'}",
+            *QUIET,
+        ]
+        timed(cmd)
+        first_steps.append(json.loads(marker.read_text())["first_step_s"])
+    return {"compose_s": compose, "first_step_s": statistics.median(first_steps)}
 
 
 def data(tmp: Path, data_dir: Path, linear_epoch_s: float) -> dict:
@@ -182,8 +188,9 @@ def report(rows: list[dict], start: dict, data_: dict, sweep: dict, imports: dic
         "# Benchmark results",
         "",
         "Written by `make bench` (benchmarks/bench.py), every figure taken side by side with its baseline in the",
-        "same run: linear and MLP are medians of 3 alternating digitlab / bare runs, the rest single runs. digitlab",
-        "runs use the experiment configs as shipped (CPU: deterministic algorithms on), with the progress bar off.",
+        "same run: linear and MLP are medians of 3 alternating digitlab / bare runs, resnet18 of 2, the start-up",
+        "figures of 3, the sweeps single runs. digitlab runs use the experiment configs as shipped (CPU:",
+        "deterministic algorithms on), with the progress bar off.",
         "",
         f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores; "
         f"Python {platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}.",
