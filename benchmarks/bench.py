@@ -274,8 +274,13 @@ def report(rows: list[dict], start: dict, data_: dict, sweep: dict, imports: dic
         f"{floor:.2f} s over a bare PyTorch script before its first line runs.",
         f"- Whole-process overhead beyond that floor: linear {by['linear']['process_extra_s'] - floor:+.2f} s, "
         f"MLP {by['mlp']['process_extra_s'] - floor:+.2f} s, resnet18 "
-        f"{by['resnet18']['process_extra_s'] - floor:+.2f} s (below zero: digitlab's commands skip the garbage "
-        "collector's pass at exit, about 0.7 s of the bare script's own exit).",
+        f"{by['resnet18']['process_extra_s'] - floor:+.2f} s"
+        + (
+            " (below zero: digitlab's commands skip the garbage collector's pass at exit, about 0.7 s of the "
+            "bare script's own exit)."
+            if any(r["process_extra_s"] < floor for r in rows)
+            else "."
+        ),
         "",
         "## Start-up, data, sweeps",
         "",
