@@ -28,11 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 EXPERIMENTS = {"linear": "fastbook_linear", "mlp": "fastbook_mlp", "resnet18": "fastbook_resnet18"}
-# Seconds since the process started, from /proc (first_step.py's process_age_s, without its imports).
-AGE_CODE = """import os
-from pathlib import Path
-start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-print(float(Path("/proc/uptime").read_text().split()[0]) - start)"""
 REPEATS = {"linear": 3, "mlp": 3, "resnet18": 2}  # medians of alternating runs
 
 
@@ -97,7 +92,8 @@ def import_floor() -> dict:
     process (its age from /proc), so the interpreter's exit is not counted."""
     result = {}
     for module in ("torch", "lightning"):
-        code = f"import {module}\n{AGE_CODE}"
+        code = f"import {module}, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import process_age; "
+        code += "print(process_age.process_age_s())"
         ages = [float(timed([PY, "-c", code])[1].strip().splitlines()[-1]) for _ in range(3)]
         result[f"{module}_s"] = statistics.median(ages)
     result["floor_s"] = result["lightning_s"] - result["torch_s"]

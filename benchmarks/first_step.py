@@ -4,19 +4,11 @@ after the process started the first training step began. Kept out of the package
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import lightning as L
-
-
-def process_age_s() -> float:
-    """Seconds since this process started, from /proc (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - start_ticks / ticks
+from process_age import process_age_s
 
 
 class FirstStepTimer(L.Callback):

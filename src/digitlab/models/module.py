@@ -143,7 +143,8 @@ class ClassifierModule(DigitClassifier):
         self.scheduler_factory = scheduler
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scores = (self._compiled_net or (self.net,))[0](images)
+        net = self._compiled_net[0] if self._compiled_net else self.net
+        scores = net(images)
         return scores.squeeze(-1) if self.binary else scores
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
