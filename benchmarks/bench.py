@@ -1,6 +1,7 @@
 """digitlab's overhead, measured against a bare PyTorch loop in the same run: `make bench`.
 
-Prints the figures and writes them to benchmarks/RESULTS.md with the machine and versions:
+Prints the figures and writes them to benchmarks/results.json with the machine and versions; `render.py`
+turns that into benchmarks/RESULTS.md:
 - linear (20 epochs), MLP (40), resnet18 (1): time per epoch (training + validation) and whole-process wall
   time of `digitlab-train`, next to `bare_loop.py` (same data in memory, model, batch, optimizer); accuracy;
 - start-up: composing the config (`--cfg job`), and process start to the first training step;
@@ -16,6 +17,7 @@ medians, the import floor and start-up figures are medians of 3, the sweeps are 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -24,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import render
+
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 PY = sys.executable
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 EXPERIMENTS = {"linear": "fastbook_linear", "mlp": "fastbook_mlp", "resnet18": "fastbook_resnet18"}
@@ -46,7 +51,7 @@ def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str, int]:
 
 def train(args: list[str], tmp: Path, name: str) -> tuple[float, dict, int]:
     run_dir = tmp / name
-    wall, _, rss = timed([PY, "-m", "digitlab.train", *args, f"hydra.run.dir={run_dir}", *QUIET])
+    wall, _, rss = timed([PY, "-m", "digitlab.cli.train", *args, f"hydra.run.dir={run_dir}", *QUIET])
     return wall, json.loads((run_dir / "metrics.json").read_text()), rss
 
 
@@ -86,15 +91,17 @@ def models(tmp: Path, data_dir: Path) -> list[dict]:
     return rows
 
 
+PROBES = ROOT / "benchmarks" / "probes"
+
+
 def import_floor() -> dict:
     """Seconds from process start until `import torch`, and `import lightning` (which imports torchmetrics,
     torchvision, torch._dynamo and scipy.signal), have returned; median of 3 each. Measured inside the
     process (its age from /proc), so the interpreter's exit is not counted."""
     result = {}
     for module in ("torch", "lightning"):
-        code = f"import {module}, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import process_age; "
-        code += "print(process_age.process_age_s())"
-        ages = [float(timed([PY, "-c", code])[1].strip().splitlines()[-1]) for _ in range(3)]
+        probe = [PY, str(PROBES / "import_age.py"), module]
+        ages = [float(timed(probe)[1].strip().splitlines()[-1]) for _ in range(3)]
         result[f"{module}_s"] = statistics.median(ages)
     result["floor_s"] = result["lightning_s"] - result["torch_s"]
     print("imports", result, flush=True)
@@ -104,17 +111,14 @@ def import_floor() -> dict:
 def startup(tmp: Path) -> dict:
     """Composing the config (`--cfg job`, whole process) and process start to the first training step;
     median of 3 each."""
-    compose = statistics.median(timed([PY, "-m", "digitlab.train", "--cfg", "job"])[0] for _ in range(3))
+    compose = statistics.median(timed([PY, "-m", "digitlab.cli.train", "--cfg", "job"])[0] for _ in range(3))
     first_steps = []
     for repeat in range(3):
         marker = tmp / f"first_step{repeat}.json"
         timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
-        env_path = f"{ROOT / 'benchmarks'}"
         cmd = [
             PY,
-            "-c",
-            f"import sys; sys.path.insert(0, {env_path!r}); from digitlab.train import cli; "
-            "sys.argv[0]='digitlab-train'; cli()",
+            str(PROBES / "train_first_step.py"),
             "trainer.max_epochs=1",
             timer,
             f"hydra.run.dir={tmp / f'first_step{repeat}'}",
@@ -126,21 +130,7 @@ def startup(tmp: Path) -> dict:
 
 
 def data(tmp: Path, data_dir: Path, linear_epoch_s: float) -> dict:
-    code = f"""
-import json, statistics, time
-from digitlab.data import MnistSampleDataModule
-dm = MnistSampleDataModule(data_dir={str(data_dir)!r})
-t = time.perf_counter(); dm.setup(); load = time.perf_counter() - t
-train, valid = dm.train_dataloader(), dm.val_dataloader()
-epochs = []
-for _ in range(7):
-    t = time.perf_counter()
-    for batch in train: pass
-    for batch in valid: pass
-    epochs.append(time.perf_counter() - t)
-print(json.dumps({{"load_s": load, "fetch_epoch_s": statistics.median(epochs)}}))
-"""
-    _, out, _ = timed([PY, "-c", code])
+    _, out, _ = timed([PY, str(PROBES / "fetch_batches.py"), str(data_dir)])
     result = json.loads(out.strip().splitlines()[-1])
     result["fetch_share"] = result["fetch_epoch_s"] / linear_epoch_s
     return result
@@ -158,7 +148,7 @@ def sweeps(tmp: Path) -> dict:
             sweep = tmp / f"sweep_{name}_{launcher}"
             extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
             walls[launcher], _, _ = timed(
-                [PY, "-m", "digitlab.train", "-m", *args, *extra, f"hydra.sweep.dir={sweep}", *QUIET]
+                [PY, "-m", "digitlab.cli.train", "-m", *args, *extra, f"hydra.sweep.dir={sweep}", *QUIET]
             )
             if launcher == "basic":
                 fits = [json.loads(p.read_text())["wall_time_s"] for p in sweep.glob("*/metrics.json")]
@@ -172,151 +162,36 @@ def sweeps(tmp: Path) -> dict:
     return result
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
-def report(rows: list[dict], start: dict, data_: dict, sweep: dict, imports: dict) -> str:
-    import lightning
-    import torch
-
-    lines = [
-        "# Benchmark results",
-        "",
-        "Written by `make bench` (benchmarks/bench.py), every figure taken side by side with its baseline in the",
-        "same run: linear and MLP are medians of 3 alternating digitlab / bare runs, resnet18 of 2, the start-up",
-        "figures of 3, the sweeps single runs. digitlab runs use the experiment configs as shipped (CPU:",
-        "deterministic algorithms on), with the progress bar off.",
-        "",
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, lightning {lightning.__version__}.",
-        "",
-        "## Training: digitlab against a bare PyTorch loop",
-        "",
-        "| model | epochs | epoch s (digitlab) | epoch s (bare) | ratio | process s (digitlab) | process s (bare) "
-        "| extra s | val/acc (digitlab) | val/acc (bare) | peak MB (digitlab) | peak MB (bare) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['epochs']} | {r['epoch_s']:.3f} | {r['bare_epoch_s']:.3f} | {r['epoch_ratio']:.2f} "
-            f"| {r['process_s']:.1f} | {r['bare_process_s']:.1f} | {r['process_extra_s']:+.1f} | {r['acc']:.4f} "
-            f"| {r['bare_acc']:.4f} | {r['rss_mb']} | {r['bare_rss_mb']} |"
-        )
-    by = {r["model"]: r for r in rows}
-    targets = [
-        (
-            "resnet18 epoch time <= 1.1 x bare loop",
-            f"{by['resnet18']['epoch_ratio']:.2f} x",
-            by["resnet18"]["epoch_ratio"] <= 1.1,
-        ),
-        (
-            "linear whole process <= bare + 2 s",
-            f"{by['linear']['process_extra_s']:+.1f} s",
-            by["linear"]["process_extra_s"] <= 2,
-        ),
-        (
-            "MLP whole process <= bare + 2 s",
-            f"{by['mlp']['process_extra_s']:+.1f} s",
-            by["mlp"]["process_extra_s"] <= 2,
-        ),
-        (
-            "config composition (`--cfg job`, whole process) < 1.5 s",
-            f"{start['compose_s']:.2f} s",
-            start["compose_s"] < 1.5,
-        ),
-        (
-            "process start to first training step < 4 s",
-            f"{start['first_step_s']:.2f} s",
-            start["first_step_s"] < 4,
-        ),
-        ("cached dataset load < 0.3 s", f"{data_['load_s']:.3f} s", data_["load_s"] < 0.3),
-        (
-            "batch fetching < 5 % of an epoch (linear)",
-            f"{100 * data_['fetch_share']:.1f} %",
-            data_["fetch_share"] < 0.05,
-        ),
-        (
-            "8-job sequential sweep <= 1.2 x sum of training times (linear)",
-            f"{sweep['linear_sequential_over_fits']:.2f} x",
-            sweep["linear_sequential_over_fits"] <= 1.2,
-        ),
-        (
-            "8-job sequential sweep <= 1.2 x sum of training times (MLP)",
-            f"{sweep['mlp_sequential_over_fits']:.2f} x",
-            sweep["mlp_sequential_over_fits"] <= 1.2,
-        ),
-        (
-            "joblib (2 jobs) >= 1.6 x faster than sequential (linear)",
-            f"{sweep['linear_joblib_speedup']:.2f} x",
-            sweep["linear_joblib_speedup"] >= 1.6,
-        ),
-        (
-            "joblib (2 jobs) >= 1.6 x faster than sequential (MLP)",
-            f"{sweep['mlp_joblib_speedup']:.2f} x",
-            sweep["mlp_joblib_speedup"] >= 1.6,
-        ),
-    ]
-    lines += ["", "## Targets", "", "| target | measured | |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
-    floor = imports["floor_s"]
-    lines += [
-        "",
-        "## The import floor",
-        "",
-        f"- Process start to `import torch` done: {imports['torch_s']:.2f} s; to `import lightning` done: "
-        f"{imports['lightning_s']:.2f} s (Lightning imports torchmetrics, which imports torchvision, "
-        "`torch._dynamo` and `scipy.signal`). Any Lightning program pays these "
-        f"{floor:.2f} s over a bare PyTorch script before its first line runs.",
-        f"- Whole-process overhead beyond that floor: linear {by['linear']['process_extra_s'] - floor:+.2f} s, "
-        f"MLP {by['mlp']['process_extra_s'] - floor:+.2f} s, resnet18 "
-        f"{by['resnet18']['process_extra_s'] - floor:+.2f} s"
-        + (
-            " (below zero: digitlab's commands skip the garbage collector's pass at exit, about 0.7 s of the "
-            "bare script's own exit)."
-            if any(r["process_extra_s"] < floor for r in rows)
-            else "."
-        ),
-        "",
-        "## Start-up, data, sweeps",
-        "",
-        f"- `digitlab-train --cfg job` (compose and print the config): {start['compose_s']:.2f} s whole process.",
-        f"- Process start to the first training step (linear, warm cache): {start['first_step_s']:.2f} s.",
-        f"- Cached MNIST_SAMPLE load (`setup()`): {data_['load_s']:.3f} s; iterating one training and one validation "
-        f"epoch of batches: {data_['fetch_epoch_s']:.4f} s, {100 * data_['fetch_share']:.1f} % of a linear epoch.",
-        f"- Linear sweep, {sweep['linear_jobs']} jobs: sequential {sweep['linear_sequential_s']:.1f} s against "
-        f"{sweep['linear_sum_fit_s']:.1f} s of summed training; joblib with 2 jobs {sweep['linear_joblib2_s']:.1f} s.",
-        f"- MLP sweep (10 epochs), {sweep['mlp_jobs']} jobs: sequential {sweep['mlp_sequential_s']:.1f} s against "
-        f"{sweep['mlp_sum_fit_s']:.1f} s of summed training; joblib with 2 jobs {sweep['mlp_joblib2_s']:.1f} s.",
-        "- Per job of a sequential sweep, beyond its training and the one start-up (`import lightning`): linear "
-        f"{(sweep['linear_sequential_s'] - sweep['linear_sum_fit_s'] - imports['lightning_s']) / sweep['linear_jobs']:.2f} s, "
-        f"MLP {(sweep['mlp_sequential_s'] - sweep['mlp_sum_fit_s'] - imports['lightning_s']) / sweep['mlp_jobs']:.2f} s "
-        "(Hydra composes each job's config twice, the sweep summary is written at the end).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def main() -> None:
     data_dir = ROOT / "data"
     with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        subprocess.run(
-            [
-                PY,
-                "-c",
-                f"from digitlab.data import MnistSampleDataModule as M; M(data_dir={str(data_dir)!r}).setup()",
-            ],
-            check=True,
-        )  # data and cache ready before anything is timed
+        timed([PY, str(PROBES / "fetch_batches.py"), str(data_dir)])  # data and cache ready before timing
         imports = import_floor()
         rows = models(tmp, data_dir)
         start = startup(tmp)
         data_ = data(tmp, data_dir, next(r for r in rows if r["model"] == "linear")["epoch_s"])
         sweep = sweeps(tmp)
-    text = report(rows, start, data_, sweep, imports)
-    (ROOT / "benchmarks" / "RESULTS.md").write_text(text)
-    print(text)
+    import lightning
+    import torch
+
+    results = {
+        "machine": {
+            "arch": platform.machine(),
+            "processor": platform.processor() or "cpu",
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
+        },
+        "models": rows,
+        "startup": start,
+        "data": data_,
+        "sweeps": sweep,
+        "imports": imports,
+    }
+    RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    print(render.write(RESULTS_JSON))
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ def real_data_dir() -> Path:
 
 
 def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m digitlab.train <args>` as a user would; with `check`, fail the test on a non-zero exit."""
+    """Run `python -m digitlab.cli.train <args>` as a user would; with `check`, fail the test on a non-zero exit."""
     proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.train", *args],
+        [sys.executable, "-m", "digitlab.cli.train", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

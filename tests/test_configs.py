@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from digitlab.api import compose_config
-from digitlab.config import config_dir, validate
+from digitlab.build import instantiate
+from digitlab.config.checks import validate
+from digitlab.config.location import config_dir
 from digitlab.errors import ConfigError
-from digitlab.train import instantiate
 
 GROUPS = [
     "data",

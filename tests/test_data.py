@@ -188,14 +188,17 @@ def expect_error(root, tmp_path, match, check_counts=False):
 
 
 def test_missing_root(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist") as info:
         MnistSampleDataModule(root=str(tmp_path / "nope"), data_dir=str(tmp_path)).prepare_data()
+    assert str(info.value).startswith(
+        f"data.root={str(tmp_path / 'nope')!r} does not exist"
+    )  # what was typed
 
 
 def test_missing_class_folder(broken, tmp_path):
     shutil.rmtree(broken / "valid" / "7")
     message = expect_error(broken, tmp_path, "incomplete")
-    assert str(broken / "valid" / "7") in message
+    assert str(broken / "valid" / "7") in message and message.startswith(f"data.root={str(broken)!r}")
 
 
 def test_wrong_count(broken, tmp_path):

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from digitlab.losses import BinaryCrossEntropy, CrossEntropy, MnistLoss, mnist_loss
-from digitlab.optim import BasicOptim
+from digitlab.loss import BinaryCrossEntropy, CrossEntropy, MnistLoss, mnist_loss
+from digitlab.optimizer import BasicOptim
 
 
 def test_mnist_loss_is_the_chapters_definition():

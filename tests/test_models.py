@@ -12,10 +12,10 @@ from PIL import Image
 
 from digitlab.api import run
 from digitlab.errors import ConfigError
-from digitlab.models.module import ClassifierModule
-from digitlab.models.nets import linear, mlp
-from digitlab.models.pixel_similarity import PixelSimilarity
-from digitlab.models.resnet import resnet18
+from digitlab.model.module import ClassifierModule
+from digitlab.model.nets import linear, mlp
+from digitlab.model.pixel_similarity import PixelSimilarity
+from digitlab.model.resnet import resnet18
 from tests.conftest import tiny_overrides
 from tests.tb import load
 
@@ -71,7 +71,7 @@ def test_pixel_similarity_scores_nearest_mean():
 
 
 def test_net_output_width_follows_the_loss():
-    from digitlab.losses import CrossEntropy, MnistLoss
+    from digitlab.loss import CrossEntropy, MnistLoss
 
     binary = ClassifierModule(net=linear, loss=MnistLoss(), optimizer=torch.optim.SGD, class_names=("7", "3"))
     assert binary(torch.rand(4, 1, 28, 28)).shape == (4,)
@@ -85,7 +85,7 @@ def test_net_output_width_follows_the_loss():
 def test_mlp_shape_and_first_layer_picture():
     net = mlp(1, hidden=30, depth=2)
     assert [m.out_features for m in net if isinstance(m, torch.nn.Linear)] == [30, 30, 1]
-    from digitlab.losses import MnistLoss
+    from digitlab.loss import MnistLoss
 
     model = ClassifierModule(
         net=lambda num_outputs: mlp(num_outputs), loss=MnistLoss(), optimizer=torch.optim.SGD

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from PIL import Image
 
-from digitlab.config import validate
+from digitlab.config.checks import validate
 from digitlab.data.images import decode_png
 from digitlab.errors import ConfigError, DataError
 

@@ -14,10 +14,10 @@ from PIL import Image
 
 from digitlab.api import run
 from digitlab.callbacks.guards import TrainingDiverged
+from digitlab.cli.evaluate import evaluate
+from digitlab.cli.evaluate import main as eval_main
+from digitlab.cli.predict import main as predict_main
 from digitlab.errors import ConfigError
-from digitlab.evaluate import evaluate
-from digitlab.evaluate import main as eval_main
-from digitlab.predict import main as predict_main
 from tests.conftest import cli, digit_image, tiny_overrides
 from tests.tb import scalars
 
@@ -63,7 +63,7 @@ def test_interrupted_run_keeps_checkpoint_and_resumes_without_losing_epochs(samp
     args = [
         sys.executable,
         "-m",
-        "digitlab.train",
+        "digitlab.cli.train",
         *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=40", "data.batch_size=2"),
         f"hydra.run.dir={run_dir}",
     ]

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitlab.data.folders import prepare_folder
 from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
-from digitlab.data.sources import OfflineWheel, prepare_folder
+from digitlab.data.offline import OfflineWheel
 from digitlab.errors import DataError
 
 
@@ -129,24 +130,39 @@ class Served:
         self.server.server_close()
 
 
-def tgz_of(folder: Path) -> bytes:
+def tgz_of(folder: Path, padding: int = 0) -> bytes:
+    """The folder as fastai's .tgz; `padding` random (incompressible) bytes in a top-level file make the
+    archive larger than the MiB fastai's check reads."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname=folder.name)
+        if padding:
+            info = tarfile.TarInfo(f"{folder.name}/padding.bin")
+            info.size = padding
+            tar.addfile(info, io.BytesIO(np.random.default_rng(0).bytes(padding)))
     return buffer.getvalue()
 
 
-def with_checksum(layout: Layout, body: bytes) -> Layout:
+def with_fastai_check(layout: Layout, body: bytes) -> Layout:
+    """The layout with size and md5 computed as fastai computes them for its checks.txt: the archive's size
+    and the md5 of its first 2**20 bytes (fastdownload's `path_stats`), here independently of our code."""
     from dataclasses import replace
 
-    return replace(layout, size=len(body), md5=hashlib.md5(body).hexdigest())
+    return replace(layout, size=len(body), md5=hashlib.md5(body[: 2**20]).hexdigest())
 
 
-def test_download_from_url(sample_root, tmp_path):
-    body = tgz_of(sample_root)
-    served = Served(body)
+@pytest.fixture(scope="module")
+def big_archive(sample_root) -> bytes:
+    body = tgz_of(sample_root, padding=3 * 2**20 // 2)
+    assert len(body) > 2**20 + 2**19, "the test archive must be larger than the MiB the check reads"
+    return body
+
+
+def test_download_from_url_passes_fastais_check(big_archive, sample_root, tmp_path):
+    served = Served(big_archive)
     try:
-        layout = with_checksum(MNIST_SAMPLE, body)
+        layout = with_fastai_check(MNIST_SAMPLE, big_archive)
+        assert layout.md5 != hashlib.md5(big_archive).hexdigest()  # not the whole file's md5
         folder, source = prepare_folder(
             layout, root=None, data_dir=tmp_path, url=served.url, timeout=5, offline=None, check_counts=False
         )
@@ -156,14 +172,40 @@ def test_download_from_url(sample_root, tmp_path):
     assert sum(1 for _ in folder.rglob("*.png")) == sum(1 for _ in sample_root.rglob("*.png"))
 
 
-def test_download_checksum_mismatch_falls_back_then_fails_clearly(sample_root, tmp_path):
-    served = Served(tgz_of(sample_root))
+def corrupted(body: bytes, at: int) -> bytes:
+    return body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda body: corrupted(body, 2**19), "checksum mismatch for"),  # a byte changed in the first MiB
+        (lambda body: body[: len(body) - 1000], "bytes; expected"),  # truncated
+    ],
+    ids=["byte-changed", "truncated"],
+)
+def test_a_damaged_download_is_refused_and_the_offline_source_takes_over(
+    big_archive, tmp_path, caplog, damage, message
+):
+    layout = with_fastai_check(MNIST_SAMPLE, big_archive)
+    served = Served(damage(big_archive))
+    offline = fake_mnist_wheel(tmp_path / "w.whl")
     try:
-        with pytest.raises(DataError) as info:
-            prepare_folder(
-                MNIST_SAMPLE,
+        with caplog.at_level("WARNING"):
+            _, source = prepare_folder(
+                layout,
                 root=None,
-                data_dir=tmp_path,
+                data_dir=tmp_path / "d",
+                url=served.url,
+                timeout=5,
+                offline=offline,
+                check_counts=False,
+            )
+        with pytest.raises(DataError) as info:  # without the offline source: the clear message itself
+            prepare_folder(
+                layout,
+                root=None,
+                data_dir=tmp_path / "e",
                 url=served.url,
                 timeout=5,
                 offline=None,
@@ -171,8 +213,9 @@ def test_download_checksum_mismatch_falls_back_then_fails_clearly(sample_root, t
             )
     finally:
         served.close()
-    assert "checksum mismatch" in str(info.value) or "bytes; expected 3214948" in str(info.value)
-    assert not (tmp_path / "mnist_sample").exists()
+    assert source == "offline" and message in caplog.text and served.url in caplog.text
+    assert message in str(info.value) and "data.root=<folder>" in str(info.value)
+    assert not (tmp_path / "e" / "mnist_sample").exists(), "a refused download leaves nothing behind"
 
 
 def test_unreachable_url_falls_back_to_offline(tmp_path, caplog):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from digitlab.compare import main as compare_main
-from digitlab.runs import find_runs
+from digitlab.cli.compare import main as compare_main
+from digitlab.rundir import find_runs
 from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
 
@@ -177,7 +177,7 @@ def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
     args = ["-m", *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1")]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "digitlab.train", *args],
+            [sys.executable, "-m", "digitlab.cli.train", *args],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -191,7 +191,7 @@ def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
 def test_slurm_launcher_config_composes():
     from hydra import compose, initialize_config_dir
 
-    from digitlab.config import config_dir
+    from digitlab.config.location import config_dir
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose(

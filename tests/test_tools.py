@@ -9,8 +9,8 @@ import json
 import pytest
 
 import digitlab
+from digitlab.analysis.table import compare, markdown
 from digitlab.api import run
-from digitlab.compare import compare, markdown
 from digitlab.errors import ConfigError
 from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars

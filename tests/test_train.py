@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from digitlab.api import run
-from digitlab.runs import Run
+from digitlab.rundir import Run
 from tests.conftest import REPO, cli, tiny_overrides
 from tests.tb import hparams, scalars
 
@@ -50,8 +50,8 @@ def test_hparams_name_the_settings_and_real_metric_tags(linear_run):
     # metric columns (so they show real values) and the differing hparams first.
     assert experiment_metrics == []
     assert values["optimizer.lr"] == 1.0
-    assert values["model.net._target_"] == "digitlab.models.nets.linear"
-    assert values["loss._target_"] == "digitlab.losses.MnistLoss"
+    assert values["model.net._target_"] == "digitlab.model.nets.linear"
+    assert values["loss._target_"] == "digitlab.loss.MnistLoss"
     assert values["data.batch_size"] == 16 and values["seed"] == 0
     assert {"val/acc", "val/acc_best", "val/loss"} <= set(scalars(run_dir / "tensorboard"))
     assert "hp_metric" not in scalars(run_dir / "tensorboard")
@@ -89,14 +89,12 @@ def test_cli_trains_and_reports(sample_root, tmp_path):
     assert "Final validation metrics:" in proc.stdout and "val/acc " in proc.stdout
     assert f"tensorboard --logdir {tmp_path / 'logs'}" in proc.stdout
     (run_dir,) = (tmp_path / "logs" / "runs").iterdir()
-    assert run_dir.name.endswith("_fastbook_linear")
+    assert run_dir.name.endswith("_linear")  # no experiment chosen: the run is named by its model
     assert (run_dir / ".hydra" / "overrides.yaml").is_file() and (run_dir / "metrics.json").is_file()
     assert (run_dir / "train.log").is_file()
     # config.json (what compare reads) is the same config as the one rebuilt from .hydra/ without it.
     resolved = json.loads((run_dir / "config.json").read_text())
-    assert resolved["experiment_name"] == "fastbook_linear" and resolved["paths"]["output_dir"] == str(
-        run_dir
-    )
+    assert resolved["experiment_name"] == "linear" and resolved["paths"]["output_dir"] == str(run_dir)
     (run_dir / "config.json").unlink()
     assert Run(run_dir).config == resolved
 
@@ -137,3 +135,26 @@ def test_compiled_net_gives_the_eager_numbers_and_checkpoints(sample_root, tmp_p
         for d in (eager_dir, compiled_dir)
     ]
     assert weights[0].keys() == weights[1].keys()  # a compiled run's checkpoint loads as an eager one's
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["paths.log_dir=/proc/digitlab_logs"], "paths.log_dir='/proc/digitlab_logs' is not writable"),
+        (["-m", "paths.log_dir=/proc/digitlab_logs", "seed=0,1"], "paths.log_dir='/proc/digitlab_logs'"),
+        (["hydra.run.dir={file}/run"], "hydra.run.dir='{file}/run' is not writable"),
+        (
+            ["-m", "hydra.sweep.dir={file}/sweep", "seed=0,1"],
+            "hydra.sweep.dir='{file}/sweep' is not writable",
+        ),
+    ],
+    ids=["log_dir", "log_dir-multirun", "run.dir", "sweep.dir"],
+)
+def test_an_output_dir_that_cannot_be_made_is_one_paragraph(tmp_path, args, named):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    proc = cli(*[a.format(file=a_file) for a in args], cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert named.format(file=a_file) in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"], "nothing is written"

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from digitlab.runs import find_runs
+from digitlab.rundir import find_runs
 
 # What the chapter reports on MNIST_SAMPLE (../shared/reference/README.md); the 10-digit runs have no chapter figure.
 CHAPTER = {

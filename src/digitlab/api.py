@@ -1,4 +1,4 @@
-"""Python API for notebooks, scripts and tests: the same composed config and run dir as `digitlab-train`.
+"""Python API for notebooks, scripts and tests: the same composed config, checks and run dir as `digitlab-train`.
 
 from digitlab.api import run
 metrics, run_dir = run(["experiment=fastbook_mlp", "trainer.max_epochs=5"])
@@ -12,36 +12,47 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from digitlab.config import config_dir
+from digitlab.config.location import config_dir, register_resolvers
 
 
-def compose_config(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
+def compose_config(
+    overrides: Sequence[str] = (), output_dir: str | Path | None = None, with_choices: bool = False
+) -> DictConfig | tuple[DictConfig, dict[str, Any]]:
     """Compose `conf/` with `overrides` as the CLI would; `paths.output_dir` is `output_dir` if given, else a
-    fresh run dir under `paths.log_dir` named as the CLI names it."""
+    fresh run dir under `paths.log_dir` named as the CLI names it. With `with_choices`, also return Hydra's
+    group choices (`{"optimizer": "sgd", ...}`), which the checks use to name what was chosen."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve outside a Hydra app
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     with open_dict(cfg):
+        # The values that read Hydra's state are fixed now, as the CLI fixes them for its job; the rest
+        # resolve when used, so a bad combination reaches the checks rather than failing here.
         cfg.paths.output_dir = str(output_dir) if output_dir is not None else cfg.hydra.run.dir
+        cfg.experiment_name = cfg.experiment_name
         del cfg["hydra"]
-    OmegaConf.resolve(cfg)  # fix ${now:...} and friends once, as the CLI does
-    return cfg
+    return (cfg, choices) if with_choices else cfg
 
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's."""
-    from digitlab.config import validate
-    from digitlab.train import train
+    from digitlab.config.checks import validate
+    from digitlab.process import apply_process_policy
+    from digitlab.rundir import Run
+    from digitlab.training import train
 
-    cfg = compose_config(overrides, output_dir)
-    validate(cfg)  # before anything is written
-    run_dir = Path(cfg.paths.output_dir)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
-    return train(cfg), run_dir
+    apply_process_policy()
+    cfg, choices = compose_config(overrides, output_dir, with_choices=True)
+    validate(cfg, choices, overrides)  # before anything is written
+    OmegaConf.resolve(cfg)  # saved as the run was configured
+    run_dir = Run(cfg.paths.output_dir)
+    run_dir.hydra_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir.hydra_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir.hydra_dir / "overrides.yaml")
+    return train(cfg), run_dir.path

@@ -7,8 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from digitlab.callbacks.results import CONFIG_KEY
 from digitlab.errors import ConfigError
+from digitlab.rundir import CONFIG_KEY
 
 
 def check_checkpoint_path(ckpt_path: Any) -> Path:
@@ -50,12 +50,12 @@ def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
 def build_from_checkpoint(ckpt_path: Any, overrides: list[str] = ()) -> tuple[DictConfig, Any, Any]:
     """`(config, datamodule, model with the checkpoint's weights)`; `overrides` (dotted `key=value`) adjust the
     stored config, e.g. `data.root=...` to evaluate on a copy of the data elsewhere."""
-    from digitlab.train import instantiate
+    import digitlab.build as build
 
     checkpoint, cfg = load_checkpoint(ckpt_path)
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, class_names=list(datamodule.class_names), _convert_="all")
+    datamodule = build.datamodule(cfg)
+    model = build.model(cfg, datamodule.class_names)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return cfg, datamodule, model

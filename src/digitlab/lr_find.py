@@ -14,9 +14,10 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
 
-from digitlab.callbacks.results import write_json
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.rundir import write_json
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ def find_lr(
         raise ConfigError(
             f"lr_find=true needs a model trained by an optimizer; {type(model).__name__} has none."
         )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from lightning.pytorch.tuner import Tuner
 
     finder = Tuner(trainer).lr_find(
@@ -49,14 +46,12 @@ def find_lr(
         update_attr=False,
     )
     suggestion = finder.suggestion()
-    figure = finder.plot(suggest=True)
-    figure.axes[0].set_title(f"lr finder: suggested lr {suggestion:.3g}" if suggestion else "lr finder")
+    figure = plot(finder.results.get("lr", []), finder.results.get("loss", []), suggestion)
     output_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(output_dir / "lr_find.png", dpi=100)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure("lr_find", figure, close=False)
-    plt.close(figure)
     steps = len(finder.results.get("lr", []))
     result = {"suggested_lr": suggestion, "min_lr": min_lr, "max_lr": max_lr, "steps": steps}
     write_json(output_dir / "lr_find.json", result)
@@ -67,3 +62,23 @@ def find_lr(
             "trainer.max_epochs or lower data.batch_size."
         )
     return result
+
+
+def plot(lrs: list[float], losses: list[float], suggestion: float | None) -> Figure:
+    """Loss against learning rate (log axis), the suggestion marked: drawn on a Figure, no pyplot."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.subplots()
+    ax.plot(lrs, losses)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    if suggestion is not None:
+        nearest = min(range(len(lrs)), key=lambda i: abs(lrs[i] - suggestion))
+        ax.plot(
+            lrs[nearest], losses[nearest], "o", color="red", markersize=8, label=f"suggested {suggestion:.3g}"
+        )
+        ax.legend()
+    ax.set_title(f"lr finder: suggested lr {suggestion:.3g}" if suggestion else "lr finder")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import lightning as L
 
+from digitlab.rundir import INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
+
 log = logging.getLogger(__name__)
 
 
 class LastCheckpoint(L.Callback):
-    def __init__(self, dirpath: str | Path, filename: str = "last") -> None:
-        self.path = Path(dirpath) / f"{filename}.ckpt"
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Run(run_dir).checkpoints / LAST_CHECKPOINT
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -28,8 +30,8 @@ class LastCheckpoint(L.Callback):
 
 
 class CheckpointOnInterrupt(L.Callback):
-    def __init__(self, dirpath: str | Path, filename: str = "interrupted") -> None:
-        self.path = Path(dirpath) / f"{filename}.ckpt"
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Run(run_dir).checkpoints / INTERRUPTED_CHECKPOINT
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

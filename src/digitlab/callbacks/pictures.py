@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from digitlab.rundir import Run
+
 
 class Pictures(L.Callback):
     def __init__(
@@ -26,7 +28,7 @@ class Pictures(L.Callback):
             max_misclassified: how many misclassified validation images the grid shows.
             every_n_epochs: also draw every n epochs (0: only when fit ends).
         """
-        self.output_dir = Path(output_dir) / "pictures" if output_dir is not None else None
+        self.output_dir = Run(output_dir).pictures if output_dir is not None else None
         self.max_misclassified = max_misclassified
         self.every_n_epochs = every_n_epochs
         self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []

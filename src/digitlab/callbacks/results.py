@@ -11,9 +11,7 @@ atomically at the end of fit, so its presence means the run completed.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -22,12 +20,12 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-CONFIG_KEY = "digitlab_config"  # where checkpoints keep the run's composed config
+from digitlab.rundir import CONFIG_KEY, Run
 
 
 class RunResults(L.Callback):
     def __init__(self, output_dir: str | Path, hparams: dict[str, Any], config: dict[str, Any]) -> None:
-        self.output_dir = Path(output_dir)
+        self.run = Run(output_dir)
         self.hparams = hparams
         self.config = config
         self._started = time.perf_counter()
@@ -48,7 +46,7 @@ class RunResults(L.Callback):
         self._started = time.perf_counter()
         if trainer.global_rank != 0:
             return
-        write_json(self.output_dir / "config.json", self.config)
+        self.run.write_config(self.config)
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         for logger in trainer.loggers:
@@ -72,11 +70,4 @@ class RunResults(L.Callback):
             "wall_time_s": round(time.perf_counter() - self._started, 3),
             "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
         }
-        write_json(self.output_dir / "metrics.json", metrics)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
+        self.run.write_metrics(metrics)

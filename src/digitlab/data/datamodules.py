@@ -17,9 +17,10 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from digitlab.data.folders import prepare_folder
 from digitlab.data.images import load_split
 from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
-from digitlab.data.sources import OfflineWheel, prepare_folder
+from digitlab.data.offline import OfflineWheel
 from digitlab.errors import ConfigError
 
 

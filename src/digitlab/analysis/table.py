@@ -1,39 +1,32 @@
-"""Compare runs: `digitlab-compare <run, sweep or logs dir> [--metric val/acc_best] [--out DIR]`.
-
-Prints a ranked table of the runs found: the overrides that differ between them, final and best val/acc and
-val/loss, epochs and wall time. Runs that differ only in `seed` form one row with mean and standard
-deviation. Writes the table as `compare.csv` and `compare.md`, and PNG plots: `val_acc_curves.png` (one
-curve per run, from its TensorBoard event files) and `<metric>_vs_<param>.png` for each swept numeric
-parameter. Everything lands in `<dir>/compare/` unless `--out` says otherwise.
+"""The comparison of runs: the overrides that differ between them, final and best val/acc and val/loss,
+epochs and wall time, ranked by a metric. Runs that differ only in `seed` form one row (a `Group`) with mean
+and standard deviation. Rendered as Markdown and CSV here; plotted by `plots.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import statistics
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digitlab.config import PLUMBING_KEYS
+from digitlab.config.hparams import is_plumbing
 from digitlab.errors import DigitlabError
-from digitlab.exiting import skip_exit_gc
-from digitlab.runs import Run, find_runs
+from digitlab.rundir import Run, find_runs
 
-# Overrides that are not settings of what was trained; tags and notes get columns of their own.
-IGNORED_KEYS = ("hydra.", "tags", "notes", *PLUMBING_KEYS)
 SEED = "seed"
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """The settings an override list chose: Hydra's own and plumbing keys left out (tags and notes, plumbing
+    too, get columns of their own)."""
     settings = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if not key.startswith(IGNORED_KEYS) and not key.startswith("hydra/"):
+        if not key.startswith(("hydra.", "hydra/")) and not is_plumbing(key):
             settings[key] = value
     return settings
 
@@ -176,124 +169,3 @@ def write_csv(comparison: Comparison, path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def plot_curves(comparison: Comparison, path: Path, tag: str = "val/acc") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for index, group in enumerate(comparison.groups):
-        label = ", ".join(f"{k}={v}" for k, v in group.settings.items()) or comparison.root.name
-        color = f"C{index % 10}"  # one color per group: its seeds read as one setting
-        for i, run in enumerate(group.runs):
-            points = curve(run, tag)
-            if points:
-                steps, values = zip(*points, strict=True)
-                ax.plot(
-                    steps,
-                    values,
-                    color=color,
-                    alpha=0.8,
-                    marker="." if len(points) == 1 else None,
-                    label=label if i == 0 else None,
-                )
-    ax.set_xlabel("step")
-    ax.set_ylabel(tag)
-    ax.set_title(f"{tag} per run ({len(comparison.runs)} runs)")
-    ax.grid(alpha=0.3)
-    if len(comparison.groups) <= 16:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def plot_metric_vs_params(comparison: Comparison, out: Path) -> list[Path]:
-    """The optimized metric against each swept numeric parameter: one dot per run, a line through the means."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for key in comparison.swept:
-        points = [
-            (_number(g.settings.get(key)), v)
-            for g in comparison.groups
-            for v in g.values[comparison.metric]
-            if v is not None
-        ]
-        points = [(x, y) for x, y in points if x is not None]
-        if len({x for x, _ in points}) < 2:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.scatter([x for x, _ in points], [y for _, y in points], alpha=0.6, label="runs")
-        means = defaultdict(list)
-        for x, y in points:
-            means[x].append(y)
-        xs = sorted(means)
-        ax.plot(xs, [statistics.fmean(means[x]) for x in xs], "-", color="black", label="mean over seeds")
-        if min(xs) > 0 and max(xs) / min(xs) >= 100:
-            ax.set_xscale("log")
-        ax.set_xlabel(key)
-        ax.set_ylabel(comparison.metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"{comparison.metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # run as the command, not called from Python
-        skip_exit_gc()
-    parser = argparse.ArgumentParser(prog="digitlab-compare", description=__doc__.splitlines()[0])
-    parser.add_argument("dir", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
-    parser.add_argument(
-        "--metric", default=None, help="rank by this metric (default: the runs' optimized_metric)"
-    )
-    parser.add_argument(
-        "--out", default=None, help="where to write the table and plots (default: <dir>/compare)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        comparison = compare(args.dir, args.metric)
-    except DigitlabError as err:
-        print(f"digitlab-compare: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else Path(args.dir) / "compare"
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown(comparison)
-    (out / "compare.md").write_text(table)
-    write_csv(comparison, out / "compare.csv")
-    plot_curves(comparison, out / "val_acc_curves.png")
-    plots = plot_metric_vs_params(comparison, out)
-    incomplete = [r for r in comparison.runs if not r.completed]
-    print(
-        f"{len(comparison.runs)} runs under {args.dir}, ranked by {comparison.metric}"
-        + (f" ({len(incomplete)} incomplete or failed)" if incomplete else "")
-        + ":\n"
-    )
-    print(table)
-    print(
-        f"Written to {out}: compare.md, compare.csv, val_acc_curves.png"
-        + "".join(f", {p.name}" for p in plots)
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

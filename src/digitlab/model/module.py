@@ -18,7 +18,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from digitlab.errors import ConfigError
-from digitlab.optim import build_scheduler
+from digitlab.scheduler import build_scheduler
 
 MAX_UNITS_SHOWN = 30  # the chapter's simple_net has 30 hidden units
 
@@ -105,7 +105,7 @@ class ClassifierModule(DigitClassifier):
     Args:
         net: builds the `nn.Module` given `num_outputs` (a `_partial_` config): 1 for a binary loss, else the
             number of classes, so one net config serves MNIST_SAMPLE and MNIST with any loss.
-        loss: a module from `digitlab.losses` (its `binary` attribute says what scores it reads).
+        loss: a module from `digitlab.loss` (its `binary` attribute says what scores it reads).
         optimizer: builds the optimizer given `params` (a `_partial_` config).
         scheduler: builds an lr scheduler given `optimizer` (stepped every batch), or None.
         class_names: from the datamodule; `class_names[label]` is that label's digit.

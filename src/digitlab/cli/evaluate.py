@@ -11,15 +11,16 @@ import json
 import sys
 from typing import Any
 
+from digitlab.cli.arguments import parse_args
 from digitlab.errors import DigitlabError
-from digitlab.exiting import skip_exit_gc
+from digitlab.process import apply_process_policy
 
 
 def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict[str, float]:
     import lightning as L
 
     from digitlab.checkpoints import build_from_checkpoint
-    from digitlab.config import validate
+    from digitlab.config.checks import validate
 
     cfg, datamodule, model = build_from_checkpoint(ckpt_path, overrides)
     validate(cfg)
@@ -35,21 +36,9 @@ def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict[str, float]:
     return {key: float(value) for key, value in sorted(metrics.items())}
 
 
-def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """`key=value` arguments: `ckpt_path` apart, the rest as config overrides; anything else is positional."""
-    settings, positional = {}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key and not key.startswith("-"):
-            settings[key] = value
-        else:
-            positional.append(arg)
-    return settings, positional
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as the command, not called from Python
-        skip_exit_gc()
+        apply_process_policy()
     settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
     if positional or "ckpt_path" not in settings:
         print("usage: digitlab-eval ckpt_path=<checkpoint> [key=value ...]", file=sys.stderr)

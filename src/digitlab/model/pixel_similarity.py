@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from digitlab.errors import ConfigError
-from digitlab.models.module import DigitClassifier
+from digitlab.model.module import DigitClassifier
 
 # Distance between images over their last two (pixel) dimensions, as the chapter's mnist_distance.
 DISTANCES = {

@@ -1,4 +1,4 @@
-"""The README's table of config groups and options, generated from conf/: `python -m digitlab.config_table`
+"""The README's table of config groups and options, generated from conf/: `python -m digitlab.cli.config_table`
 prints it; `--write` puts it into README.md between its markers. A test fails when the README is stale."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from digitlab.config import config_dir
+from digitlab.config.location import config_dir
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 

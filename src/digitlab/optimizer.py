@@ -1,8 +1,7 @@
-"""Optimizers beyond torch's own (selected by `conf/optimizer/`), and how schedulers learn the run's length."""
+"""Optimizers beyond torch's own, selected by `conf/optimizer/` (torch's own are named there directly)."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
@@ -28,15 +27,3 @@ class BasicOptim(Optimizer):
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-group["lr"])
         return loss
-
-
-# Schedulers that need the run's length in optimizer steps, and the argument that carries it.
-_LENGTH_ARGUMENTS = ("total_steps", "T_max")
-
-
-def build_scheduler(factory: Callable, optimizer: Optimizer, total_steps: int):
-    """Call a scheduler factory (a `_partial_` config), passing the run length to those that take one."""
-    target = getattr(factory, "func", factory)
-    parameters = inspect.signature(target).parameters
-    lengths = {name: int(total_steps) for name in _LENGTH_ARGUMENTS if name in parameters}
-    return factory(optimizer=optimizer, **lengths)

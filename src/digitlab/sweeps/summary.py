@@ -15,11 +15,14 @@ log = logging.getLogger(__name__)
 
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from digitlab.compare import main as compare_main
+        from digitlab.analysis.summary import write_summary
         from digitlab.errors import DigitlabError
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            compare_main([str(sweep_dir)])
+            comparison, table, written = write_summary(sweep_dir)
         except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
             log.warning("no sweep summary: %s", err)
+            return
+        print(f"\n{len(comparison.runs)} runs under {sweep_dir}, ranked by {comparison.metric}:\n\n{table}")
+        print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab.cli.arguments import parse_args
 from digitlab.errors import DigitlabError
-from digitlab.evaluate import parse_args
-from digitlab.exiting import skip_exit_gc
+from digitlab.process import apply_process_policy
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INVERT_CHOICES = ("auto", "true", "false")
@@ -79,7 +79,7 @@ def predict(
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as the command, not called from Python
-        skip_exit_gc()
+        apply_process_policy()
     settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
     if "ckpt_path" not in settings or not positional:
         print(

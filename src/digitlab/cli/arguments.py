@@ -1,0 +1,15 @@
+"""The `key=value` command lines of digitlab-eval and digitlab-predict (Hydra's dotted overrides, no Hydra)."""
+
+from __future__ import annotations
+
+
+def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`key=value` arguments: `ckpt_path` apart, the rest as config overrides; anything else is positional."""
+    settings, positional = {}, []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key and not key.startswith("-"):
+            settings[key] = value
+        else:
+            positional.append(arg)
+    return settings, positional

@@ -1,0 +1,48 @@
+"""`digitlab-compare <run, sweep or logs dir> [--metric val/acc_best] [--out DIR]`: rank the runs found.
+
+Prints the ranked table (runs that differ only in `seed` are one row with mean and std) and writes it as
+`compare.md` and `compare.csv`, with `val_acc_curves.png` and one `<metric>_vs_<param>.png` per swept
+number, to `<dir>/compare/` unless `--out` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from digitlab.errors import DigitlabError
+from digitlab.process import apply_process_policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    from digitlab.analysis.summary import write_summary
+
+    if argv is None:  # run as the command, not called from Python
+        apply_process_policy()
+    parser = argparse.ArgumentParser(prog="digitlab-compare", description=__doc__.splitlines()[0])
+    parser.add_argument("dir", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
+    parser.add_argument(
+        "--metric", default=None, help="rank by this metric (default: the runs' optimized_metric)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="where to write the table and plots (default: <dir>/compare)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        comparison, table, written = write_summary(args.dir, args.metric, args.out)
+    except DigitlabError as err:
+        print(f"digitlab-compare: {err}", file=sys.stderr)
+        return 2
+    incomplete = [r for r in comparison.runs if not r.completed]
+    print(
+        f"{len(comparison.runs)} runs under {args.dir}, ranked by {comparison.metric}"
+        + (f" ({len(incomplete)} incomplete or failed)" if incomplete else "")
+        + ":\n"
+    )
+    print(table)
+    print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""`digitlab-train [overrides]` (or `python -m digitlab.cli.train`): compose, check, train, report.
+
+The command line is checked before Hydra composes (`check_group_overrides`), the run or sweep folder before
+Hydra creates it (`OutputDirsCheck`, conf/hydra/default.yaml), the composed config before any data work
+(`validate`); each failure is one paragraph naming what was typed. Training itself is `training.train`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from digitlab.config.checks import check_group_overrides
+from digitlab.config.location import config_dir, register_resolvers
+from digitlab.errors import DigitlabError
+from digitlab.process import apply_process_policy, exit_on_error
+
+log = logging.getLogger(__name__)
+
+
+def report(metrics: dict[str, Any], output_dir: Path, log_root: Path) -> None:
+    if "suggested_lr" in metrics:
+        lr = metrics["suggested_lr"]
+        print(f"\nSuggested learning rate: {lr:.3g}   (plot: {output_dir / 'lr_find.png'})")
+        print(f"Train with it:  digitlab-train <your overrides> optimizer.lr={lr:.3g}\n")
+        return
+    shown = {k: v for k, v in metrics.items() if k.startswith("val/")}
+    print("\nFinal validation metrics:")
+    for key, value in shown.items():
+        print(f"  {key:<16} {value:.4f}")
+    print(f"  (epochs {metrics['epochs']}, {metrics['wall_time_s']:.1f} s)")
+    print(f"Run outputs:  {output_dir}  (metrics.json, checkpoints/, tensorboard/, .hydra/)")
+    print(f"TensorBoard:  tensorboard --logdir {log_root}\n")
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from digitlab.config.checks import validate
+    from digitlab.training import train
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    apply_process_policy()  # also in the worker processes of hydra/launcher=joblib, which never run cli()
+    try:
+        validate(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+        metrics = train(cfg)
+    except DigitlabError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", err)  # on the console and in the run's train.log
+        if multirun:
+            raise  # the launcher marks this job failed; the sweep's other jobs still run
+        sys.exit(1)
+    log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
+    report(metrics, Path(cfg.paths.output_dir), Path(log_root))
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+def cli() -> None:
+    """The `digitlab-train` command."""
+    apply_process_policy()
+    register_resolvers()
+    with exit_on_error("digitlab-train"):
+        check_group_overrides(sys.argv[1:])
+    main()
+
+
+if __name__ == "__main__":
+    cli()

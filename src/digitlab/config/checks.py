@@ -1,0 +1,207 @@
+"""Checks that turn bad input into one clear paragraph before any work starts: it names what the user typed
+(the `key=value` or `group=option`) and what is allowed.
+
+- `check_group_overrides`: the command line itself, before Hydra composes (a group set to null);
+- `OutputDirsCheck`: a Hydra callback that checks the run or sweep folder before Hydra creates it;
+- `validate`: a composed config: values in range, options that work together, every `_target_`'s keys
+  accepted by it, the checkpoint and output folder usable, the accelerator present.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from digitlab.config.location import config_dir
+from digitlab.errors import ConfigError
+
+
+def check_group_overrides(overrides: Sequence[str]) -> None:
+    """`logger=null` (any config group set to null) stops Hydra with a traceback; say what works instead."""
+    root = config_dir()
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group = key.lstrip("+")
+        if sep and value == "null" and group and (root / group).is_dir():
+            raise ConfigError(
+                f"{override} is not an option of the config group {group!r}: a group cannot be set to null "
+                f"on the command line. Switch it off with ~{group} (Hydra's delete syntax), or pick one of: "
+                f"{', '.join(options(group))}."
+            )
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group: the YAML files in `conf/<group>/`."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def check_creatable(key: str, path: str | Path) -> None:
+    """ConfigError naming `key=path` unless the folder exists and is writable or can be created. Tried for
+    real (a temporary folder made and removed in its nearest existing parent): permission bits do not tell
+    root that /proc or a read-only mount refuses new folders."""
+    path = Path(path).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    else:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".digitlab-check-", dir=existing))
+            return
+        except OSError as err:
+            reason = f"{existing}: {err.strerror}"
+    raise ConfigError(
+        f"{key}={str(path)!r} is not writable: that folder cannot be created or written ({reason}). Choose a "
+        "folder you can write to, e.g. paths.log_dir=<folder>, hydra.run.dir=<folder> or hydra.sweep.dir=<folder>."
+    )
+
+
+class OutputDirsCheck(Callback):
+    """Hydra makes the run folder (or the sweep folder) before digitlab's code runs, and an unwritable one
+    ends in its traceback; this checks it first, naming the key the user set (`paths.log_dir` when the
+    folder is under it, else `hydra.run.dir` / `hydra.sweep.dir`)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, dir_key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from digitlab.process import exit_on_error
+
+        HydraConfig.instance().set_config(config)  # what Hydra does before it resolves the folder itself
+        with exit_on_error("digitlab-train"):
+            folder = Path(OmegaConf.select(config, dir_key)).absolute()
+            log_dir = Path(config.paths.log_dir).absolute()
+            typed = {o.split("=", 1)[0] for o in config.hydra.overrides.hydra}
+            under_log_dir = log_dir in (folder, *folder.parents) and dir_key not in typed
+            check_creatable(
+                "paths.log_dir" if under_log_dir else dir_key, log_dir if under_log_dir else folder
+            )
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _whole_at_least_one(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# key -> (check, what is allowed). Keys absent from a config (e.g. a model without `hidden`) are skipped.
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "optimizer.lr": (_positive, "a number > 0"),
+    "data.batch_size": (_whole_at_least_one, "a whole number >= 1"),
+    "data.eval_batch_size": (lambda v: v is None or _whole_at_least_one(v), "null or a whole number >= 1"),
+    "trainer.max_epochs": (_whole_at_least_one, "a whole number >= 1"),
+    "model.net.hidden": (_whole_at_least_one, "a whole number >= 1"),
+    "model.net.depth": (_whole_at_least_one, "a whole number >= 1"),
+    "model.distance": (lambda v: v in ("l1", "l2"), "l1 or l2"),
+    "model.net.stem": (lambda v: v in ("rgb", "gray"), "rgb or gray"),
+    "trainer.accelerator": (
+        lambda v: v in ("cpu", "gpu", "cuda", "mps", "auto"),
+        "cpu, gpu, cuda, mps or auto",
+    ),
+}
+# Nodes built with hydra.utils.instantiate whose keys must be arguments of their `_target_`.
+TARGETS = ("data", "model", "model.net", "loss", "optimizer", "scheduler")
+# Groups a model uses only if its config names them (the pixel-similarity baseline uses none).
+MODEL_PARTS = ("loss", "optimizer", "scheduler")
+
+
+def validate(
+    cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
+) -> None:
+    """Raise ConfigError naming the first bad key or choice, its value and what is allowed.
+
+    `choices` are Hydra's group choices (`hydra.runtime.choices`) and `overrides` the command line, used to
+    name what the user typed; without them, options are named by their `_target_`.
+    """
+    for key, (check, allowed) in CHECKS.items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value != "<absent>" and not check(value):
+            raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}.")
+    _check_combinations(cfg, dict(choices or {}), overrides)
+    for key in TARGETS:
+        _check_arguments(cfg, key, dict(choices or {}))
+    if OmegaConf.select(cfg, "ckpt_path"):
+        from digitlab.checkpoints import check_checkpoint_path
+
+        check_checkpoint_path(cfg.ckpt_path)
+    output_dir = OmegaConf.select(cfg, "paths.output_dir")
+    if output_dir:
+        check_creatable("paths.output_dir", output_dir)
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
+                "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
+            )
+
+
+def _chosen(group: str, cfg: DictConfig, choices: dict[str, Any]) -> str:
+    """How the user names a group's option: `loss=mnist_loss`, else by its target."""
+    if choices.get(group):
+        return f"{group}={choices[group]}"
+    return f"{group}._target_={OmegaConf.select(cfg, f'{group}._target_')}"
+
+
+def _target(cfg: DictConfig, key: str) -> Any:
+    from hydra.utils import get_object
+
+    return get_object(OmegaConf.select(cfg, f"{key}._target_"))
+
+
+def _check_combinations(cfg: DictConfig, choices: dict[str, Any], overrides: Sequence[str]) -> None:
+    model = cfg.get("model")
+    if model is None:
+        return
+    typed = {o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] for o in overrides}
+    for part in MODEL_PARTS:
+        if part not in model and cfg.get(part) is not None and part in typed:
+            raise ConfigError(
+                f"{_chosen(part, cfg, choices)} does not apply to {_chosen('model', cfg, choices)}: that model is "
+                f"not trained by gradient descent and takes no {', '.join(MODEL_PARTS)}. Drop {part}=..., or "
+                "choose a trained model (model=linear, mlp or resnet18)."
+            )
+    if "loss" in model and cfg.get("loss") is not None and cfg.get("data") is not None:
+        classes = _target(cfg, "data").layout.class_names
+        if getattr(_target(cfg, "loss"), "binary", False) and len(classes) != 2:
+            raise ConfigError(
+                f"{_chosen('loss', cfg, choices)} reads one logit per image, so it tells 2 classes apart; "
+                f"{_chosen('data', cfg, choices)} has {len(classes)} ({', '.join(classes)}). Use "
+                "loss=cross_entropy."
+            )
+
+
+def _check_arguments(cfg: DictConfig, key: str, choices: dict[str, Any]) -> None:
+    """Every key of a `_target_` node is an argument of the target: an option never receives a key that
+    belongs to another (SGD given Adam's `betas`), which would otherwise fail mid-run with a traceback."""
+    node = OmegaConf.select(cfg, key)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    parameters = inspect.signature(_target(cfg, key)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in node:
+        if not str(name).startswith("_") and name not in parameters:
+            group = key.split(".", 1)[0]
+            accepted = [p for p in parameters if p not in ("self", "params", "optimizer", "num_outputs")]
+            raise ConfigError(
+                f"{key}.{name} is not a setting of {node._target_} ({_chosen(group, cfg, choices)}): it "
+                f"takes {', '.join(accepted)}. Remove {key}.{name} (an experiment may only set values every "
+                "option of a group shares; a value that belongs to one option lives in that option's file)."
+            )

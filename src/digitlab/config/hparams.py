@@ -1,0 +1,57 @@
+"""A run's settings as flat `group.key -> scalar` pairs: the columns of TensorBoard's HParams table, and
+what digitlab-compare tells runs apart by. Plumbing keys (where things live, how a run reports) are left
+out; their one list is `plumbing_keys` in `conf/config.yaml`, which also keeps them out of job folder names.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from digitlab.config.location import config_dir
+
+HPARAM_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer")
+# Interpolated copies (model.loss is ${loss}) would repeat columns; data.seed is the run's seed.
+COPIES = ("model.loss", "model.optimizer", "model.scheduler", "data.seed")
+HYDRA_KEYS = ("_partial_", "_recursive_", "_convert_")
+
+
+@cache
+def plumbing_keys() -> tuple[str, ...]:
+    """`plumbing_keys` of `conf/config.yaml`."""
+    return tuple(OmegaConf.load(config_dir() / "config.yaml").plumbing_keys)
+
+
+def is_plumbing(key: str) -> bool:
+    """Whether a dotted key (or an override's key) is plumbing: listed, or inside a listed node."""
+    return any(key == p or key.startswith(f"{p}.") for p in plumbing_keys())
+
+
+def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """The HParams table's columns: seed, experiment, tags, notes, then every setting of the trained groups."""
+    flat: dict[str, Any] = {
+        "seed": cfg.get("seed"),
+        "experiment": cfg.get("experiment_name"),
+        "tags": ",".join(str(tag) for tag in cfg.get("tags") or []),
+        "notes": cfg.get("notes") or "",
+    }
+    container = OmegaConf.to_container(cfg, resolve=True)
+
+    def walk(prefix: str, node: Any) -> None:
+        if prefix in COPIES or is_plumbing(prefix):
+            return
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key not in HYDRA_KEYS:
+                    walk(f"{prefix}.{key}", value)
+        elif isinstance(node, bool | int | float | str):
+            flat[prefix] = node
+        else:
+            flat[prefix] = str(node)
+
+    for group in HPARAM_GROUPS:
+        if group in container:
+            walk(group, container[group])
+    return flat

@@ -1,0 +1,38 @@
+"""Where `conf/` lives, and the resolvers its YAML files use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def config_dir() -> Path:
+    """`conf/`: inside the package in a wheel, at the repository root in an editable install."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "conf", package.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"digitlab's conf/ folder is missing (looked in {package / 'conf'} and {package.parents[1] / 'conf'})"
+    )
+
+
+def _first_set(*values: object) -> object:
+    return next((value for value in values if value not in (None, "null")), None)
+
+
+def register_resolvers() -> None:
+    """The resolvers `conf/` uses. Called by whatever composes a config (the CLIs, `compose_config`, reading a
+    run back), never at import; registering twice is a no-op.
+
+    - `${cwd:}`: the folder digitlab was started from. `${hydra:runtime.cwd}` says the same but cannot be
+      used in hydra.sweep.dir, which Hydra resolves before its runtime config exists.
+    - `${first_set:a,b}`: the first of its arguments that is not null (the run's name is the experiment's,
+      else the model's).
+    """
+    if not OmegaConf.has_resolver("cwd"):
+        OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
+    if not OmegaConf.has_resolver("first_set"):
+        OmegaConf.register_new_resolver("first_set", _first_set)

@@ -1,0 +1,164 @@
+"""The run folder, the unit that sweeps, compare, resume, eval and predict speak about. This module names
+every file in it; writers and readers use these names (conf/callbacks/default.yaml and conf/logger/ spell
+the two folders Lightning's own classes write, and a test holds them equal to these).
+
+    .hydra/            config.yaml (composed), overrides.yaml, hydra.yaml
+    config.json        the composed config, resolved (what compare reads); also inside every checkpoint
+    tensorboard/       event files: scalars, hparams, pictures
+    checkpoints/       the best epoch, last.ckpt (every epoch), interrupted.ckpt (on an exception)
+    pictures/          the TensorBoard pictures as PNGs
+    metrics.json       final metrics, written last: its presence means the run completed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from digitlab.config.location import register_resolvers
+
+HYDRA_DIR = ".hydra"
+CONFIG_JSON = "config.json"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINTS_DIR = "checkpoints"
+PICTURES_DIR = "pictures"
+METRICS_JSON = "metrics.json"
+LAST_CHECKPOINT = "last.ckpt"
+INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
+CONFIG_KEY = "digitlab_config"  # where a checkpoint keeps its run's composed config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def pictures(self) -> Path:
+        return self.path / PICTURES_DIR
+
+    @property
+    def hydra_dir(self) -> Path:
+        return self.path / HYDRA_DIR
+
+    def resume_checkpoint(self) -> str | None:
+        """The checkpoint an interrupted run continues from: the last completed epoch (`last.ckpt`), so no
+        epoch is lost or half counted; `interrupted.ckpt` (mid-epoch) only if no epoch had completed."""
+        for name in (LAST_CHECKPOINT, INTERRUPTED_CHECKPOINT):
+            path = self.checkpoints / name
+            if path.exists():
+                log.info("resume: continuing %s from %s", self.path, path)
+                return str(path)
+        return None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.path / CONFIG_JSON, config)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Written last, atomically: its presence means the run completed."""
+        write_json(self.path / METRICS_JSON, metrics)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's composed config, resolved: `config.json`, which the run writes when fit starts. For a
+        run without one (stopped before fit), from `.hydra/`: its `${hydra:...}` values (e.g.
+        `experiment_name`) are read from its own `hydra.yaml`, by turning them into plain interpolations."""
+        resolved = self.path / CONFIG_JSON
+        if resolved.exists():
+            return json.loads(resolved.read_text())
+        text = (self.hydra_dir / "config.yaml").read_text()
+        hydra_yaml = self.hydra_dir / "hydra.yaml"
+        if not hydra_yaml.exists():
+            return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # written resolved by the API
+        register_resolvers()
+        cfg = OmegaConf.create(
+            text.replace("${hydra:", "${hydra.").replace("${cwd:}", "${hydra.runtime.cwd}")
+        )
+        cfg.hydra = OmegaConf.load(hydra_yaml).hydra
+        # Resolve all but the hydra node itself, whose own values need resolvers of a live Hydra app.
+        return {key: _resolved(cfg, key) for key in cfg if key != "hydra"}
+
+    @cached_property
+    def overrides(self) -> list[str]:
+        path = self.hydra_dir / "overrides.yaml"
+        return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
+
+    @cached_property
+    def metrics(self) -> dict[str, Any] | None:
+        path = self.path / METRICS_JSON
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @cached_property
+    def scalars(self) -> dict[str, list[tuple[int, float]]]:
+        """Every scalar in the run's TensorBoard event files as `tag -> [(step, value)]`, read once."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        log_dir = self.tensorboard
+        if not log_dir.is_dir():
+            return {}
+        events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
+        events.Reload()
+        return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+    @property
+    def completed(self) -> bool:
+        return (self.path / METRICS_JSON).exists()
+
+    def setting(self, dotted_key: str, default: Any = None) -> Any:
+        """A value of the composed config by dotted key, e.g. `optimizer.lr`."""
+        node: Any = self.config
+        for part in dotted_key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _resolved(cfg: Any, key: str) -> Any:
+    node = cfg[key]
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / HYDRA_DIR / "config.yaml").is_file()
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every run dir at or below `root` (a run, a sweep, or a whole logs folder), in path order."""
+    root = Path(root)
+    found = [root] if is_run_dir(root) else []
+    found += [p.parent.parent for p in root.rglob(f"{HYDRA_DIR}/config.yaml") if p.parent.parent != root]
+    return [Run(path) for path in sorted(set(found), key=_natural)]
+
+
+def _natural(path: Path) -> list:
+    """Sort key that puts sweep job `9_...` before `10_...`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (a temporary file renamed into place): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)

@@ -1,0 +1,1 @@
+"""Hydra plugins and callbacks for multiruns: the sweep summary written when a multirun ends."""

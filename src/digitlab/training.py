@@ -1,0 +1,94 @@
+"""Fit one composed experiment: validate -> build (see `build.py`) -> fit -> the run dir holds `.hydra/`,
+`tensorboard/`, `checkpoints/` and, last, `metrics.json` (see `rundir.py`). The CLIs, the Python API and the
+sweeps call `train`; it applies no process-wide setting itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import digitlab.build as build
+import digitlab.rundir as rundir
+from digitlab.errors import DigitlabError
+
+log = logging.getLogger(__name__)
+
+
+def parallel_jobs() -> int:
+    """How many jobs the Hydra launcher runs at once (1 outside a parallel multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=1) or 1
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the experiment `cfg` describes (already validated); return its final metrics (`metrics.json`)."""
+    run = rundir.Run(cfg.paths.output_dir)
+    if cfg.get("resume") and run.completed:
+        log.info("resume: %s is complete (metrics.json exists); skipped", run.path)
+        return run.metrics
+    if cfg.get("print_config"):
+        print_tree(cfg)
+    import lightning as L
+    import torch
+
+    from digitlab.callbacks.results import RunResults
+
+    jobs = parallel_jobs()
+    threads = cfg.get("torch_threads") or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+    if threads:
+        torch.set_num_threads(threads)  # jobs side by side must not each claim every core
+        log.info("torch threads per job: %d", threads)
+    ckpt_path = cfg.get("ckpt_path") or (run.resume_checkpoint() if cfg.get("resume") else None)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build.datamodule(cfg)
+    model = build.model(cfg, datamodule.class_names)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        # Fetch and check the data before any training, so a bad folder is one clear error and not an
+        # interrupted fit (DDP children, LOCAL_RANK > 0, wait for rank 0's copy inside fit instead).
+        datamodule.prepare_data()
+    loggers = build.loggers(cfg)
+    if cfg.get("lr_find"):
+        from digitlab.lr_find import find_lr
+
+        trainer = build.trainer(cfg, logger=loggers or False, callbacks=[], enable_checkpointing=False)
+        return find_lr(trainer, model, datamodule, run.path)
+    callbacks = build.callbacks(cfg)
+    from digitlab.config.hparams import hparams_from_config
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(RunResults(run.path, hparams_from_config(cfg), config))
+    quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
+    trainer = build.trainer(cfg, logger=loggers or False, callbacks=callbacks, **quiet)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise DigitlabError(
+            f"training was stopped by SIGTERM; checkpoints and logs are kept in {run.path}. Run the same command "
+            "with resume=true (and hydra.run.dir=<that folder>) to continue."
+        ) from None
+    if trainer.interrupted or not run.completed:
+        raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {run.path}")
+    return rundir.Run(run.path).metrics  # a fresh read: `run` looked before fit
+
+
+def print_tree(cfg: DictConfig) -> None:
+    """The composed config as a tree, one branch per group."""
+    from rich import print as rich_print
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) else f"{value}\n"
+        tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+    rich_print(tree)

@@ -1,0 +1,51 @@
+"""digitlab-compare's plots, read as a researcher reads them: swept numbers spanning decades on a log axis,
+and a legend that stays readable for a 24-run sweep (seeds grouped, as the table groups them)."""
+
+from __future__ import annotations
+
+import json
+
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
+from digitlab.analysis.table import compare
+
+LRS = ["0.03", "0.1", "0.3", "1.0", "3.0", "10.0"]
+
+
+def fake_sweep(root, lrs, seeds=range(4)):
+    """Run dirs in the real layout (.hydra/, tensorboard/, metrics.json), without training."""
+    for number, (lr, seed) in enumerate((lr, seed) for lr in lrs for seed in seeds):
+        run = root / f"{number}_optimizer.lr={lr},seed={seed}"
+        (run / ".hydra").mkdir(parents=True)
+        OmegaConf.save(
+            OmegaConf.create({"seed": seed, "optimizer": {"lr": float(lr)}}), run / ".hydra/config.yaml"
+        )
+        OmegaConf.save(
+            OmegaConf.create([f"optimizer.lr={lr}", f"seed={seed}"]), run / ".hydra/overrides.yaml"
+        )
+        accuracy = 0.9 + 0.01 * LRS.index(lr) + 0.001 * seed
+        with SummaryWriter(run / "tensorboard") as writer:
+            for step in range(3):
+                writer.add_scalar("val/acc", accuracy - 0.01 * (2 - step), step)
+        (run / "metrics.json").write_text(json.dumps({"val/acc": accuracy, "val/acc_best": accuracy}))
+    return root
+
+
+def test_a_sweep_over_decades_is_drawn_on_a_log_axis(tmp_path):
+    comparison = compare(fake_sweep(tmp_path / "wide", LRS))
+    (figure,) = metric_vs_param_figures(comparison).values()
+    assert figure.axes[0].get_xscale() == "log"
+    narrow = compare(fake_sweep(tmp_path / "narrow", ["1.0", "3.0", "10.0"], seeds=[0]))
+    (figure,) = metric_vs_param_figures(narrow).values()
+    assert figure.axes[0].get_xscale() == "linear"  # a factor of 10 exactly: linear is readable
+
+
+def test_the_curves_legend_groups_seeds_for_24_runs(tmp_path):
+    comparison = compare(fake_sweep(tmp_path / "sweep", LRS))
+    assert len(comparison.runs) == 24 and len(comparison.groups) == 6
+    figure = curves_figure(comparison)
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert len(labels) == 6 and all(label.endswith("(4 seeds)") for label in labels)
+    assert len(figure.axes[0].get_lines()) == 24  # every run is drawn, one colour per setting

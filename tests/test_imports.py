@@ -1,0 +1,42 @@
+"""Importing digitlab changes nothing process-wide: in a fresh interpreter, importing every module of the
+package leaves warnings filters, the root logger's handlers, Lightning's handlers, matplotlib's backend and
+OmegaConf's resolvers as they were. The entry points apply the process policy themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PROBE = r"""
+import importlib, json, logging, pkgutil, sys, warnings
+import lightning, matplotlib, omegaconf, torch  # the state before is taken with the heavy dependencies loaded
+
+def state():
+    return {
+        "warnings": [repr(f) for f in warnings.filters],
+        "root handlers": [repr(h) for h in logging.getLogger().handlers],
+        "lightning handlers": [repr(h) for h in logging.getLogger("lightning").handlers],
+        "matplotlib backend": repr(dict.get(matplotlib.rcParams, "backend")),
+        "resolvers": [n for n in ("cwd", "first_set") if omegaconf.OmegaConf.has_resolver(n)],
+    }
+
+before = state()
+import digitlab
+names = [m.name for m in pkgutil.walk_packages(digitlab.__path__, "digitlab.")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"modules": names, "before": before, "after": state()}))
+"""
+
+
+def test_importing_every_module_changes_nothing_process_wide():
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result["modules"]) > 30 and "digitlab.cli.train" in result["modules"]
+    assert result["after"] == result["before"]
