@@ -84,3 +84,13 @@ def test_bad_values_are_named(override, message, tmp_path):
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     assert message in str(info.value)
+
+
+def test_the_run_folder_names_in_conf_are_rundirs(tmp_path):
+    """conf/ spells the folders Lightning's own classes write; rundir.py owns the names: they must agree."""
+    from digitlab import rundir
+
+    cfg = compose_config([], output_dir=tmp_path)
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / rundir.CHECKPOINTS_DIR)
+    assert cfg.logger.tensorboard.name == rundir.TENSORBOARD_DIR
+    assert cfg.logger.tensorboard.save_dir == str(tmp_path)

@@ -54,8 +54,8 @@ def one_log_stream() -> None:
     which Hydra has set up (console and <run>/train.log), so each message would show twice
     (hydra-ecosystem/hydra#2898): when the root logger has handlers, keep only those. Lightning's advert for
     its hosted logger is dropped."""
-    lightning_logger = logging.getLogger("lightning")
-    if logging.getLogger().hasHandlers():
+    lightning_logger = logging.getLogger("lightning")  # its handler is added when Lightning is imported
+    if logging.getLogger().hasHandlers() and "lightning" in sys.modules:
         for handler in list(lightning_logger.handlers):
             lightning_logger.removeHandler(handler)
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")

@@ -47,6 +47,8 @@ def main(cfg: DictConfig) -> float | None:
     from digitlab.config.checks import validate
     from digitlab.training import train
 
+    import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     apply_process_policy()  # also in the worker processes of hydra/launcher=joblib, which never run cli()
