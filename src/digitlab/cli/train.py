@@ -41,13 +41,12 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from digitlab.config.checks import validate
     from digitlab.training import train
-
-    import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
