@@ -47,7 +47,7 @@ def curves_figure(comparison: Comparison, tag: str = "val/acc") -> Figure:
     if beside:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     else:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
