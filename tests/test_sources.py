@@ -189,28 +189,23 @@ def test_a_damaged_download_is_refused_and_the_offline_source_takes_over(
 ):
     layout = with_fastai_check(MNIST_SAMPLE, big_archive)
     served = Served(damage(big_archive))
-    offline = fake_mnist_wheel(tmp_path / "w.whl")
+
+    def fetch(data_dir, offline):
+        return prepare_folder(
+            layout,
+            root=None,
+            data_dir=data_dir,
+            url=served.url,
+            timeout=5,
+            offline=offline,
+            check_counts=False,
+        )
+
     try:
         with caplog.at_level("WARNING"):
-            _, source = prepare_folder(
-                layout,
-                root=None,
-                data_dir=tmp_path / "d",
-                url=served.url,
-                timeout=5,
-                offline=offline,
-                check_counts=False,
-            )
+            _, source = fetch(tmp_path / "d", fake_mnist_wheel(tmp_path / "w.whl"))
         with pytest.raises(DataError) as info:  # without the offline source: the clear message itself
-            prepare_folder(
-                layout,
-                root=None,
-                data_dir=tmp_path / "e",
-                url=served.url,
-                timeout=5,
-                offline=None,
-                check_counts=False,
-            )
+            fetch(tmp_path / "e", None)
     finally:
         served.close()
     assert source == "offline" and message in caplog.text and served.url in caplog.text
