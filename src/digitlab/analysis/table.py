@@ -31,11 +31,6 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
     return settings
 
 
-def curve(run: Run, tag: str) -> list[tuple[int, float]]:
-    """`(step, value)` points of one scalar from the run's TensorBoard event files (empty if none)."""
-    return run.scalars.get(tag, [])
-
-
 @dataclass
 class Group:
     """Runs with the same settings except the seed."""
@@ -122,7 +117,7 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
         group.runs.append(run)
         if not run.completed:
             continue
-        losses = [value for _, value in curve(run, "val/loss")]
+        losses = [value for _, value in run.scalars.get("val/loss", [])]
         for column in COLUMNS:
             value = min(losses) if column == "val/loss_best" and losses else run.metrics.get(column)
             group.values[column].append(value)
