@@ -8,13 +8,14 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 PORT ?= 6006
 
-.PHONY: help install train test test-slow bench lint format tensorboard clean
+.PHONY: help install train test test-slow bench lint format tensorboard dashboard clean
 
 help:
 	@echo "make train [ARGS='experiment=fastbook_mlp ...']  train (default: the chapter's linear model)"
 	@echo "make test                                        install if needed, run the tests"
 	@echo "make test-slow                                   also the slow real-data tests (resnet18)"
 	@echo "make tensorboard [PORT=6006]                     open every run under logs/"
+	@echo "make dashboard [STUDY=logs/studies/mlp]          optuna-dashboard on a study (default: the newest)"
 	@echo "make bench                                       digitlab against a bare PyTorch loop -> benchmarks/RESULTS.md"
 	@echo "make lint | format | clean | install"
 
@@ -22,6 +23,8 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# An environment from before digitlab's own sweeper: hydra-optuna-sweeper (optuna<3) would shadow it.
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y hydra-optuna-sweeper
 	touch $@
 
 install: $(BIN)/.installed
@@ -48,6 +51,11 @@ format: install
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs --port $(PORT)
+
+STUDY ?=
+DASHBOARD_PORT ?= 8080
+dashboard: install
+	$(BIN)/digitlab-dashboard $(STUDY) --port $(DASHBOARD_PORT)
 
 clean:
 	rm -rf logs .pytest_cache .ruff_cache

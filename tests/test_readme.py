@@ -26,13 +26,17 @@ def recipes() -> list[str]:
 
 
 def first_of_each_sweep(args: list[str]) -> list[str]:
-    """A sweep (`a=1,2`) composes as its first value: the keys and options are what can rot."""
+    """A sweep (`a=1,2`, or an interval of an Optuna search) composes as its first value: the keys and
+    options are what can rot."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = OverridesParser.create().parse_overrides(args)
     chosen = []
     for override in overrides:
-        value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else None
+        if override.is_interval_sweep():  # an Optuna search space: its low end
+            value = str(override.value().start)
+        else:
+            value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else None
         chosen.append(f"{override.get_key_element()}={value}" if value is not None else override.input_line)
     return chosen
 

@@ -1,4 +1,5 @@
-"""Real multiruns on a tiny synthetic MNIST_SAMPLE: job naming, launchers, Optuna, resume, compare, HParams."""
+"""Real multiruns on a tiny synthetic MNIST_SAMPLE: job naming, launchers, resume, compare, HParams (Optuna
+searches: test_optuna.py)."""
 
 from __future__ import annotations
 
@@ -131,46 +132,6 @@ def test_submitit_local_launcher(sample_root, tmp_path):
     )
     (run,) = find_runs(sweep)
     assert run.completed and (sweep / ".submitit").is_dir()
-
-
-FAILING_SEARCH = """# @package _global_
-defaults:
-  - override /hydra/sweeper: optuna
-  - override /hydra/sweeper/sampler: tpe
-optimized_metric: val/acc_best
-hydra:
-  mode: MULTIRUN
-  sweeper:
-    direction: maximize
-    study_name: failing
-    n_trials: 3
-    n_jobs: 1
-    max_failure_rate: 1.0
-    sampler:
-      seed: 0
-    params:
-      optimizer.lr: choice(0.5, -1.0, 2.0)
-"""
-
-
-def test_optuna_study_survives_a_failing_trial(sample_root, tmp_path):
-    extra = tmp_path / "extra_conf" / "hparams_search"
-    extra.mkdir(parents=True)
-    (extra / "failing.yaml").write_text(FAILING_SEARCH)
-    sweep = tmp_path / "study"
-    proc = cli(
-        "hparams_search=failing",
-        f"hydra.searchpath=[file://{extra.parent}]",
-        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
-        cwd=tmp_path,
-    )
-    output = proc.stdout + proc.stderr
-    assert "optimizer.lr=-1.0 is invalid" in output and "Failed experiment" in output
-    runs = find_runs(sweep)
-    assert len(runs) == 3 and sum(run.completed for run in runs) == 2
-    results = (sweep / "optimization_results.yaml").read_text()
-    assert "best_value" in results and "optimizer.lr" in results
-    assert (sweep / "compare" / "compare.md").is_file()
 
 
 def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):

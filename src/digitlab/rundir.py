@@ -7,7 +7,8 @@ the two folders Lightning's own classes write, and a test holds them equal to th
     tensorboard/       event files: scalars, hparams, pictures
     checkpoints/       the best epoch, last.ckpt (every epoch), interrupted.ckpt (on an exception)
     pictures/          the TensorBoard pictures as PNGs
-    metrics.json       final metrics, written last: its presence means the run completed
+    metrics.json       final metrics and `status` (completed / pruned), written last: its presence means
+                       the run finished
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ METRICS_JSON = "metrics.json"
 LAST_CHECKPOINT = "last.ckpt"
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
 CONFIG_KEY = "digitlab_config"  # where a checkpoint keeps its run's composed config
+# metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py).
+COMPLETED = "completed"
+PRUNED = "pruned"
+INCOMPLETE = "incomplete"  # no metrics.json: running, crashed or killed
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,12 @@ class Run:
         return [str(o) for o in OmegaConf.load(path)] if path.exists() else []
 
     @cached_property
+    def hydra(self) -> dict[str, Any]:
+        """Hydra's own config of the run (`.hydra/hydra.yaml`, unresolved), e.g. its sweeper's settings."""
+        path = self.hydra_dir / "hydra.yaml"
+        return OmegaConf.to_container(OmegaConf.load(path).hydra) if path.exists() else {}
+
+    @cached_property
     def metrics(self) -> dict[str, Any] | None:
         path = self.path / METRICS_JSON
         return json.loads(path.read_text()) if path.exists() else None
@@ -122,7 +133,13 @@ class Run:
 
     @property
     def completed(self) -> bool:
+        """Whether the run finished: all its epochs, or pruned (metrics.json exists)."""
         return (self.path / METRICS_JSON).exists()
+
+    @property
+    def status(self) -> str:
+        """`completed` or `pruned` once finished (runs older than the key: completed), else `incomplete`."""
+        return (self.metrics or {}).get("status", COMPLETED) if self.completed else INCOMPLETE
 
     def setting(self, dotted_key: str, default: Any = None) -> Any:
         """A value of the composed config by dotted key, e.g. `optimizer.lr`."""

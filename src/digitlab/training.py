@@ -63,8 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = build.callbacks(cfg)
     from digitlab.config.hparams import hparams_from_config
 
+    pruning = trial_pruning(cfg, run)
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(RunResults(run.path, hparams_from_config(cfg), config))
+    callbacks += [pruning] if pruning else []
+    callbacks.append(RunResults(run.path, hparams_from_config(cfg), config, outcome=pruning))
     quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
     trainer = build.trainer(cfg, logger=loggers or False, callbacks=callbacks, **quiet)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -78,7 +80,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ) from None
     if trainer.interrupted or not run.completed:
         raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {run.path}")
+    if pruning:
+        pruning.raise_if_pruned()  # after metrics.json: the sweeper records the trial as PRUNED
     return rundir.Run(run.path).metrics  # a fresh read: `run` looked before fit
+
+
+def trial_pruning(cfg: DictConfig, run: rundir.Run):
+    """Under digitlab's Optuna sweeper: record the run's folders on its trial, and return the callback that
+    reports `optimized_metric` each epoch and stops the fit when the study's pruner says so (None otherwise,
+    and for a multi-objective study, which Optuna cannot prune)."""
+    from digitlab.sweeps.study import RUN_DIR, TENSORBOARD
+    from digitlab.sweeps.trial import current_trial
+
+    trial = current_trial()
+    if trial is None:
+        return None
+    trial.set_user_attr(RUN_DIR, str(run.path.absolute()))
+    trial.set_user_attr(TENSORBOARD, str(run.tensorboard.absolute()))
+    if len(trial.study.directions) > 1:
+        return None
+    from digitlab.callbacks.pruning import TrialPruning
+
+    return TrialPruning(trial, cfg.optimized_metric)
 
 
 def print_tree(cfg: DictConfig) -> None:

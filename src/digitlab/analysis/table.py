@@ -1,6 +1,11 @@
 """The comparison of runs: the overrides that differ between them, final and best val/acc and val/loss,
 epochs and wall time, ranked by a metric. Runs that differ only in `seed` form one row (a `Group`) with mean
 and standard deviation. Rendered as Markdown and CSV here; plotted by `plots.py`.
+
+Runs of an Optuna search also show their `status` (completed, pruned, incomplete: pruned ones rank after the
+completed ones, as their metric stopped early). When the runs optimized several metrics (a list in
+`optimized_metric`, with the sweeper's list of directions), the rows on the Pareto front are marked and ranked
+first.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from digitlab.config.hparams import is_plumbing
 from digitlab.errors import DigitlabError
-from digitlab.rundir import Run, find_runs
+from digitlab.rundir import COMPLETED, PRUNED, Run, find_runs
 
 SEED = "seed"
 
@@ -39,9 +44,16 @@ class Group:
     runs: list[Run] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
+    pareto: bool = False
+
     @property
     def completed(self) -> list[Run]:
         return [run for run in self.runs if run.completed]
+
+    @property
+    def status(self) -> str:
+        """The distinct statuses of its runs (`completed`, `pruned`, `incomplete`)."""
+        return ",".join(dict.fromkeys(run.status for run in self.runs))
 
     def mean(self, key: str) -> float | None:
         values = [v for v in self.values[key] if v is not None and math.isfinite(v)]
@@ -62,6 +74,17 @@ class Comparison:
     swept: list[str]  # override keys that differ between runs, seed excluded
     groups: list[Group]
     runs: list[Run]
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, direction), multi-objective
+
+    @property
+    def shows_status(self) -> bool:
+        return any(run.status != COMPLETED for run in self.runs)
+
+    @property
+    def extra_metrics(self) -> list[str]:
+        """Ranked-by metrics that are not among the standard columns (e.g. `parameters`)."""
+        names = [name for name, _ in self.objectives] or [self.metric]
+        return [name for name in names if name not in COLUMNS]
 
     @property
     def annotated(self) -> bool:
@@ -74,6 +97,10 @@ class Comparison:
             seeds = [str(run.setting(SEED)) for run in group.completed]
             row: dict[str, Any] = {"rank": rank, **{k: group.settings.get(k, "-") for k in self.swept}}
             row |= {"runs": f"{len(group.completed)}/{len(group.runs)}", "seeds": ",".join(seeds)}
+            if self.shows_status:
+                row["status"] = group.status
+            if self.objectives:
+                row["pareto"] = "yes" if group.pareto else ""
             if self.annotated:
                 row |= {
                     "tags": _joined(r.setting("tags") for r in group.runs),
@@ -87,6 +114,8 @@ class Comparison:
                     row[column] = round(row[column], 1)
                 if column.startswith("val/"):
                     row[f"{column} std"] = group.std(column)
+            for name in self.extra_metrics:
+                row[name] = group.mean(name)
             rows.append(row)
         return rows
 
@@ -103,10 +132,18 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
             f"no digitlab runs under {str(root)!r}: a run dir holds .hydra/config.yaml (and metrics.json once "
             "complete). Pass a run dir, a sweep dir (logs/multiruns/...) or logs/."
         )
-    metric = metric or runs[0].setting("optimized_metric") or "val/acc_best"
+    optimized = runs[0].setting("optimized_metric")
+    objectives: list[tuple[str, str]] = []
+    if metric is None and isinstance(optimized, list):
+        direction = runs[0].hydra.get("sweeper", {}).get("direction")
+        if isinstance(direction, list) and len(direction) == len(optimized):
+            objectives = list(zip(optimized, direction, strict=True))
+        optimized = optimized[0]
+    metric = metric or optimized or "val/acc_best"
     settings = {run.path: parse_overrides(run.overrides) for run in runs}
     keys = sorted({key for s in settings.values() for key in s})
     swept = [k for k in keys if k != SEED and len({settings[r.path].get(k) for r in runs}) > 1]
+    extra = {metric} | {name for name, _ in objectives}
 
     groups: dict[tuple, Group] = {}
     for run in runs:
@@ -121,15 +158,39 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
         for column in COLUMNS:
             value = min(losses) if column == "val/loss_best" and losses else run.metrics.get(column)
             group.values[column].append(value)
-        if metric not in COLUMNS:
-            group.values[metric].append(run.metrics.get(metric))
+        for name in extra - set(COLUMNS):
+            group.values[name].append(run.metrics.get(name))
+    if objectives:
+        _mark_pareto(list(groups.values()), objectives)
 
     def rank_key(group: Group) -> tuple:
         value = group.mean(metric)
-        better = -value if value is not None and not metric.endswith("loss") else value
-        return (value is None, better if better is not None else 0.0)
+        better = value if value is None or _minimized(metric) else -value
+        pruned_only = all(run.status == PRUNED for run in group.completed) and bool(group.completed)
+        return (value is None, not group.pareto, pruned_only, better if better is not None else 0.0)
 
-    return Comparison(root, metric, swept, sorted(groups.values(), key=rank_key), runs)
+    return Comparison(root, metric, swept, sorted(groups.values(), key=rank_key), runs, objectives)
+
+
+def _minimized(metric: str) -> bool:
+    """Lower is better for losses, times and sizes; higher for everything else (accuracies)."""
+    return metric.endswith(("loss", "loss_best", "time_s", "parameters"))
+
+
+def _mark_pareto(groups: list[Group], objectives: list[tuple[str, str]]) -> None:
+    """Mark the completed (not pruned) groups no other such group beats in every objective."""
+    signs = [1.0 if direction == "minimize" else -1.0 for _, direction in objectives]
+    points = {}
+    for group in groups:
+        values = [group.mean(name) for name, _ in objectives]
+        if group.completed and all(run.status == COMPLETED for run in group.completed) and None not in values:
+            points[id(group)] = [sign * value for sign, value in zip(signs, values, strict=True)]
+    for group in groups:
+        mine = points.get(id(group))
+        group.pareto = mine is not None and not any(
+            all(o <= m for o, m in zip(other, mine, strict=True)) and other != mine
+            for other in points.values()
+        )
 
 
 def _joined(lists) -> str:

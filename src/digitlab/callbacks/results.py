@@ -15,17 +15,30 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from digitlab.rundir import CONFIG_KEY, Run
+from digitlab.rundir import COMPLETED, CONFIG_KEY, Run
+
+
+class Outcome(Protocol):
+    """A callback that can end a fit early on purpose (Optuna pruning) says so in `metrics.json`."""
+
+    def outcome(self) -> dict[str, Any]: ...
 
 
 class RunResults(L.Callback):
-    def __init__(self, output_dir: str | Path, hparams: dict[str, Any], config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        output_dir: str | Path,
+        hparams: dict[str, Any],
+        config: dict[str, Any],
+        outcome: Outcome | None = None,
+    ) -> None:
         self.run = Run(output_dir)
+        self.outcome = outcome
         self.hparams = hparams
         self.config = config
         self._started = time.perf_counter()
@@ -65,9 +78,12 @@ class RunResults(L.Callback):
             if value.numel() == 1 and math.isfinite(float(value))
         }
         metrics |= {
+            "status": COMPLETED,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "wall_time_s": round(time.perf_counter() - self._started, 3),
             "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
+            "parameters": sum(p.numel() for p in pl_module.parameters()),
         }
+        metrics |= self.outcome.outcome() if self.outcome else {}
         self.run.write_metrics(metrics)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,14 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(1)
     log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
     report(metrics, Path(cfg.paths.output_dir), Path(log_root))
-    return metrics.get(cfg.get("optimized_metric"))
+    return optimized(metrics, cfg.get("optimized_metric"))
+
+
+def optimized(metrics: dict[str, Any], names: str | Sequence[str] | None) -> float | list[float] | None:
+    """What a sweeper optimizes: the metric `optimized_metric` names, or a list for a list of names."""
+    if names is None or isinstance(names, str):
+        return metrics.get(names) if names else None
+    return [metrics.get(name) for name in names]
 
 
 def cli() -> None:

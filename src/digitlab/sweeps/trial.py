@@ -1,0 +1,41 @@
+"""The job's side of an Optuna search: which trial this job is, so it can record where its run lives and
+report its metric each epoch for pruning (`digitlab.callbacks.pruning`).
+
+The sweeper numbers each job by its trial (`hydra.job.num` is the trial number: it launches with
+`initial_job_idx`), and the job opens the study through the storage in `hydra.sweeper`, which works in the
+sweeper's process (basic launcher), in joblib's workers and on SLURM nodes alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    import optuna
+
+SWEEPER = "hydra_plugins.digitlab_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def current_trial() -> optuna.Trial | None:
+    """This job's trial when digitlab's Optuna sweeper launched it, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or OmegaConf.select(hydra_cfg, "sweeper._target_") != SWEEPER:
+        return None
+    import optuna
+    from hydra.utils import instantiate
+
+    from digitlab.sweeps.study import load_study, locate
+
+    pruner = instantiate(hydra_cfg.sweeper.pruner) if hydra_cfg.sweeper.get("pruner") else None
+    study = load_study(locate(hydra_cfg.sweeper, hydra_cfg.sweep.dir), pruner)
+    number = hydra_cfg.job.num
+    # Optuna has no public lookup from a trial number to its id; the storage API has.
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.Trial(study, trial_id)

@@ -1,0 +1,246 @@
+"""The sweep: join the study, then until it holds `n_trials` trials, ask a batch of `n_jobs`, launch them as
+Hydra jobs numbered by trial, and tell the study each job's outcome: its returned metric(s) (COMPLETE), a
+`TrialPruned` the job raised after its pruner stopped it (PRUNED), or any other error (FAIL, the search goes
+on up to `max_failure_rate`). Everything the user typed is checked before the first trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from digitlab.errors import ConfigError, DigitlabError
+from digitlab.process import exit_on_error
+from digitlab.sweeps.search_space import SearchSpace, parse_search_space
+from digitlab.sweeps.study import Worker, create_study, directions, locate
+
+log = logging.getLogger(__name__)
+
+RESULTS = "optimization_results.yaml"  # as hydra-optuna-sweeper names it
+
+
+class OptunaSweeperImpl:
+    def __init__(
+        self,
+        sampler: DictConfig,
+        pruner: DictConfig,
+        direction: str | Sequence[str],
+        study_name: str | None,
+        storage: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        params: DictConfig | None,
+        custom_search_space: str | None = None,
+    ) -> None:
+        self.sampler_cfg = sampler
+        self.pruner_cfg = pruner
+        self.direction = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
+        self.study_name = study_name
+        self.storage = storage
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.params = OmegaConf.to_container(params) if params else {}
+        self.custom_search_space = custom_search_space
+        self.config: DictConfig | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None
+        with exit_on_error("digitlab-train"):
+            space, objective, metrics, extend = self._checked(arguments)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        location = locate(self.config.hydra.sweeper, sweep_dir)
+        with exit_on_error("digitlab-train"):
+            study = create_study(location, objective, optuna.samplers.RandomSampler())
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)  # optuna-dashboard's axis titles
+        worker = Worker(study, location, self.n_trials)
+        study.sampler = self._sampler(space, worker.join())
+        log.info(
+            "Optuna %s: %d trials in all, %d at a time; sampler %s, pruner %s; directions %s",
+            location.described,
+            self.n_trials,
+            self.n_jobs,
+            type(study.sampler).__name__,
+            self.pruner_cfg._target_.rsplit(".", 1)[-1],
+            objective,
+        )
+        failures: list[str] = []
+        launched = 0
+        while trials := worker.ask(self.n_jobs):
+            jobs = []
+            for trial in trials:
+                space.sample(trial)
+                if extend:
+                    extend(self.config, trial)
+                jobs.append(space.overrides(trial.params))
+            returns = self._launch(trials, jobs)
+            for trial, ret in zip(trials, returns, strict=True):
+                failure = self._tell(study, trial, ret, objective)
+                if failure:
+                    failures.append(failure)
+            launched += len(trials)
+            if failures and len(failures) / launched > self.max_failure_rate:
+                with exit_on_error("digitlab-train"):
+                    raise DigitlabError(
+                        f"{len(failures)} of the {launched} trials launched so far failed, more than "
+                        f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; the search stops. The first: "
+                        f"{failures[0]}. Their run dirs are under {sweep_dir}."
+                    )
+        self._write_results(study, sweep_dir)
+
+    def _checked(self, arguments: list[str]) -> tuple[SearchSpace, list[str], list[str], Callable | None]:
+        """Everything a search needs that the user typed, or one paragraph naming what is wrong."""
+        assert self.config is not None
+        space = parse_search_space(self.params, arguments)
+        if not space.distributions:
+            raise ConfigError(
+                "hydra/sweeper=optuna has nothing to search: hydra.sweeper.params is empty and no sweep was "
+                "typed. Add e.g. hydra.sweeper.params.optimizer.lr='tag(log, interval(0.01, 10))'."
+            )
+        objective = directions(self.direction)
+        metrics = self.config.get("optimized_metric")
+        metrics = OmegaConf.to_container(metrics) if OmegaConf.is_config(metrics) else metrics
+        count = 0 if metrics is None else 1 if isinstance(metrics, str) else len(metrics)
+        if count != len(objective):
+            raise ConfigError(
+                f"optimized_metric={metrics} names {count} metric(s) but hydra.sweeper.direction={self.direction} "
+                f"has {len(objective)}: each trial returns one value per direction (e.g. optimized_metric: "
+                "[val/acc_best, parameters] with direction: [maximize, minimize])."
+            )
+        pruner = self.pruner_cfg._target_
+        if len(objective) > 1 and pruner != "optuna.pruners.NopPruner":
+            choice = self.config.hydra.runtime.choices.get("hydra/sweeper/pruner", pruner)
+            raise ConfigError(
+                f"hydra/sweeper/pruner={choice} cannot prune a multi-objective study (direction={objective}): "
+                "Optuna prunes on one reported value. Use hydra/sweeper/pruner=none."
+            )
+        for key, value, allowed in (
+            ("n_trials", self.n_trials, "a whole number >= 1"),
+            ("n_jobs", self.n_jobs, "a whole number >= 1"),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={value!r} is not {allowed}.")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is not a fraction between 0 and 1."
+            )
+        extend = None
+        if self.custom_search_space:
+            try:
+                extend = get_method(self.custom_search_space)
+            except Exception as err:
+                raise ConfigError(
+                    f"hydra.sweeper.custom_search_space={self.custom_search_space!r} is not a function Hydra can "
+                    f"import ({err}). It names `package.module.function(cfg, trial)`, which calls trial.suggest_*."
+                ) from None
+        if (
+            self.sampler_cfg._target_ == "optuna.samplers.GridSampler"
+            and self.sampler_cfg.get("search_space") is None
+        ):
+            space.grid()  # refuses intervals now rather than at the first trial
+        return space, objective, [metrics] if isinstance(metrics, str) else metrics, extend
+
+    def _sampler(self, space: SearchSpace, workers_before: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler; a seeded one is seeded `seed + workers_before`, so two workers on one
+        study propose different trials and a lone worker is reproducible."""
+        overrides: dict[str, Any] = {}
+        seed = self.sampler_cfg.get("seed")
+        if seed is not None:
+            overrides["seed"] = seed + workers_before
+        if (
+            self.sampler_cfg._target_ == "optuna.samplers.GridSampler"
+            and self.sampler_cfg.get("search_space") is None
+        ):
+            overrides["search_space"] = space.grid()
+        return instantiate(self.sampler_cfg, **overrides)
+
+    def _launch(self, trials: list[optuna.Trial], jobs: list[list[str]]) -> list[JobReturn]:
+        """Launch the jobs so each one's `hydra.job.num` (and folder) is its trial number: in runs of
+        consecutive numbers (one run unless another worker asked trials in between)."""
+        returns: list[JobReturn] = []
+        start = 0
+        for end in range(1, len(trials) + 1):
+            if end == len(trials) or trials[end].number != trials[end - 1].number + 1:
+                returns += self.launcher.launch(jobs[start:end], initial_job_idx=trials[start].number)
+                start = end
+        return returns
+
+    @staticmethod
+    def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, objective: list[str]) -> str | None:
+        """Record the job's outcome on its trial; return a line describing it if it failed."""
+        # JobReturn.return_value re-raises a failed job's error after printing "Error executing job" to stderr;
+        # a pruned trial is not an error, so its exception is read where Hydra keeps it.
+        error = ret._return_value if ret.status == JobStatus.FAILED else None
+        if isinstance(error, optuna.TrialPruned):
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("%s", error)
+            return None
+        if error is None:
+            value = ret.return_value
+            values = value if isinstance(value, list | tuple) else [value]
+            try:
+                values = [float(v) for v in values]
+            except (TypeError, ValueError):
+                error = ValueError(f"it returned {value!r}, not {len(objective)} number(s)")
+            else:
+                if len(values) != len(objective) or not all(math.isfinite(v) for v in values):
+                    error = ValueError(f"it returned {value!r}, not {len(objective)} finite number(s)")
+        if error is None:
+            study.tell(trial, values=values)
+            shown = values[0] if len(values) == 1 else values
+            best = f"; best so far: trial {study.best_trial.number}" if len(values) == 1 else ""
+            log.info("trial %d finished: %s%s", trial.number, shown, best)
+            return None
+        study.tell(trial, state=TrialState.FAIL)
+        message = f"trial {trial.number} ({' '.join(ret.overrides)}) failed: {error}"
+        log.warning("%s", message)
+        return message
+
+    @staticmethod
+    def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
+        """`optimization_results.yaml` as hydra-optuna-sweeper writes it (best params and value, or the
+        Pareto front), for the tools that read it."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            log.warning("no trial of the study completed; no %s written", RESULTS)
+            return
+        if len(study.directions) == 1:
+            best = study.best_trial
+            results = {
+                "name": "optuna",
+                "best_params": best.params,
+                "best_value": best.value,
+                "best_trial": best.number,
+            }
+        else:
+            results = {
+                "name": "optuna",
+                "solutions": [
+                    {"trial": t.number, "params": t.params, "values": t.values} for t in study.best_trials
+                ],
+            }
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS)
+        log.info("best of %d completed trials: %s", len(complete), sweep_dir / RESULTS)

@@ -1,0 +1,478 @@
+"""digitlab's Optuna sweeper, for real: searches on a tiny synthetic MNIST_SAMPLE through `digitlab-train`, the
+study read back from its journal file, pruning, continuing and extending a study, a killed search, two
+workers on one study, multi-objective search, the launchers, bad input, and optuna-dashboard over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from digitlab.errors import ConfigError
+from digitlab.rundir import Run, find_runs
+from digitlab.sweeps.search_space import parse_search_space
+from digitlab.sweeps.study import JOURNAL, RETRY_OF, RUN_DIR, STALE, TENSORBOARD, WORKER
+from tests.conftest import cli, tiny_overrides
+from tests.tb import scalars
+
+LR_SEARCH = "optimizer.lr=tag(log, interval(0.001, 3.0))"  # a sweep typed on the command line joins the space
+
+
+def search(sample_root: Path, tmp_path: Path, *extra: str, study: str = "s") -> list[str]:
+    """A linear_lr search in tmp_path/<study>, one trial per batch."""
+    return [
+        "hparams_search=linear_lr",
+        f"hydra.sweeper.study_name={study}",
+        *tiny_overrides(sample_root, tmp_path, f"hydra.sweep.dir={tmp_path / study}", *extra),
+    ]
+
+
+def load(study_dir: Path, name: str | None = None) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / JOURNAL)))
+    return optuna.load_study(study_name=name or study_dir.name, storage=storage)
+
+
+def trial_dirs(study_dir: Path) -> dict[int, Path]:
+    return {int(p.name.split("_")[0]): p for p in study_dir.iterdir() if p.name[0].isdigit()}
+
+
+# The search-space language ----------------------------------------------------------------------------------
+
+
+def test_search_space_reads_hydra_optuna_sweeper_syntax():
+    space = parse_search_space(
+        {
+            "optimizer.lr": "tag(log, interval(0.01, 3.0))",
+            "model.net.hidden": "choice(16, 30, 64)",
+            "data.batch_size": "range(64, 257, step=64)",
+            "optimizer.momentum": "range(0, 1, step=0.25)",
+            "model.net.depth": "tag(int, interval(1, 3))",
+        },
+        ["hparams_search=mlp", "optimizer.momentum=0.9", "+tags=[a]"],
+    )
+    assert space.distributions == {
+        "optimizer.lr": FloatDistribution(0.01, 3.0, log=True),
+        "model.net.hidden": CategoricalDistribution((16, 30, 64)),
+        "data.batch_size": IntDistribution(64, 256, step=64),  # Hydra's range excludes its stop
+        "model.net.depth": IntDistribution(1, 3),
+    }
+    assert space.fixed == [
+        "hparams_search=mlp",
+        "optimizer.momentum=0.9",
+        "+tags=[a]",
+    ]  # the command line wins
+    assert space.overrides({"optimizer.lr": 0.1, "model.net.hidden": 16})[:2] == [
+        "optimizer.lr=0.1",
+        "model.net.hidden=16",
+    ]
+    assert parse_search_space({"x": "choice(a, 'b c')"}, []).overrides({"x": "b c"}) == ["x=b\\ c"]
+    assert parse_search_space({"x": "range(0, 1, step=0.25)"}, []).grid() == {"x": [0.0, 0.25, 0.5, 0.75]}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("interval(3, 1)", "'optimizer.lr=interval(3, 1)': an interval needs low < high."),
+        ("tag(log, interval(0, 1))", "low > 0 on a log scale"),
+        ("choice(", "'optimizer.lr=choice(' is not a search space Hydra can read"),
+        ("range(5, 1)", "is an empty range"),
+    ],
+)
+def test_bad_search_space_strings_are_named(value, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        parse_search_space({"optimizer.lr": value}, [])
+    assert message in str(err.value)
+
+
+def with_search(tmp_path: Path, name: str, text: str) -> str:
+    """A search config of the user's own (hparams_search=<name>), found through hydra.searchpath."""
+    extra = tmp_path / "extra_conf" / "hparams_search"
+    extra.mkdir(parents=True, exist_ok=True)
+    (extra / f"{name}.yaml").write_text(text)
+    return f"hydra.searchpath=[file://{extra.parent}]"
+
+
+def test_a_bad_search_space_stops_before_any_trial(sample_root, tmp_path):
+    searchpath = with_search(
+        tmp_path, "bad", FAILING_SEARCH.replace("choice(0.5, -1.0, 2.0)", "'interval(1,'")
+    )
+    args = tiny_overrides(sample_root, tmp_path, f"hydra.sweep.dir={tmp_path / 's'}")
+    proc = cli("hparams_search=bad", searchpath, *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "'optimizer.lr=interval(1,' is not a search space Hydra can read" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "s").exists()
+
+
+def test_hydra_discovers_the_sweeper_without_importing_optuna():
+    code = (
+        "import sys\n"
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "print([f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Sweeper)])\n"
+        "print('optuna' in sys.modules)\n"
+    )
+    found, optuna_imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "hydra_plugins.digitlab_optuna_sweeper.optuna_sweeper.OptunaSweeper" in found
+    assert optuna_imported == "False", "plugin discovery (every Hydra start) must not pay for Optuna"
+
+
+# One study, end to end ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pruned_study(sample_root, tmp_path_factory) -> Path:
+    """8 trials minimizing val/loss over a wide lr range with a median pruner that may stop from epoch 0."""
+    tmp = tmp_path_factory.mktemp("pruned")
+    cli(
+        *search(
+            sample_root,
+            tmp,
+            "trainer.max_epochs=4",
+            "hydra.sweeper.n_trials=8",
+            LR_SEARCH,
+            "optimized_metric=val/loss",
+            "hydra.sweeper.direction=minimize",
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+            study="pruned",
+        ),
+        cwd=tmp,
+    )
+    return tmp / "pruned"
+
+
+def test_pruned_trials_stop_early_and_say_so_everywhere(pruned_study):
+    study = load(pruned_study)
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and TrialState.PRUNED in states and TrialState.COMPLETE in states, states
+    assert TrialState.FAIL not in states  # a pruned trial is not a failure
+    dirs = trial_dirs(pruned_study)
+    assert sorted(dirs) == list(range(8)), "a trial's folder is numbered by its trial number"
+    for trial in study.trials:
+        run = Run(dirs[trial.number])
+        assert trial.user_attrs[RUN_DIR] == str(run.path) and trial.user_attrs[TENSORBOARD] == str(
+            run.tensorboard
+        )
+        assert sorted(trial.intermediate_values) == list(range(run.metrics["epochs"]))  # one report per epoch
+        assert (run.checkpoints / "last.ckpt").is_file(), "a pruned run keeps its checkpoints"
+        pruned = scalars(run.tensorboard)["trial/pruned"][-1]
+        if trial.state == TrialState.PRUNED:
+            assert run.status == "pruned" and run.metrics["epochs"] <= 4
+            assert run.metrics["pruned_epoch"] == run.metrics["epochs"] - 1 and pruned == 1.0
+            assert trial.value == pytest.approx(run.metrics["val/loss"])
+        else:
+            assert run.status == "completed" and run.metrics["epochs"] == 4 and pruned == 0.0
+            assert trial.value == pytest.approx(run.metrics["val/loss"])
+    epochs = [Run(dirs[t.number]).metrics["epochs"] for t in study.trials if t.state == TrialState.PRUNED]
+    assert min(epochs) < 4, epochs
+    best = study.best_trial
+    results = (pruned_study / "optimization_results.yaml").read_text()
+    assert f"best_trial: {best.number}" in results and str(best.value) in results
+
+
+def test_compare_shows_status_and_ranks_pruned_trials_last(pruned_study):
+    table = (pruned_study / "compare" / "compare.md").read_text().splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    statuses = [row.strip("|").split("|")[header.index("status")].strip() for row in table[2:]]
+    assert set(statuses) == {"completed", "pruned"}
+    assert statuses == sorted(statuses), "completed trials first, then the pruned ones"
+
+
+def test_the_same_command_continues_the_study_and_a_larger_n_trials_extends_it(sample_root, tmp_path):
+    args = search(sample_root, tmp_path, "trainer.max_epochs=1", LR_SEARCH)
+    cli(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    first = {t.number: t.params for t in load(tmp_path / "s").trials}
+    proc = cli(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    assert "Launching" not in proc.stdout + proc.stderr, "a study with n_trials trials runs nothing more"
+    cli(*args, "hydra.sweeper.n_trials=4", cwd=tmp_path)
+    study = load(tmp_path / "s")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {n: study.trials[n].params for n in first} == first
+    assert sorted(trial_dirs(tmp_path / "s")) == [0, 1, 2, 3]
+    assert study.user_attrs["workers"] == 3
+    assert {t.user_attrs[WORKER] for t in study.trials[2:]} != {
+        t.user_attrs[WORKER] for t in study.trials[:2]
+    }
+
+
+def test_any_optuna_storage_url_is_accepted(sample_root, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    cli(
+        *search(
+            sample_root,
+            tmp_path,
+            "trainer.max_epochs=1",
+            LR_SEARCH,
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage={url}",
+        ),
+        cwd=tmp_path,
+    )
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert not (tmp_path / "s" / JOURNAL).exists()
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_killed_search_leaves_its_running_trial_failed_and_asked_again(sample_root, tmp_path):
+    args = search(sample_root, tmp_path, LR_SEARCH, "hydra.sweeper.n_trials=2")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "digitlab.cli.train", *args, "trainer.max_epochs=500"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        journal = tmp_path / "s" / JOURNAL
+        # Killed once trial 0 reported an epoch: it is RUNNING in the study with checkpoints on disk.
+        wait_for(
+            lambda: journal.is_file() and any(t.intermediate_values for t in load(tmp_path / "s").trials)
+        )
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    (killed,) = load(tmp_path / "s").trials
+    assert killed.state == TrialState.RUNNING
+    cli(*args, "trainer.max_epochs=1", cwd=tmp_path)
+    study = load(tmp_path / "s")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    stale, retry, _ = study.trials
+    assert stale.user_attrs[STALE] is True and retry.user_attrs[RETRY_OF] == 0
+    assert retry.params == killed.params, "the killed trial's parameters are asked again"
+    assert (Path(stale.user_attrs[RUN_DIR]) / "checkpoints" / "last.ckpt").is_file(), "nothing is lost"
+
+
+def test_two_workers_share_one_study(sample_root, tmp_path):
+    args = search(sample_root, tmp_path, "trainer.max_epochs=1", LR_SEARCH, "hydra.sweeper.n_trials=6")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digitlab.cli.train", *args],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0], [w.stderr.read()[-2000:] for w in workers]
+    study = load(tmp_path / "s")
+    assert [t.number for t in study.trials] == list(range(6)), "each trial number once, n_trials in all"
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    by_worker = {t.user_attrs[WORKER] for t in study.trials}
+    assert len(by_worker) == 2 and study.user_attrs["workers"] == 2, "both workers ran trials"
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == 6, "seed + worker index: no repeats"
+    assert sorted(trial_dirs(tmp_path / "s")) == list(range(6))
+
+
+def test_multi_objective_search_finds_a_pareto_front(sample_root, tmp_path):
+    cli(
+        *search(
+            sample_root,
+            tmp_path,
+            "trainer.max_epochs=1",
+            "experiment=fastbook_mlp",
+            LR_SEARCH,
+            "model.net.hidden=choice(4, 16, 64)",
+            "hydra.sweeper.n_trials=5",
+            "optimized_metric=[val/loss,parameters]",
+            "hydra.sweeper.direction=[minimize,minimize]",
+        ),
+        cwd=tmp_path,
+    )
+    study = load(tmp_path / "s")
+    assert len(study.directions) == 2 and all(len(t.values) == 2 for t in study.trials)
+    front = {t.number for t in study.best_trials}
+    table = (tmp_path / "s" / "compare" / "compare.md").read_text().splitlines()
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert {"pareto", "parameters"} <= set(header)
+    marked = [row.strip("|").split("|")[header.index("pareto")].strip() for row in table[2:]]
+    assert marked.count("yes") == len(front) and marked[: len(front)] == ["yes"] * len(front)
+    assert "solutions:" in (tmp_path / "s" / "optimization_results.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        (
+            [
+                "hydra.sweeper.direction=[minimize,minimize]",
+                "optimized_metric=[val/loss,parameters]",
+                "hydra/sweeper/pruner=median",
+            ],
+            "hydra/sweeper/pruner=median cannot prune a multi-objective study",
+        ),
+        (["hydra.sweeper.direction=[maximize,minimize]"], "optimized_metric=val/acc_best names 1 metric(s)"),
+        (["hydra.sweeper.direction=upward"], "hydra.sweeper.direction='upward' is not a direction"),
+        (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is not a whole number >= 1"),
+        (["hydra/sweeper/sampler=grid"], "the grid sampler (hydra/sweeper/sampler=grid) needs finite values"),
+        (
+            ["hydra.sweeper.custom_search_space=nowhere.fn"],
+            "custom_search_space='nowhere.fn' is not a function",
+        ),
+    ],
+)
+def test_bad_sweeper_settings_are_one_paragraph_before_any_trial(sample_root, tmp_path, typed, message):
+    proc = cli(*search(sample_root, tmp_path, *typed), cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists() or not trial_dirs(tmp_path / "s")
+
+
+FAILING_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: optuna
+optimized_metric: val/acc_best
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    direction: maximize
+    study_name: failing
+    n_trials: 3
+    n_jobs: 1
+    max_failure_rate: 1.0
+    sampler:
+      seed: 0
+    params:
+      optimizer.lr: choice(0.5, -1.0, 2.0)
+"""
+
+
+def test_a_failing_trial_is_fail_and_the_search_goes_on(sample_root, tmp_path):
+    sweep = tmp_path / "study"
+    proc = cli(
+        "hparams_search=failing",
+        with_search(tmp_path, "failing", FAILING_SEARCH),
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "optimizer.lr=-1.0 is invalid" in output and "failed:" in output
+    study = load(sweep, "failing")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+    runs = find_runs(sweep)
+    assert len(runs) == 3 and sum(run.completed for run in runs) == 2
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "best_value" in results and "optimizer.lr" in results
+    assert (sweep / "compare" / "compare.md").is_file()
+
+
+def test_max_failure_rate_stops_the_search(sample_root, tmp_path):
+    proc = cli(
+        *search(
+            sample_root,
+            tmp_path,
+            "optimizer.lr=choice(-1.0)",
+            "hydra.sweeper.max_failure_rate=0.0",
+        ),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 1 and "more than hydra.sweeper.max_failure_rate=0.0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [t.state for t in load(tmp_path / "s").trials] == [TrialState.FAIL]
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_pruning_reaches_jobs_in_other_processes(sample_root, tmp_path, launcher):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    cli(
+        *search(
+            sample_root,
+            tmp_path,
+            f"hydra/launcher={launcher}",
+            *extra,
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=4",
+            "trainer.max_epochs=2",
+            LR_SEARCH,
+        ),
+        cwd=tmp_path,
+    )
+    study = load(tmp_path / "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in study.trials), "each job reported its epochs"
+    assert all(Run(trial_dirs(tmp_path / "s")[t.number]).metrics["epochs"] == 2 for t in study.trials)
+
+
+# The dashboard ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_newest_study_over_http(pruned_study, tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.dashboard",
+            "--log-dir",
+            str(pruned_study.parent),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def get(path: str):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return json.loads(response.read())
+
+        def up() -> bool:
+            try:
+                get("/api/meta")
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, timeout=60)
+        (summary,) = get("/api/studies")["study_summaries"]
+        assert summary["study_name"] == "pruned" and summary["directions"] == ["minimize"]
+        detail = get(f"/api/studies/{summary['study_id']}")
+        states = {trial["state"] for trial in detail["trials"]}
+        assert len(detail["trials"]) == 8 and {"Complete", "Pruned"} <= states
+        attrs = {a["key"] for a in detail["trials"][0]["user_attrs"]}
+        assert {RUN_DIR, TENSORBOARD, WORKER} <= attrs
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_dashboard_names_what_is_not_a_study(tmp_path, capsys):
+    from digitlab.cli.dashboard import main
+
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "is not an Optuna study" in capsys.readouterr().err
+    assert main(["--log-dir", str(tmp_path)]) == 2
+    assert "no Optuna study under" in capsys.readouterr().err
