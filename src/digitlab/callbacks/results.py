@@ -29,6 +29,18 @@ class Outcome(Protocol):
     def outcome(self) -> dict[str, Any]: ...
 
 
+def log_hparams(loggers: list[Any], hparams: dict[str, Any]) -> None:
+    """The run's hparams: for TensorBoard a session-start summary only (see above), else the logger's own."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            _, session_start, _ = hparams_summary(hparams, {})
+            logger.experiment._get_file_writer().add_summary(session_start)
+        else:
+            logger.log_hyperparams(hparams)
+
+
 class RunResults(L.Callback):
     def __init__(
         self,
@@ -60,14 +72,7 @@ class RunResults(L.Callback):
         if trainer.global_rank != 0:
             return
         self.run.write_config(self.config)
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                _, session_start, _ = hparams_summary(self.hparams, {})
-                logger.experiment._get_file_writer().add_summary(session_start)
-            else:
-                logger.log_hyperparams(self.hparams)
+        log_hparams(trainer.loggers, self.hparams)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:

@@ -1,0 +1,52 @@
+"""The batches of K stacked trials: at every step row k holds the indices trial k's own DataLoader would give,
+in the order its own seed shuffles them (the same generator draws as `DigitsDataModule.train_dataloader`:
+DataLoader's base-seed draw, then `IndexBatchSampler`'s permutations), so each trial sees exactly the batches
+it would see alone. One gather serves all trials: `[K, B]` indices -> `[K, B, 1, 28, 28]` images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import RandomSampler, Sampler, SequentialSampler
+
+from digitlab.data.datamodules import IndexBatchSampler, TensorBatches
+
+
+class StackedBatchSampler(Sampler[torch.Tensor]):
+    def __init__(self, size: int, batch_size: int, seeds: Sequence[int], shuffle: bool = True) -> None:
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds] if shuffle else []
+        items = range(size)
+        self.samplers = (
+            [
+                IndexBatchSampler(RandomSampler(items, generator=g), batch_size, drop_last=False)
+                for g in self.generators
+            ]
+            if shuffle
+            else [IndexBatchSampler(SequentialSampler(items), batch_size, drop_last=False)] * len(seeds)
+        )
+
+    def __len__(self) -> int:
+        return len(self.samplers[0])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        # What DataLoader(generator=g) draws from g whenever an iterator over it is made (its base seed), at
+        # that moment: Lightning makes some it never reads from.
+        for generator in self.generators:
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
+        return self._steps()
+
+    def _steps(self) -> Iterator[torch.Tensor]:
+        # The trials' samplers in lockstep, each resumed exactly when a single run's would be: its permutation
+        # is drawn at the first batch, and the extra one after its last batch only if that is asked for
+        # (Lightning does not ask; a plain `for` over the DataLoader does).
+        yield from (torch.stack(step) for step in zip(*self.samplers, strict=True))
+
+
+class StackedTensorBatches(TensorBatches):
+    """`TensorBatches` read with `[K, B]` index tensors: one `index_select`, then `[K, B, ...]`."""
+
+    def __getitems__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(index)
+        images, labels = super().__getitems__(index.flatten())
+        return images.view(*index.shape, *images.shape[1:]), labels.view(index.shape)

@@ -1,0 +1,84 @@
+"""Which jobs of a sweep can share one training loop: the same architecture, data (but its seed), batch
+size, epochs, loss, optimizer class, trainer and device. They may differ in `seed` (initial weights and
+shuffle order) and in the optimizer's hyperparameters (lr, momentum, weight decay, betas, ...), which become
+one param group each. Anything else runs one job at a time, with the reason in one log line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from digitlab.config.hparams import is_plumbing
+
+CLASSIFIER = "digitlab.model.module.ClassifierModule"
+# Nets whose every layer vmap runs as the same math (Flatten, Linear, ReLU); resnet18's BatchNorm keeps
+# running statistics per call, which a vectorised step would not update as the single run does.
+VECTORISABLE_NETS = ("digitlab.model.nets.linear", "digitlab.model.nets.mlp")
+# The callbacks every run has (conf/callbacks/default.yaml): the stack writes each trial's equivalents.
+STACK_CALLBACKS = {
+    "model_checkpoint",
+    "last_checkpoint",
+    "pictures",
+    "checkpoint_on_interrupt",
+    "stop_on_nonfinite_loss",
+}
+# Free between stacked trials, besides the optimizer's hyperparameters.
+# (model.optimizer is the model's copy of the optimizer group.)
+FREE = (
+    "seed",
+    "data.seed",
+    "model.optimizer",
+    "experiment_name",
+    "paths",
+    "callbacks",
+    "logger",
+    "tags",
+    "notes",
+)
+
+
+def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
+    """`(key, "")` where jobs with equal keys can be stacked, or `(None, why not)`."""
+    model = cfg.get("model") or {}
+    net = (model.get("net") or {}).get("_target_")
+    why = None
+    if model.get("_target_") != CLASSIFIER:
+        why = f"model {model.get('_target_')} is not trained by gradient descent with a net"
+    elif net not in VECTORISABLE_NETS:
+        why = f"its net {net} cannot be vectorised exactly (only {', '.join(VECTORISABLE_NETS)})"
+    elif model.get("compile"):
+        why = "model.compile is set"
+    elif cfg.get("scheduler") is not None:
+        why = "a scheduler is set (stacked trials take scheduler=none for now)"
+    elif cfg.get("lr_find") or cfg.get("ckpt_path") or cfg.get("resume"):
+        why = "lr_find, ckpt_path and resume run alone"
+    elif set(cfg.get("callbacks") or {}) - STACK_CALLBACKS:
+        why = f"callbacks {sorted(set(cfg.callbacks) - STACK_CALLBACKS)} run with single jobs only"
+    elif cfg.trainer.get("devices", 1) not in (1, "1") or "ddp" in str(cfg.trainer.get("strategy", "")):
+        why = "it trains on more than one device"
+    if why:
+        return None, why
+    container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)
+    shared = {k: v for k, v in _flat(container).items() if not _free(k)}
+    shared["optimizer._target_"] = container["optimizer"].get("_target_")
+    return json.dumps(shared, sort_keys=True, default=str), ""
+
+
+def _free(key: str) -> bool:
+    return (
+        key.startswith("optimizer.")
+        or is_plumbing(key)
+        or any(key == f or key.startswith(f"{f}.") for f in FREE)
+    )
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out |= _flat(value, f"{prefix}{key}.")
+        return out
+    return {prefix[:-1]: node}

@@ -1,0 +1,126 @@
+"""K trials' `ClassifierModule`s trained as one LightningModule.
+
+Each trial keeps its own module (its net's parameters initialised from its own seed, exactly as a single run
+draws them, and saved in its own checkpoints under the same names). A step stacks the trials' parameters
+(`torch.stack`, through which gradients flow back to each trial's own tensors) and runs the net once for
+all trials with `torch.func.vmap(functional_call(...))`: batched matmuls, no Python loop over trials. The
+trials' losses are summed: their parameters are disjoint, so each trial's gradient is its own loss's.
+One stock torch optimizer holds one param group per trial, with that trial's hyperparameters.
+
+Metrics are kept per trial on the device and handed to `on_epoch_metrics` once per epoch as
+`[{name: value}] * K`, the names a single run logs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from digitlab.model.module import ClassifierModule
+
+EpochMetrics = Callable[[str, list[dict[str, float]]], None]
+
+
+class StackedClassifier(L.LightningModule):
+    def __init__(self, trials: Sequence[ClassifierModule], on_epoch_metrics: EpochMetrics) -> None:
+        super().__init__()
+        self.trials = nn.ModuleList(trials)
+        first = trials[0]
+        self.binary = first.binary
+        self.class_names = first.class_names
+        self.loss_fn = first.loss_fn
+        self._template = (copy.deepcopy(first.net).to("meta"),)  # the shapes and code, not registered
+        self._names = [name for name, _ in first.net.named_parameters()]
+        self.on_epoch_metrics = on_epoch_metrics
+        k, c = len(trials), len(self.class_names)
+        self.register_buffer("train_sums", torch.zeros(k, 3), persistent=False)  # loss * n, correct, n
+        self.register_buffer("val_loss_sums", torch.zeros(k), persistent=False)
+        self.register_buffer("val_correct", torch.zeros(k, c), persistent=False)  # per class
+        self.register_buffer("val_counts", torch.zeros(c), persistent=False)
+        self.register_buffer("val_acc_best", torch.full((k,), -1.0), persistent=False)
+        self.active = torch.ones(k, dtype=torch.bool)  # False: the trial left the stack (diverged)
+
+    @property
+    def size(self) -> int:
+        return len(self.trials)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Scores `[K, B]` (binary) or `[K, B, classes]`; images `[K, B, ...]` or one `[B, ...]` for all."""
+        params = {
+            name: torch.stack([dict(t.net.named_parameters())[name] for t in self.trials])
+            for name in self._names
+        }
+        net = self._template[0]
+        in_dims = (0, 0 if images.dim() == 5 else None)
+        scores = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=in_dims)(params, images)
+        return scores.squeeze(-1) if self.binary else scores
+
+    def losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """`[K]`: each trial's loss on its own batch (labels `[K, B]`) or the shared one (`[B]`)."""
+        return vmap(self.loss_fn, in_dims=(0, 0 if labels.dim() == 2 else None))(scores, labels)
+
+    def predict_labels(self, scores: torch.Tensor) -> torch.Tensor:
+        return (scores > 0).long() if self.binary else scores.argmax(dim=-1)
+
+    # Training -------------------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        scores = self(images)
+        losses = self.losses(scores, labels)
+        with torch.no_grad():
+            n = labels.shape[-1]
+            correct = (self.predict_labels(scores) == labels).sum(-1).to(losses.dtype)
+            self.train_sums += torch.stack([losses * n, correct, torch.full_like(losses, n)], dim=1)
+        self._last_losses = losses.detach()
+        return losses.sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """One optimizer of the trials' class, one param group per trial with that trial's settings."""
+        own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
+        groups = [optimizer.param_groups[0] for optimizer in own]
+        return type(own[0])(groups, **own[0].defaults)
+
+    # Validation -----------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss_sums.zero_()
+        self.val_correct.zero_()
+        self.val_counts.zero_()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        scores = self(images)
+        self.val_loss_sums += self.losses(scores, labels).detach() * len(labels)
+        hits = (self.predict_labels(scores) == labels).to(self.val_correct.dtype)  # [K, B]
+        classes = nn.functional.one_hot(labels, len(self.class_names)).to(hits.dtype)  # [B, C]
+        self.val_correct += hits @ classes
+        self.val_counts += classes.sum(0)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        total = self.val_counts.sum()
+        acc = self.val_correct.sum(1) / total
+        per_class = self.val_correct / self.val_counts
+        self.val_acc_best = torch.maximum(self.val_acc_best, acc)
+        train = self.train_sums
+        columns = {
+            "val/loss": self.val_loss_sums / total,
+            "val/acc": acc,
+            **{f"val/acc_{name}": per_class[:, i] for i, name in enumerate(self.class_names)},
+            "val/acc_macro": per_class.mean(1),
+            "val/acc_best": self.val_acc_best,
+        }
+        if train[0, 2] > 0:  # not before the first training epoch
+            columns |= {"train/loss": train[:, 0] / train[:, 2], "train/acc": train[:, 1] / train[:, 2]}
+        values = {name: column.tolist() for name, column in columns.items()}  # one host sync per epoch
+        self.on_epoch_metrics("epoch", [{n: v[k] for n, v in values.items()} for k in range(self.size)])

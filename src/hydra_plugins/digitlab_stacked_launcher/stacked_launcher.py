@@ -1,0 +1,29 @@
+"""The class Hydra discovers and instantiates from `conf/hydra/launcher/stacked.yaml`; thin, so discovery
+imports neither torch nor Lightning (the launch is in `_impl.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class StackedLauncher(Launcher):
+    def __init__(self, max_stack: int = 64) -> None:
+        self.max_stack = max_stack
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from ._impl import launch
+
+        return launch(self, job_overrides, initial_job_idx)

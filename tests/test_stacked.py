@@ -1,0 +1,174 @@
+"""The stacked launcher, for real: the same sweep run by the basic launcher and by `hydra/launcher=stacked`
+on a tiny synthetic MNIST_SAMPLE gives every trial the same numbers (to float round-off) and the same run
+dir; jobs that cannot be stacked run alone."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitlab.api import compose_config
+from digitlab.checkpoints import build_from_checkpoint
+from digitlab.rundir import Run, find_runs
+from digitlab.stacked.batches import StackedBatchSampler
+from digitlab.stacked.grouping import stack_key
+from tests.conftest import cli, tiny_overrides
+from tests.tb import hparams, scalars
+
+SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "trainer.max_epochs=3")
+
+
+@pytest.fixture(scope="module")
+def sweeps(sample_root, tmp_path_factory) -> tuple[Path, Path]:
+    """The same 2 lrs x 2 seeds sweep of the linear model and of a small MLP, basic and stacked."""
+    tmp = tmp_path_factory.mktemp("stacked")
+    out = []
+    for launcher in ("basic", "stacked"):
+        sweep = tmp / launcher
+        cli(
+            "-m",
+            f"hydra/launcher={launcher}",
+            "model=linear,mlp",
+            *tiny_overrides(sample_root, tmp, *SWEEP, f"hydra.sweep.dir={sweep}"),
+            cwd=tmp,
+        )
+        out.append(sweep)
+    return out[0], out[1]
+
+
+def by_name(sweep: Path) -> dict[str, Run]:
+    return {run.path.name.split("_", 1)[1]: run for run in find_runs(sweep)}
+
+
+def test_each_stacked_trial_equals_its_single_run(sweeps):
+    basic, stacked = map(by_name, sweeps)
+    assert sorted(basic) == sorted(stacked) and len(basic) == 8
+    worst = 0.0
+    for name, run in stacked.items():
+        alone = basic[name].metrics
+        assert run.metrics["stacked_with"] == 4 and run.status == "completed"
+        for key in ("val/acc", "val/acc_3", "val/acc_7", "val/acc_macro", "val/acc_best"):
+            assert run.metrics[key] == pytest.approx(alone[key], abs=1e-6), (name, key)
+        for key in ("val/loss", "train/loss", "train/acc"):
+            assert math.isclose(run.metrics[key], alone[key], rel_tol=1e-4, abs_tol=1e-7), (name, key)
+            worst = max(worst, abs(run.metrics[key] - alone[key]))
+        assert {k: run.metrics[k] for k in ("epochs", "steps")} == {k: alone[k] for k in ("epochs", "steps")}
+    print(f"largest difference of a loss between stacked and single runs: {worst:.3g}")
+
+
+def test_a_stacked_trial_leaves_the_run_dir_a_single_run_leaves(sweeps):
+    basic, stacked = map(by_name, sweeps)
+    for name, run in stacked.items():
+        alone = basic[name]
+        moved = json.dumps(run.config).replace(str(sweeps[1]), str(sweeps[0]))
+        assert json.loads(moved) == alone.config, "the same config, but for where it lives"
+        assert (run.hydra_dir / "overrides.yaml").read_text() == (
+            alone.hydra_dir / "overrides.yaml"
+        ).read_text()
+        ours, theirs = scalars(run.tensorboard), scalars(alone.tensorboard)
+        assert set(theirs) - {"trial/pruned"} <= set(ours)
+        for tag in ("val/loss", "val/acc", "train/loss"):
+            assert ours[tag] == pytest.approx(theirs[tag], rel=1e-4, abs=1e-7), (name, tag)
+        assert hparams(run.tensorboard)[0] == hparams(alone.tensorboard)[0]
+        assert (run.checkpoints / "last.ckpt").is_file() and len(
+            list(run.checkpoints.glob("epoch*.ckpt"))
+        ) == 1
+
+
+def test_stacked_checkpoints_load_as_any_runs(sweeps):
+    _, stacked = sweeps
+    run = find_runs(stacked)[0]
+    cfg, datamodule, model = build_from_checkpoint(run.checkpoints / "last.ckpt")
+    assert cfg.seed == run.setting("seed") and cfg.optimizer.lr == run.setting("optimizer.lr")
+    datamodule.prepare_data()
+    datamodule.setup()
+    images, labels = datamodule.valid_set.images, datamodule.valid_set.labels
+    with torch.no_grad():
+        loss = model.loss(model(images), labels)
+    assert float(loss) == pytest.approx(run.metrics["val/loss"], rel=1e-5)
+
+
+def test_compare_reads_a_stacked_sweep_unchanged(sweeps):
+    basic, stacked = sweeps
+    table = (stacked / "compare" / "compare.md").read_text().splitlines()
+    assert table[0] == (basic / "compare" / "compare.md").read_text().splitlines()[0]
+    assert len(table) == 2 + 4
+
+
+def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli(
+        "-m",
+        "hydra/launcher=stacked",
+        "scheduler=none,one_cycle",
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "#1 runs alone: a scheduler is set" in output
+    assert "#0 runs alone: no other job of this batch" in output
+    runs = find_runs(sweep)
+    assert len(runs) == 2 and all(run.completed and "stacked_with" not in run.metrics for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (["experiment=fastbook_linear"], ""),
+        (["experiment=fastbook_mlp", "optimizer=adam"], ""),
+        (["experiment=fastbook_resnet18"], "cannot be vectorised exactly"),
+        (["experiment=fastbook_baseline"], "is not trained by gradient descent"),
+        (["scheduler=one_cycle"], "a scheduler is set"),
+        (["model.compile=true"], "model.compile is set"),
+        (["callbacks/early_stopping=val_loss"], "run with single jobs only"),
+    ],
+)
+def test_which_configs_stack(overrides, why, tmp_path):
+    cfg = compose_config([*overrides, f"paths.log_dir={tmp_path}"], tmp_path / "run")
+    key, reason = stack_key(cfg)
+    assert (key is not None) == (not why) and why in reason
+
+
+def test_configs_differing_in_seed_and_optimizer_settings_share_a_key(tmp_path):
+    keys = {
+        stack_key(compose_config([*o, f"paths.log_dir={tmp_path}"], tmp_path / str(i)))[0]
+        for i, o in enumerate(
+            [
+                ["seed=0"],
+                ["seed=3", "optimizer.lr=3.0"],
+                ["optimizer.momentum=0.9", "optimizer.weight_decay=0.01"],
+            ]
+        )
+    }
+    assert len(keys) == 1
+    other = stack_key(compose_config(["data.batch_size=64", f"paths.log_dir={tmp_path}"], tmp_path / "x"))[0]
+    assert other not in keys
+
+
+def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
+    """Against PyTorch's own DataLoader(shuffle=True) order, epoch after epoch (read as Lightning reads it:
+    exactly len(loader) batches, never the request after the last)."""
+    from torch.utils.data import DataLoader
+
+    n, batch = 50, 16  # a partial last batch
+    seeds = [0, 7]
+    sampler = StackedBatchSampler(n, batch, seeds)
+    loaders = [
+        DataLoader(range(n), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(s))
+        for s in seeds
+    ]
+    for _epoch in range(3):
+        stacked = iter(sampler)
+        singles = [iter(loader) for loader in loaders]
+        for _ in range(len(sampler)):
+            step = next(stacked)
+            assert [row.tolist() for row in step] == [next(it).tolist() for it in singles]
+
+
+def test_metrics_json_is_valid_json_for_every_trial(sweeps):
+    for run in find_runs(sweeps[1]):
+        json.loads((run.path / "metrics.json").read_text())
