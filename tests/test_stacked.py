@@ -172,3 +172,41 @@ def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
 def test_metrics_json_is_valid_json_for_every_trial(sweeps):
     for run in find_runs(sweeps[1]):
         json.loads((run.path / "metrics.json").read_text())
+
+
+def test_under_optuna_a_batch_is_one_stack_and_a_pruned_trial_leaves_it(sample_root, tmp_path):
+    from optuna.trial import TrialState
+
+    from tests.test_optuna import load, search
+
+    cli(
+        *search(
+            sample_root,
+            tmp_path,
+            "hydra/launcher=stacked",
+            "hydra.sweeper.n_jobs=4",
+            "hydra.sweeper.n_trials=8",
+            "trainer.max_epochs=4",
+            "optimizer.lr=tag(log, interval(0.001, 3.0))",
+            "optimized_metric=val/loss",
+            "hydra.sweeper.direction=minimize",
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+        ),
+        cwd=tmp_path,
+    )
+    study = load(tmp_path / "s")
+    assert len(study.trials) == 8 and TrialState.FAIL not in {t.state for t in study.trials}
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, [t.state for t in study.trials]
+    for trial in study.trials:
+        run = Run(trial.user_attrs["run_dir"])
+        assert run.metrics["stacked_with"] == 4
+        assert sorted(trial.intermediate_values) == list(range(run.metrics["epochs"]))
+        if trial.state == TrialState.PRUNED:
+            assert run.status == "pruned" and run.metrics["pruned_epoch"] == run.metrics["epochs"] - 1
+            assert scalars(run.tensorboard)["trial/pruned"][-1] == 1.0
+        else:
+            assert run.status == "completed" and run.metrics["epochs"] == 4
+            assert trial.value == pytest.approx(run.metrics["val/loss"])

@@ -86,18 +86,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def trial_pruning(cfg: DictConfig, run: rundir.Run):
-    """Under digitlab's Optuna sweeper: record the run's folders on its trial, and return the callback that
-    reports `optimized_metric` each epoch and stops the fit when the study's pruner says so (None otherwise,
-    and for a multi-objective study, which Optuna cannot prune)."""
-    from digitlab.sweeps.study import RUN_DIR, TENSORBOARD
-    from digitlab.sweeps.trial import current_trial
+    """Under digitlab's Optuna sweeper: the callback that reports `optimized_metric` each epoch and stops
+    the fit when the study's pruner says so (None otherwise, and for a multi-objective study, which Optuna
+    cannot prune)."""
+    from digitlab.sweeps.trial import current_trial, prunable, record_run
 
     trial = current_trial()
     if trial is None:
         return None
-    trial.set_user_attr(RUN_DIR, str(run.path.absolute()))
-    trial.set_user_attr(TENSORBOARD, str(run.tensorboard.absolute()))
-    if len(trial.study.directions) > 1:
+    record_run(trial, run)
+    if not prunable(trial):
         return None
     from digitlab.callbacks.pruning import TrialPruning
 

@@ -58,32 +58,48 @@ class Pictures(L.Callback):
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
-        from PIL import Image
-        from torchmetrics.functional.classification import multiclass_confusion_matrix
-
-        from digitlab.drawing import confusion_image, image_grid
-
-        names = list(pl_module.class_names)
-        pictures = {}
-        for name, (images, captions) in pl_module.pictures().items():
-            pictures[name] = image_grid(images, captions, cmap="gray" if name == "ideal_digits" else "bwr")
+        last = None
         if self._batches:
-            images = torch.cat([b[0] for b in self._batches]).cpu()
-            labels = torch.cat([b[1] for b in self._batches]).cpu()
-            preds = torch.cat([b[2] for b in self._batches]).cpu()
-            wrong = (preds != labels).nonzero().flatten()[: self.max_misclassified]
-            if len(wrong):
-                captions = [f"true {names[labels[i]]} / pred {names[preds[i]]}" for i in wrong.tolist()]
-                pictures["misclassified"] = image_grid(images[wrong], captions, cmap="gray")
-            matrix = multiclass_confusion_matrix(preds, labels, num_classes=len(names))
-            pictures["confusion_matrix"] = confusion_image(matrix.numpy(), names)
-        for name, picture in pictures.items():
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(
-                        f"pictures/{name}", picture, global_step=trainer.global_step, dataformats="HWC"
-                    )
-            if self.output_dir is not None:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(picture).save(self.output_dir / f"{name}.png")
+            last = tuple(torch.cat([b[i] for b in self._batches]).cpu() for i in range(3))
+        pictures = draw_pictures(pl_module, last, self.max_misclassified)
+        save_pictures(pictures, trainer.loggers, trainer.global_step, self.output_dir)
         self._drawn_step = trainer.global_step
+
+
+def draw_pictures(
+    module: L.LightningModule,
+    validation: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    max_misclassified: int,
+):
+    """name -> RGB array: the module's own pictures, and from the last validation's `(images, labels,
+    predictions)` the misclassified images and the confusion matrix."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    from digitlab.drawing import confusion_image, image_grid
+
+    names = list(module.class_names)
+    pictures = {}
+    for name, (images, captions) in module.pictures().items():
+        pictures[name] = image_grid(images, captions, cmap="gray" if name == "ideal_digits" else "bwr")
+    if validation is not None:
+        images, labels, preds = validation
+        wrong = (preds != labels).nonzero().flatten()[:max_misclassified]
+        if len(wrong):
+            captions = [f"true {names[labels[i]]} / pred {names[preds[i]]}" for i in wrong.tolist()]
+            pictures["misclassified"] = image_grid(images[wrong], captions, cmap="gray")
+        matrix = multiclass_confusion_matrix(preds, labels, num_classes=len(names))
+        pictures["confusion_matrix"] = confusion_image(matrix.numpy(), names)
+    return pictures
+
+
+def save_pictures(pictures: dict, loggers: list, step: int, output_dir: Path | None) -> None:
+    """Into every TensorBoard logger's event file at `step`, and as PNGs in `output_dir` (if not None)."""
+    from PIL import Image
+
+    for name, picture in pictures.items():
+        for logger in loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(f"pictures/{name}", picture, global_step=step, dataformats="HWC")
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(output_dir / f"{name}.png")

@@ -8,7 +8,7 @@ trials' losses are summed: their parameters are disjoint, so each trial's gradie
 One stock torch optimizer holds one param group per trial, with that trial's hyperparameters.
 
 Metrics are kept per trial on the device and handed to `on_epoch_metrics` once per epoch as
-`[{name: value}] * K`, the names a single run logs.
+`[{name: value}] * K`, the names a single run logs; the last validation's predictions stay for the pictures.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class StackedClassifier(L.LightningModule):
     # Validation -----------------------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
+        self.last_validation: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # for pictures
         self.val_loss_sums.zero_()
         self.val_correct.zero_()
         self.val_counts.zero_()
@@ -100,7 +101,9 @@ class StackedClassifier(L.LightningModule):
         images, labels = batch
         scores = self(images)
         self.val_loss_sums += self.losses(scores, labels).detach() * len(labels)
-        hits = (self.predict_labels(scores) == labels).to(self.val_correct.dtype)  # [K, B]
+        preds = self.predict_labels(scores)  # [K, B]
+        self.last_validation.append((images, labels, preds))
+        hits = (preds == labels).to(self.val_correct.dtype)
         classes = nn.functional.one_hot(labels, len(self.class_names)).to(hits.dtype)  # [B, C]
         self.val_correct += hits @ classes
         self.val_counts += classes.sum(0)
@@ -124,3 +127,11 @@ class StackedClassifier(L.LightningModule):
             columns |= {"train/loss": train[:, 0] / train[:, 2], "train/acc": train[:, 1] / train[:, 2]}
         values = {name: column.tolist() for name, column in columns.items()}  # one host sync per epoch
         self.on_epoch_metrics("epoch", [{n: v[k] for n, v in values.items()} for k in range(self.size)])
+
+    def last_predictions(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """`(images, labels, trial k's predictions)` of the last validation, on the CPU."""
+        if not getattr(self, "last_validation", None):
+            return None
+        images = torch.cat([b[0] for b in self.last_validation]).cpu()
+        labels = torch.cat([b[1] for b in self.last_validation]).cpu()
+        return images, labels, torch.cat([b[2][k] for b in self.last_validation]).cpu()

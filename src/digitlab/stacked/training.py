@@ -24,10 +24,20 @@ from torch.utils.data import DataLoader
 
 import digitlab.build as build
 from digitlab.callbacks.guards import TrainingDiverged
+from digitlab.callbacks.pictures import draw_pictures, save_pictures
+from digitlab.callbacks.pruning import PRUNED_SCALAR
 from digitlab.callbacks.results import log_hparams
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import keep_batch
-from digitlab.rundir import COMPLETED, CONFIG_KEY, LAST_CHECKPOINT, Run
+from digitlab.rundir import (
+    COMPLETED,
+    CONFIG_KEY,
+    INTERRUPTED_CHECKPOINT,
+    LAST_CHECKPOINT,
+    PRUNED,
+    STACKED_KEY,
+    Run,
+)
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches
 from digitlab.stacked.module import StackedClassifier
 
@@ -64,7 +74,11 @@ class StackedData(L.LightningDataModule):
 class TrialRecords(L.Callback):
     """Per trial: hparams and config when fit starts, scalars every epoch, checkpoints, metrics.json."""
 
-    def __init__(self, cfgs: list[DictConfig], modules: list[L.LightningModule]) -> None:
+    def __init__(
+        self, cfgs: list[DictConfig], modules: list[L.LightningModule], hydra_cfgs: list[Any] | None = None
+    ) -> None:
+        from digitlab.sweeps.trial import current_trial, prunable, record_run
+
         self.cfgs = cfgs
         self.modules = modules
         self.runs = [Run(cfg.paths.output_dir) for cfg in cfgs]
@@ -74,6 +88,13 @@ class TrialRecords(L.Callback):
         self.best_acc = [-math.inf] * len(cfgs)
         self.best_path: list[Path | None] = [None] * len(cfgs)
         self.failed: dict[int, Exception] = {}
+        # Under digitlab's Optuna sweeper: each job's trial, reported to every epoch; a pruned one leaves.
+        self.trials = [current_trial(h) for h in hydra_cfgs] if hydra_cfgs else [None] * len(cfgs)
+        for trial, run in zip(self.trials, self.runs, strict=True):
+            if trial is not None:
+                record_run(trial, run)
+        self.trials = [t if t is not None and prunable(t) else None for t in self.trials]
+        self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
         self._started = time.perf_counter()
         self._epoch_times: list[float] = []
 
@@ -89,7 +110,7 @@ class TrialRecords(L.Callback):
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
         """Called by the stacked module after each validation epoch (not the sanity check)."""
         for k, values in enumerate(metrics):
-            if k in self.failed:
+            if not self.active(k):
                 continue
             if not math.isfinite(values.get("train/loss", 0.0)):
                 self.failed[k] = TrainingDiverged(
@@ -101,6 +122,7 @@ class TrialRecords(L.Callback):
             self.latest[k] = values
             for logger in self.loggers[k]:
                 logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=trainer.global_step)
+            self._report(trainer, k, values)
             if values["val/acc"] > self.best_acc[k]:
                 self.best_acc[k] = values["val/acc"]
                 name = f"epoch{trainer.current_epoch:03d}-acc{values['val/acc']:.4f}.ckpt"
@@ -110,29 +132,78 @@ class TrialRecords(L.Callback):
                     self.best_path[k].unlink(missing_ok=True)
                 self.best_path[k] = path
 
+    def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
+        """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:
+        its param group's lr becomes 0 (its weights stay as they are) and nothing more is recorded for it."""
+        trial = self.trials[k]
+        monitor = self.cfgs[k].get("optimized_metric")
+        if trial is None or monitor not in values:
+            return
+        trial.report(values[monitor], step=trainer.current_epoch)
+        if trial.should_prune():
+            self.pruned[k] = trainer.current_epoch
+            trainer.optimizers[0].param_groups[k]["lr"] = 0.0
+            log.info(
+                "trial %d pruned after epoch %d: it leaves the stack", trial.number, trainer.current_epoch
+            )
+
+    def active(self, k: int) -> bool:
+        return k not in self.failed and k not in self.pruned
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_times.append(time.perf_counter() - self._epoch_started)
         for k, run in enumerate(self.runs):
-            self._save(trainer, k, run.checkpoints / LAST_CHECKPOINT)
+            if self.active(k) or self.pruned.get(k) == trainer.current_epoch:
+                self._save(trainer, k, run.checkpoints / LAST_CHECKPOINT)
+            if self.pruned.get(k) == trainer.current_epoch:
+                self._finish(trainer, k, PRUNED)
+        if not any(self.active(k) for k in range(len(self.runs))):
+            trainer.should_stop = True  # every trial failed or was pruned
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Ctrl-C, SIGTERM or an error: every trial keeps `interrupted.ckpt`, as a single run does."""
+        if trainer.global_step == 0 and trainer.current_epoch == 0:
+            return
+        for k, run in enumerate(self.runs):
+            self._save(trainer, k, run.checkpoints / INTERRUPTED_CHECKPOINT)
+        log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        wall = round(time.perf_counter() - self._started, 3)
-        for k, run in enumerate(self.runs):
+        for k, (cfg, run) in enumerate(zip(self.cfgs, self.runs, strict=True)):
+            if k not in self.failed and cfg.get("callbacks", {}).get("pictures"):
+                pictures = draw_pictures(
+                    self.modules[k], pl_module.last_predictions(k), cfg.callbacks.pictures.max_misclassified
+                )
+                save_pictures(pictures, self.loggers[k], trainer.global_step, run.pictures)
+        for k in range(len(self.runs)):
+            if self.active(k):
+                self._finish(trainer, k, COMPLETED)
+            elif k in self.failed:
+                for logger in self.loggers[k]:
+                    logger.finalize("failed")
+
+    def _finish(self, trainer: L.Trainer, k: int, status: str) -> None:
+        """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
+        metrics: dict[str, Any] = dict(sorted(self.latest[k].items()))
+        metrics |= {
+            "status": status,
+            "epochs": trainer.current_epoch + (1 if status == PRUNED else 0),
+            "steps": trainer.global_step,
+            "wall_time_s": round(time.perf_counter() - self._started, 3),  # the stack's, up to here
+            "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
+            "parameters": sum(p.numel() for p in self.modules[k].parameters()),
+            "stacked_with": len(self.runs),
+        }
+        if status == PRUNED:
+            metrics["pruned_epoch"] = self.pruned[k]
+        if self.trials[k] is not None:
             for logger in self.loggers[k]:
-                logger.finalize("success" if k not in self.failed else "failed")
-            if k in self.failed:
-                continue
-            metrics: dict[str, Any] = dict(sorted(self.latest[k].items()))
-            metrics |= {
-                "status": COMPLETED,
-                "epochs": trainer.current_epoch,
-                "steps": trainer.global_step,
-                "wall_time_s": wall,  # the whole stack's: its trials trained together
-                "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
-                "parameters": sum(p.numel() for p in self.modules[k].parameters()),
-                "stacked_with": len(self.runs),
-            }
-            run.write_metrics(metrics)
+                logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=trainer.global_step)
+        for logger in self.loggers[k]:
+            logger.finalize("success")
+        self.runs[k].write_metrics(metrics)
 
     def _save(self, trainer: L.Trainer, k: int, path: Path) -> None:
         """A checkpoint of trial k alone, in Lightning's layout: what `checkpoints.build_from_checkpoint` reads."""
@@ -146,14 +217,18 @@ class TrialRecords(L.Callback):
                 "state_dict": module.state_dict(),
                 "hyper_parameters": dict(module.hparams),
                 CONFIG_KEY: self.configs[k],
+                STACKED_KEY: True,  # no optimizer or loop state: `resume` starts such a trial afresh
             },
             path,
         )
 
 
-def train_stack(cfgs: list[DictConfig]) -> list[dict[str, Any] | Exception]:
-    """Fit the trials of `cfgs` (composed and validated, stackable: see `grouping.py`) together; per trial its
-    final metrics (`metrics.json`), or the error that failed it."""
+def train_stack(
+    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None
+) -> list[dict[str, Any] | Exception]:
+    """Fit the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs` their jobs'
+    Hydra configs, for the Optuna trial each may be) together; per trial its final metrics (`metrics.json`),
+    or the error that ended it (`TrialPruned` for a trial the pruner stopped)."""
     first = cfgs[0]
     modules = []
     for cfg in cfgs:
@@ -161,7 +236,7 @@ def train_stack(cfgs: list[DictConfig]) -> list[dict[str, Any] | Exception]:
         datamodule = build.datamodule(cfg)
         modules.append(build.model(cfg, datamodule.class_names))
     data = StackedData(build.datamodule(first), [cfg.data.seed for cfg in cfgs])
-    records = TrialRecords(cfgs, modules)
+    records = TrialRecords(cfgs, modules, hydra_cfgs)
     model = StackedClassifier(
         modules, on_epoch_metrics=lambda _, metrics: records.epoch_metrics(trainer, metrics)
     )
@@ -180,4 +255,14 @@ def train_stack(cfgs: list[DictConfig]) -> list[dict[str, Any] | Exception]:
     )
     data.prepare_data()
     trainer.fit(model, datamodule=data)
-    return [records.failed.get(k) or Run(run.path).metrics for k, run in enumerate(records.runs)]
+    import optuna
+
+    outcomes: list[dict[str, Any] | Exception] = []
+    for k, run in enumerate(records.runs):
+        if k in records.pruned:
+            outcomes.append(
+                optuna.TrialPruned(f"trial pruned after epoch {records.pruned[k]} (0-based), in a stack")
+            )
+        else:
+            outcomes.append(records.failed.get(k) or Run(run.path).metrics)
+    return outcomes

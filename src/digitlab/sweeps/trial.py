@@ -8,24 +8,28 @@ sweeper's process (basic launcher), in joblib's workers and on SLURM nodes alike
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
 if TYPE_CHECKING:
     import optuna
 
+    from digitlab.rundir import Run
+
 SWEEPER = "hydra_plugins.digitlab_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
-def current_trial() -> optuna.Trial | None:
-    """This job's trial when digitlab's Optuna sweeper launched it, else None."""
+def current_trial(hydra_cfg: Any = None) -> optuna.Trial | None:
+    """The trial of the job whose Hydra config (`hydra` node) this is (default: the running job's) when
+    digitlab's Optuna sweeper launched it, else None."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
+    if hydra_cfg is None:
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN or OmegaConf.select(hydra_cfg, "sweeper._target_") != SWEEPER:
         return None
     import optuna
@@ -39,3 +43,16 @@ def current_trial() -> optuna.Trial | None:
     # Optuna has no public lookup from a trial number to its id; the storage API has.
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.Trial(study, trial_id)
+
+
+def record_run(trial: optuna.Trial, run: Run) -> None:
+    """The trial's run folder and event files, as trial user attributes (optuna-dashboard shows them)."""
+    from digitlab.sweeps.study import RUN_DIR, TENSORBOARD
+
+    trial.set_user_attr(RUN_DIR, str(run.path.absolute()))
+    trial.set_user_attr(TENSORBOARD, str(run.tensorboard.absolute()))
+
+
+def prunable(trial: optuna.Trial) -> bool:
+    """Optuna prunes single-objective studies only."""
+    return len(trial.study.directions) == 1

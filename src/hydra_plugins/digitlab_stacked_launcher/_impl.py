@@ -26,6 +26,7 @@ class Job:
     sweep_config: DictConfig
     prepared: JobReturn
     cfg: DictConfig | None = None  # the composed job config, resolved (None: it failed its checks)
+    hydra: DictConfig | None = None  # its Hydra config (`hydra` node): which Optuna trial it is, if any
     key: str | None = None  # equal keys stack
     why: str = ""  # why it runs alone
 
@@ -92,6 +93,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
             raise
         # Resolved now: `${hydra:...}` values (the run folder) are this job's only while it is being set up.
         job.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        job.hydra = copy.deepcopy(hydra_cfg)
         job.key, job.why = stack_key(job.cfg)
 
     job.prepared = run_job(
@@ -117,7 +119,7 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
 
     log.info("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
     try:
-        outcomes = train_stack([job.cfg for job in chunk])
+        outcomes = train_stack([job.cfg for job in chunk], [job.hydra for job in chunk])
     except Exception as err:  # the stack failed as a whole: every trial did
         log.error("the stacked fit failed: %s", err)
         outcomes = [err] * len(chunk)
