@@ -96,7 +96,7 @@ PROBES = ROOT / "benchmarks" / "probes"
 
 def import_floor() -> dict:
     """Seconds from process start until `import torch`, and `import lightning` (which imports torchmetrics,
-    torchvision, torch._dynamo and scipy.signal), have returned; median of 3 each. Measured inside the
+    torchvision and torch._dynamo; scipy.signal too where scipy is installed), have returned; median of 3 each. Measured inside the
     process (its age from /proc), so the interpreter's exit is not counted."""
     result = {}
     for module in ("torch", "lightning"):

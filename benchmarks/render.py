@@ -103,7 +103,7 @@ def report(results: dict) -> str:
         "",
         f"- Process start to `import torch` done: {imports['torch_s']:.2f} s; to `import lightning` done: "
         f"{imports['lightning_s']:.2f} s (Lightning imports torchmetrics, which imports torchvision, "
-        "`torch._dynamo` and `scipy.signal`). Any Lightning program pays these "
+        "`torch._dynamo`, and `scipy.signal` where scipy is installed). Any Lightning program pays these "
         f"{floor:.2f} s over a bare PyTorch script before its first line runs.",
         f"- Whole-process overhead beyond that floor: linear {by['linear']['process_extra_s'] - floor:+.2f} s, "
         f"MLP {by['mlp']['process_extra_s'] - floor:+.2f} s, resnet18 "
