@@ -8,6 +8,8 @@ turns that into benchmarks/RESULTS.md:
 - data: loading the cached dataset, and the share of an epoch spent fetching batches;
 - sweeps: an 8-job multirun against the sum of its jobs' training time; joblib with 2 jobs against
   sequential, for linear and MLP sweeps;
+- stacked sweeps: the 24-job lr x seed sweeps of linear (20 epochs) and MLP (10 epochs), command to compare
+  table, basic launcher against `hydra/launcher=stacked`, with peak memory and the largest metric difference;
 - peak memory (max RSS) of each training process.
 - the import floor: `import lightning` against `import torch`, what any Lightning program pays at start.
 Timings on a shared machine are noisy: the models alternate digitlab and bare runs REPEATS times and report
@@ -162,7 +164,68 @@ def sweeps(tmp: Path) -> dict:
     return result
 
 
+STACKED_SWEEP = ["optimizer.lr=0.03,0.1,0.3,1,3,10", "seed=0,1,2,3"]
+
+
+def stacked(tmp: Path) -> dict:
+    """The 24-job lr x seed sweeps, basic launcher then stacked, each the whole command to its compare table."""
+    result = {}
+    for name, args in {
+        "linear": ["experiment=fastbook_linear"],
+        "mlp": ["experiment=fastbook_mlp", "trainer.max_epochs=10"],
+    }.items():
+        metrics = {}
+        for launcher in ("basic", "stacked"):
+            sweep = tmp / f"stacked_{name}_{launcher}"
+            wall, _, rss = timed(
+                [
+                    PY,
+                    "-m",
+                    "digitlab.cli.train",
+                    "-m",
+                    *args,
+                    *STACKED_SWEEP,
+                    f"hydra/launcher={launcher}",
+                    f"hydra.sweep.dir={sweep}",
+                    *QUIET,
+                ]
+            )
+            metrics[launcher] = {
+                p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")
+            }
+            result[f"{name}_{launcher}_s"] = wall
+            result[f"{name}_{launcher}_rss_mb"] = rss
+        stack = metrics["stacked"]
+        result[f"{name}_jobs"] = len(stack)
+        result[f"{name}_stacked_fit_s"] = max(m["wall_time_s"] for m in stack.values())
+        result[f"{name}_basic_sum_fit_s"] = sum(m["wall_time_s"] for m in metrics["basic"].values())
+        result[f"{name}_speedup"] = result[f"{name}_basic_s"] / result[f"{name}_stacked_s"]
+        for key in ("val/loss", "val/acc"):
+            result[f"{name}_max_diff_{key.replace('/', '_')}"] = max(
+                abs(m[key] - metrics["basic"][run][key]) for run, m in stack.items()
+            )
+        print(name, {k: v for k, v in result.items() if k.startswith(name)}, flush=True)
+    return result
+
+
+SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "imports")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", choices=SECTIONS, help="re-measure one section; the others stay as recorded"
+    )
+    only = parser.parse_args().only
+    if only:
+        results = json.loads(RESULTS_JSON.read_text())
+        with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp_name:
+            results[only] = stacked(Path(tmp_name)) if only == "stacked" else _section(only, Path(tmp_name))
+        RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        print(render.write(RESULTS_JSON))
+        return
     data_dir = ROOT / "data"
     with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -172,6 +235,7 @@ def main() -> None:
         start = startup(tmp)
         data_ = data(tmp, data_dir, next(r for r in rows if r["model"] == "linear")["epoch_s"])
         sweep = sweeps(tmp)
+        stack = stacked(tmp)
     import lightning
     import torch
 
@@ -188,10 +252,24 @@ def main() -> None:
         "startup": start,
         "data": data_,
         "sweeps": sweep,
+        "stacked": stack,
         "imports": imports,
     }
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
     print(render.write(RESULTS_JSON))
+
+
+def _section(name: str, tmp: Path) -> object:
+    data_dir = ROOT / "data"
+    if name == "models":
+        return models(tmp, data_dir)
+    if name == "startup":
+        return startup(tmp)
+    if name == "sweeps":
+        return sweeps(tmp)
+    if name == "imports":
+        return import_floor()
+    raise SystemExit(f"--only {name}: the data section needs the models' epoch time; run the whole bench")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,20 @@ def report(results: dict) -> str:
             sweep["mlp_joblib_speedup"] >= 1.6,
         ),
     ]
+    stack = results.get("stacked")
+    if stack:
+        targets += [
+            (
+                "24-job lr x seed sweep, stacked >= 4 x faster than basic (linear)",
+                f"{stack['linear_speedup']:.2f} x",
+                stack["linear_speedup"] >= 4,
+            ),
+            (
+                "24-job lr x seed sweep, stacked >= 2.5 x faster than basic (MLP, 10 epochs)",
+                f"{stack['mlp_speedup']:.2f} x",
+                stack["mlp_speedup"] >= 2.5,
+            ),
+        ]
     lines += ["", "## Targets", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
     floor = imports["floor_s"]
@@ -131,6 +145,18 @@ def report(results: dict) -> str:
         "(Hydra composes each job's config twice, the sweep summary is written at the end).",
         "",
     ]
+    if stack:
+        lines += ["## Stacked sweeps (`hydra/launcher=stacked`)", ""]
+        for name in ("linear", "mlp"):
+            lines.append(
+                f"- {name}, {stack[f'{name}_jobs']} jobs (`optimizer.lr=0.03,0.1,0.3,1,3,10 seed=0,1,2,3`): basic "
+                f"{stack[f'{name}_basic_s']:.1f} s ({stack[f'{name}_basic_sum_fit_s']:.1f} s of it in the jobs' fits), "
+                f"stacked {stack[f'{name}_stacked_s']:.1f} s ({stack[f'{name}_stacked_fit_s']:.1f} s in its one fit): "
+                f"{stack[f'{name}_speedup']:.2f} x. Peak memory {stack[f'{name}_stacked_rss_mb']} MB stacked, "
+                f"{stack[f'{name}_basic_rss_mb']} MB basic. Largest difference from the basic runs: val/loss "
+                f"{stack[f'{name}_max_diff_val_loss']:.1e}, val/acc {stack[f'{name}_max_diff_val_acc']:.1e}."
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
