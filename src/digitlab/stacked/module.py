@@ -43,7 +43,9 @@ class StackedClassifier(L.LightningModule):
         self.register_buffer("val_correct", torch.zeros(k, c), persistent=False)  # per class
         self.register_buffer("val_counts", torch.zeros(c), persistent=False)
         self.register_buffer("val_acc_best", torch.full((k,), -1.0), persistent=False)
-        self.active = torch.ones(k, dtype=torch.bool)  # False: the trial left the stack (diverged)
+        # The first step at which each trial's loss was not finite (-1: none), kept on the device so that
+        # watching costs no host sync per step; read once per epoch.
+        self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
 
     @property
     def size(self) -> int:
@@ -80,8 +82,14 @@ class StackedClassifier(L.LightningModule):
             n = labels.shape[-1]
             correct = (self.predict_labels(scores) == labels).sum(-1).to(losses.dtype)
             self.train_sums += torch.stack([losses * n, correct, torch.full_like(losses, n)], dim=1)
-        self._last_losses = losses.detach()
-        return losses.sum()
+        bad = ~torch.isfinite(losses.detach())
+        self.first_bad_step = torch.where(
+            bad & (self.first_bad_step < 0),
+            torch.full_like(self.first_bad_step, self.global_step),
+            self.first_bad_step,
+        )
+        # A diverged trial adds nothing: the others' loss stays finite (their gradients never mix with its own).
+        return losses.masked_fill(bad, 0.0).sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One optimizer of the trials' class, one param group per trial with that trial's settings."""

@@ -109,15 +109,12 @@ class TrialRecords(L.Callback):
 
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
         """Called by the stacked module after each validation epoch (not the sanity check)."""
+        first_bad = trainer.lightning_module.first_bad_step.tolist()
         for k, values in enumerate(metrics):
             if not self.active(k):
                 continue
-            if not math.isfinite(values.get("train/loss", 0.0)):
-                self.failed[k] = TrainingDiverged(
-                    f"training loss of {self.runs[k].path.name} became {values['train/loss']} in epoch "
-                    f"{trainer.current_epoch}; checkpoints and logs are kept in {self.runs[k].path}"
-                )
-                log.error("%s", self.failed[k])
+            if first_bad[k] >= 0 or not math.isfinite(values.get("train/loss", 0.0)):
+                self._diverged(trainer, k, first_bad[k])
                 continue
             self.latest[k] = values
             for logger in self.loggers[k]:
@@ -131,6 +128,19 @@ class TrialRecords(L.Callback):
                 if self.best_path[k] and self.best_path[k] != path:
                     self.best_path[k].unlink(missing_ok=True)
                 self.best_path[k] = path
+
+    def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
+        """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
+        leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
+        group = trainer.optimizers[0].param_groups[k]
+        self.failed[k] = TrainingDiverged(
+            f"the training loss became nan or inf at step {step} (epoch {trainer.current_epoch}): training "
+            f"diverged. The usual cause is a learning rate too large for this model and loss (now {group['lr']}); "
+            f"try a smaller optimizer.lr. Checkpoints and logs so far are kept in {self.runs[k].path}"
+        )
+        group["lr"] = 0.0
+        self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
+        log.error("%s", self.failed[k])
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
         """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:

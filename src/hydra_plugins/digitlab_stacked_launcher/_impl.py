@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,9 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info("Launching %d jobs, stacked where they can be", len(job_overrides))
+    started = time.perf_counter()
     jobs = [_prepare(launcher, initial_job_idx + i, overrides) for i, overrides in enumerate(job_overrides)]
+    log.info("%d job folders set up and checked in %.1f s", len(jobs), time.perf_counter() - started)
 
     groups: dict[str, list[Job]] = {}
     alone: list[Job] = []
@@ -118,11 +121,13 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     apply_process_policy()
 
     log.info("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
+    started = time.perf_counter()
     try:
         outcomes = train_stack([job.cfg for job in chunk], [job.hydra for job in chunk])
     except Exception as err:  # the stack failed as a whole: every trial did
         log.error("the stacked fit failed: %s", err)
         outcomes = [err] * len(chunk)
+    log.info("%d stacked trials trained and written in %.1f s", len(chunk), time.perf_counter() - started)
     returns = {}
     for job, outcome in zip(chunk, outcomes, strict=True):
         ret = job.prepared
