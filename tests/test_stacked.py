@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,23 @@ def test_under_optuna_a_batch_is_one_stack_and_a_pruned_trial_leaves_it(sample_r
         else:
             assert run.status == "completed" and run.metrics["epochs"] == 4
             assert trial.value == pytest.approx(run.metrics["val/loss"])
+
+
+def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli(
+        "-m",
+        "hydra/launcher=stacked",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30,0.5"),
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert "2 trials stacked in one fit" in output
+    assert re.search(r"the training loss became nan or inf at step \d+ \(epoch 0\): training diverged", output)
+    diverged, fine = sorted(sweep.glob("[0-9]_*"))
+    assert (
+        not (diverged / "metrics.json").exists() and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
+    )
+    assert Run(fine).status == "completed" and math.isfinite(Run(fine).metrics["val/loss"])
