@@ -15,7 +15,7 @@ import torch
 from digitlab.api import compose_config
 from digitlab.checkpoints import build_from_checkpoint
 from digitlab.rundir import Run, find_runs
-from digitlab.stacked.batches import StackedBatchSampler
+from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
 from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
@@ -152,11 +152,13 @@ def test_configs_differing_in_seed_and_optimizer_settings_share_a_key(tmp_path):
 
 def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
     """Against PyTorch's own DataLoader(shuffle=True) order, epoch after epoch (read as Lightning reads it:
-    exactly len(loader) batches, never the request after the last)."""
+    exactly len(loader) batches, never the request after the last); a seed shared by trials is one row."""
     from torch.utils.data import DataLoader
 
     n, batch = 50, 16  # a partial last batch
-    seeds = [0, 7]
+    seeds = [0, 7, 0, 7, 3]
+    rows = shuffle_rows(seeds)
+    assert rows == [0, 1, 0, 1, 2]
     sampler = StackedBatchSampler(n, batch, seeds)
     loaders = [
         DataLoader(range(n), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(s))
@@ -167,7 +169,31 @@ def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
         singles = [iter(loader) for loader in loaders]
         for _ in range(len(sampler)):
             step = next(stacked)
-            assert [row.tolist() for row in step] == [next(it).tolist() for it in singles]
+            assert len(step) == 3
+            assert [step[row].tolist() for row in rows] == [next(it).tolist() for it in singles]
+
+
+def test_the_shared_first_layer_computes_what_each_trial_computes():
+    """Trials sharing shuffle orders read the shared rows once; the scores equal each trial's own net's."""
+    import functools
+
+    from digitlab.loss import MnistLoss
+    from digitlab.model.module import ClassifierModule
+    from digitlab.model.nets import linear, mlp
+    from digitlab.stacked.module import StackedClassifier
+
+    for net in (linear, functools.partial(mlp, hidden=5, depth=2)):
+        trials = [
+            ClassifierModule(net=net, loss=MnistLoss(), optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+            for _ in range(6)
+        ]
+        rows = [0, 1, 2, 0, 1, 2]
+        model = StackedClassifier(trials, on_epoch_metrics=lambda *_: None, shuffle_of=rows)
+        assert model._shared_first_layer is not None
+        images = torch.rand(3, 8, 1, 28, 28)
+        scores = model.forward_shuffled(images)
+        for k, trial in enumerate(trials):
+            assert torch.allclose(scores[k], trial(images[rows[k]]), atol=1e-6)
 
 
 def test_metrics_json_is_valid_json_for_every_trial(sweeps):
@@ -225,7 +251,9 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
     )
     output = proc.stdout + proc.stderr
     assert "2 trials stacked in one fit" in output
-    assert re.search(r"the training loss became nan or inf at step \d+ \(epoch 0\): training diverged", output)
+    assert re.search(
+        r"the training loss became nan or inf at step \d+ \(epoch 0\): training diverged", output
+    )
     diverged, fine = sorted(sweep.glob("[0-9]_*"))
     assert (
         not (diverged / "metrics.json").exists() and (diverged / "checkpoints" / "interrupted.ckpt").is_file()

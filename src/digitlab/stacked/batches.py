@@ -1,4 +1,4 @@
-"""The batches of K stacked trials: at every step row k holds the indices trial k's own DataLoader would give,
+"""The batches of K stacked trials: at every step trial k's row holds the indices its own DataLoader would give,
 in the order its own seed shuffles them (the same generator draws as `DigitsDataModule.train_dataloader`:
 DataLoader's base-seed draw, then `IndexBatchSampler`'s permutations), so each trial sees exactly the batches
 it would see alone. One gather serves all trials: `[K, B]` indices -> `[K, B, 1, 28, 28]` images."""
@@ -13,9 +13,20 @@ from torch.utils.data import RandomSampler, Sampler, SequentialSampler
 from digitlab.data.datamodules import IndexBatchSampler, TensorBatches
 
 
+def shuffle_rows(seeds: Sequence[int], shuffle: bool = True) -> list[int]:
+    """Row k of a stacked batch for trial k: one row per distinct seed (one row in all without shuffling)."""
+    distinct = list(dict.fromkeys(seeds)) if shuffle else []
+    return [distinct.index(seed) for seed in seeds] if shuffle else [0] * len(seeds)
+
+
 class StackedBatchSampler(Sampler[torch.Tensor]):
+    """`[U, B]` index batches, one row per distinct shuffle order: trials with the same seed draw the same
+    order, so it is drawn and gathered once (`shuffle_rows` says which row is whose); without shuffling,
+    one row."""
+
     def __init__(self, size: int, batch_size: int, seeds: Sequence[int], shuffle: bool = True) -> None:
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds] if shuffle else []
+        distinct = list(dict.fromkeys(seeds))
+        self.generators = [torch.Generator().manual_seed(seed) for seed in distinct] if shuffle else []
         items = range(size)
         self.samplers = (
             [
@@ -23,7 +34,7 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
                 for g in self.generators
             ]
             if shuffle
-            else [IndexBatchSampler(SequentialSampler(items), batch_size, drop_last=False)] * len(seeds)
+            else [IndexBatchSampler(SequentialSampler(items), batch_size, drop_last=False)]
         )
 
     def __len__(self) -> int:

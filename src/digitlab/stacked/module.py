@@ -27,10 +27,20 @@ EpochMetrics = Callable[[str, list[dict[str, float]]], None]
 
 
 class StackedClassifier(L.LightningModule):
-    def __init__(self, trials: Sequence[ClassifierModule], on_epoch_metrics: EpochMetrics) -> None:
+    def __init__(
+        self,
+        trials: Sequence[ClassifierModule],
+        on_epoch_metrics: EpochMetrics,
+        shuffle_of: Sequence[int] | None = None,
+    ) -> None:
+        """`shuffle_of[k]`: which row of a training batch (one per distinct shuffle order, `batches.py`) is
+        trial k's; default: one row per trial."""
         super().__init__()
         self.trials = nn.ModuleList(trials)
         first = trials[0]
+        shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
+        self.register_buffer("shuffle_of", torch.tensor(shuffle_of), persistent=False)
+        self._shared_first_layer = _SharedFirstLayer.plan(first.net, shuffle_of)
         self.binary = first.binary
         self.class_names = first.class_names
         self.loss_fn = first.loss_fn
@@ -62,6 +72,15 @@ class StackedClassifier(L.LightningModule):
         scores = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=in_dims)(params, images)
         return scores.squeeze(-1) if self.binary else scores
 
+    def forward_shuffled(self, images: torch.Tensor) -> torch.Tensor:
+        """Scores `[K, B, ...]` from a training batch `[U, B, ...]` of the U distinct shuffle orders. Trials
+        that share an order share its rows: the first Linear reads them once per order (one batched matmul
+        per order's trials) instead of a copy of the batch per trial."""
+        plan = self._shared_first_layer
+        if plan is None:
+            return self(images.index_select(0, self.shuffle_of))
+        return plan.scores(self, images)
+
     def losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """`[K]`: each trial's loss on its own batch (labels `[K, B]`) or the shared one (`[B]`)."""
         return vmap(self.loss_fn, in_dims=(0, 0 if labels.dim() == 2 else None))(scores, labels)
@@ -75,8 +94,9 @@ class StackedClassifier(L.LightningModule):
         self.train_sums.zero_()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        scores = self(images)
+        images, labels = batch  # [U, B, ...], [U, B]: one row per distinct shuffle order
+        labels = labels.index_select(0, self.shuffle_of)
+        scores = self.forward_shuffled(images)
         losses = self.losses(scores, labels)
         with torch.no_grad():
             n = labels.shape[-1]
@@ -143,3 +163,56 @@ class StackedClassifier(L.LightningModule):
         images = torch.cat([b[0] for b in self.last_validation]).cpu()
         labels = torch.cat([b[1] for b in self.last_validation]).cpu()
         return images, labels, torch.cat([b[2][k] for b in self.last_validation]).cpu()
+
+
+class _SharedFirstLayer:
+    """For nets that start `Flatten, Linear` (linear, mlp) when every shuffle order is shared by the same
+    number m of trials: the first Linear as one einsum over `[U, B, pixels]` and `[U, m, out, pixels]`, the
+    rest of the net vmapped over the K trials, the scores put back in trial order."""
+
+    def __init__(self, order: list[int], groups: int, rest: nn.Module, rest_names: dict[str, str]) -> None:
+        self.order = order  # trials grouped by shuffle order
+        self.position = [order.index(k) for k in range(len(order))]  # trial k's row among the grouped
+        self.groups = groups
+        self.rest = rest  # the net after its first Linear, on the meta device (code and shapes only)
+        self.rest_names = rest_names  # rest's parameter name -> the whole net's
+
+    @classmethod
+    def plan(cls, net: nn.Module, shuffle_of: list[int]) -> _SharedFirstLayer | None:
+        layers = list(net.children()) if isinstance(net, nn.Sequential) else []
+        if len(layers) < 2 or not isinstance(layers[0], nn.Flatten) or not isinstance(layers[1], nn.Linear):
+            return None
+        groups = max(shuffle_of) + 1
+        sizes = {shuffle_of.count(u) for u in range(groups)}
+        if len(sizes) != 1 or sizes == {1}:
+            return None  # uneven groups, or nothing shared: a copy per trial costs no more
+        rest = copy.deepcopy(nn.Sequential(*layers[2:])).to("meta")
+        rest_names = {f"{int(i) - 2}.{name}": f"{i}.{name}" for i, name in _indexed(net) if int(i) >= 2}
+        order = sorted(range(len(shuffle_of)), key=lambda k: shuffle_of[k])
+        return cls(order, groups, rest, rest_names)
+
+    def scores(self, model: StackedClassifier, images: torch.Tensor) -> torch.Tensor:
+        nets = [model.trials[k].net for k in self.order]
+        first = [net[1] for net in nets]
+        weight = torch.stack([layer.weight for layer in first])  # [K, out, pixels]
+        bias = torch.stack([layer.bias for layer in first])  # [K, out]
+        k, out, pixels = weight.shape
+        m = k // self.groups
+        x = images.flatten(2)  # [U, B, pixels]
+        hidden = torch.einsum("ubi,umoi->umbo", x, weight.view(self.groups, m, out, pixels))
+        hidden = (hidden + bias.view(self.groups, m, 1, out)).reshape(k, -1, out)  # [K (grouped), B, out]
+        if len(self.rest_names):
+            params = {
+                name: torch.stack([dict(net.named_parameters())[full] for net in nets])
+                for name, full in self.rest_names.items()
+            }
+            hidden = vmap(lambda p, h: functional_call(self.rest, p, (h,)))(params, hidden)
+        elif len(list(self.rest.children())):
+            hidden = self.rest(hidden)
+        scores = hidden.index_select(0, torch.tensor(self.position, device=hidden.device))
+        return scores.squeeze(-1) if model.binary else scores
+
+
+def _indexed(net: nn.Module) -> list[tuple[str, str]]:
+    """`(layer index, parameter name)` of each parameter of a Sequential, e.g. ("3", "weight")."""
+    return [tuple(name.split(".", 1)) for name, _ in net.named_parameters()]

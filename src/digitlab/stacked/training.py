@@ -38,7 +38,7 @@ from digitlab.rundir import (
     STACKED_KEY,
     Run,
 )
-from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches
+from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,9 @@ def train_stack(
     data = StackedData(build.datamodule(first), [cfg.data.seed for cfg in cfgs])
     records = TrialRecords(cfgs, modules, hydra_cfgs)
     model = StackedClassifier(
-        modules, on_epoch_metrics=lambda _, metrics: records.epoch_metrics(trainer, metrics)
+        modules,
+        on_epoch_metrics=lambda _, metrics: records.epoch_metrics(trainer, metrics),
+        shuffle_of=shuffle_rows(data.seeds, data.inner.shuffle),
     )
     trainer = build.trainer(
         first,
