@@ -100,17 +100,40 @@ def test_compare_reads_a_stacked_sweep_unchanged(sweeps):
     assert len(table) == 2 + 4
 
 
+def test_trials_keep_their_own_schedules(sample_root, tmp_path):
+    """one_cycle, its max_lr following each trial's lr: each trial's own scheduler steps its param group."""
+    sweeps = []
+    for launcher in ("basic", "stacked"):
+        sweeps.append(tmp_path / launcher)
+        cli(
+            "-m",
+            f"hydra/launcher={launcher}",
+            "scheduler=one_cycle",
+            "scheduler.pct_start=0.3,0.5",
+            *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,2.0", f"hydra.sweep.dir={sweeps[-1]}"),
+            cwd=tmp_path,
+        )
+    basic, stacked = (by_name(sweep) for sweep in sweeps)
+    assert len(stacked) == 4 and all(run.metrics["stacked_with"] == 4 for run in stacked.values())
+    for name, run in stacked.items():
+        for key in ("val/loss", "train/loss"):
+            assert math.isclose(run.metrics[key], basic[name].metrics[key], rel_tol=1e-4, abs_tol=1e-7), (
+                name,
+                key,
+            )
+
+
 def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = cli(
         "-m",
         "hydra/launcher=stacked",
-        "scheduler=none,one_cycle",
+        "model=linear,pixel_similarity",
         *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
         cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
-    assert "#1 runs alone: a scheduler is set" in output
+    assert "#1 runs alone: model digitlab.model.pixel_similarity.PixelSimilarity is not trained" in output
     assert "#0 runs alone: no other job of this batch" in output
     runs = find_runs(sweep)
     assert len(runs) == 2 and all(run.completed and "stacked_with" not in run.metrics for run in runs)
@@ -123,7 +146,7 @@ def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
         (["experiment=fastbook_mlp", "optimizer=adam"], ""),
         (["experiment=fastbook_resnet18"], "cannot be vectorised exactly"),
         (["experiment=fastbook_baseline"], "is not trained by gradient descent"),
-        (["scheduler=one_cycle"], "a scheduler is set"),
+        (["scheduler=one_cycle"], ""),
         (["model.compile=true"], "model.compile is set"),
         (["callbacks/early_stopping=val_loss"], "run with single jobs only"),
     ],

@@ -1,7 +1,8 @@
 """Which jobs of a sweep can share one training loop: the same architecture, data (but its seed), batch
-size, epochs, loss, optimizer class, trainer and device. They may differ in `seed` (initial weights and
-shuffle order) and in the optimizer's hyperparameters (lr, momentum, weight decay, betas, ...), which become
-one param group each. Anything else runs one job at a time, with the reason in one log line.
+size, epochs, loss, optimizer and scheduler classes, trainer and device. They may differ in `seed` (initial
+weights and shuffle order) and in the optimizer's and scheduler's hyperparameters (lr, momentum, weight
+decay, betas, max_lr, ...): each trial is one param group with its own scheduler. Anything else runs one job
+at a time, with the reason in one log line.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ STACK_CALLBACKS = {
     "checkpoint_on_interrupt",
     "stop_on_nonfinite_loss",
 }
-# Free between stacked trials, besides the optimizer's hyperparameters.
-# (model.optimizer is the model's copy of the optimizer group.)
+# Free between stacked trials, besides the optimizer's and scheduler's hyperparameters.
+# (model.optimizer and model.scheduler are the model's copies of those groups.)
 FREE = (
     "seed",
     "data.seed",
     "model.optimizer",
+    "model.scheduler",
     "experiment_name",
     "paths",
     "callbacks",
@@ -51,8 +53,6 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
         why = f"its net {net} cannot be vectorised exactly (only {', '.join(VECTORISABLE_NETS)})"
     elif model.get("compile"):
         why = "model.compile is set"
-    elif cfg.get("scheduler") is not None:
-        why = "a scheduler is set (stacked trials take scheduler=none for now)"
     elif cfg.get("lr_find") or cfg.get("ckpt_path") or cfg.get("resume"):
         why = "lr_find, ckpt_path and resume run alone"
     elif set(cfg.get("callbacks") or {}) - STACK_CALLBACKS:
@@ -64,12 +64,13 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)
     shared = {k: v for k, v in _flat(container).items() if not _free(k)}
     shared["optimizer._target_"] = container["optimizer"].get("_target_")
+    shared["scheduler._target_"] = (container.get("scheduler") or {}).get("_target_")
     return json.dumps(shared, sort_keys=True, default=str), ""
 
 
 def _free(key: str) -> bool:
     return (
-        key.startswith("optimizer.")
+        key.startswith(("optimizer.", "scheduler."))
         or is_plumbing(key)
         or any(key == f or key.startswith(f"{f}.") for f in FREE)
     )

@@ -5,7 +5,8 @@ draws them, and saved in its own checkpoints under the same names). A step stack
 (`torch.stack`, through which gradients flow back to each trial's own tensors) and runs the net once for
 all trials with `torch.func.vmap(functional_call(...))`: batched matmuls, no Python loop over trials. The
 trials' losses are summed: their parameters are disjoint, so each trial's gradient is its own loss's.
-One stock torch optimizer holds one param group per trial, with that trial's hyperparameters.
+One stock torch optimizer holds one param group per trial, with that trial's hyperparameters; each trial
+keeps its own stock lr scheduler.
 
 Metrics are kept per trial on the device and handed to `on_epoch_metrics` once per epoch as
 `[{name: value}] * K`, the names a single run logs; the last validation's predictions stay for the pictures.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,6 +24,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from digitlab.model.module import ClassifierModule
+from digitlab.scheduler import build_scheduler
 
 EpochMetrics = Callable[[str, list[dict[str, float]]], None]
 
@@ -111,11 +114,26 @@ class StackedClassifier(L.LightningModule):
         # A diverged trial adds nothing: the others' loss stays finite (their gradients never mix with its own).
         return losses.masked_fill(bad, 0.0).sum()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """One optimizer of the trials' class, one param group per trial with that trial's settings."""
+    def configure_optimizers(self):
+        """One optimizer of the trials' class, one param group per trial with that trial's settings. Each
+        trial's scheduler is built as a single run builds it, on the trial's own optimizer, whose one param
+        group is the very dict the shared optimizer holds, so the scheduler's lr reaches the shared step."""
         own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
-        groups = [optimizer.param_groups[0] for optimizer in own]
-        return type(own[0])(groups, **own[0].defaults)
+        shared = type(own[0])([optimizer.param_groups[0] for optimizer in own], **own[0].defaults)
+        factories = [trial.scheduler_factory for trial in self.trials]
+        if factories[0] is None:
+            return shared
+        total = self.trainer.estimated_stepping_batches
+        schedulers = [
+            build_scheduler(f, optimizer, total) for f, optimizer in zip(factories, own, strict=True)
+        ]
+        return {
+            "optimizer": shared,
+            "lr_scheduler": {"scheduler": TrialSchedulers(shared, schedulers), "interval": "step"},
+        }
+
+    def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
+        scheduler.step()
 
     # Validation -----------------------------------------------------------------------------------------
 
@@ -163,6 +181,25 @@ class StackedClassifier(L.LightningModule):
         images = torch.cat([b[0] for b in self.last_validation]).cpu()
         labels = torch.cat([b[1] for b in self.last_validation]).cpu()
         return images, labels, torch.cat([b[2][k] for b in self.last_validation]).cpu()
+
+
+class TrialSchedulers:
+    """The trials' own lr schedulers, stepped together where Lightning steps one (every batch)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedulers: list) -> None:
+        self.optimizer = optimizer
+        self.schedulers = schedulers
+
+    def step(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedulers": [scheduler.state_dict() for scheduler in self.schedulers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for scheduler, own in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(own)
 
 
 class _SharedFirstLayer:
