@@ -9,6 +9,7 @@ from collections import defaultdict
 from matplotlib.figure import Figure
 
 from digitlab.analysis.table import Comparison
+from digitlab.rundir import COMPLETED
 
 LOG_SPAN = 10  # a swept number whose values span more than this factor is drawn on a log axis
 LEGEND_INSIDE = 8  # up to this many legend entries fit inside the axes; more go in a column beside it
@@ -26,6 +27,8 @@ def curves_figure(comparison: Comparison, tag: str = "val/acc") -> Figure:
         label = ", ".join(f"{k}={v}" for k, v in group.settings.items()) or comparison.root.name
         if len(group.runs) > 1:
             label += f" ({len(group.runs)} seeds)"
+        if comparison.shows_status and group.status != COMPLETED:
+            label += f" [{group.status}]"  # pruned curves end early on purpose
         style = styles[(index // 10) % len(styles)]  # past 10 groups, colours repeat with another line style
         for i, run in enumerate(group.runs):
             points = run.scalars.get(tag, [])
