@@ -114,21 +114,18 @@ def startup(tmp: Path) -> dict:
     """Composing the config (`--cfg job`, whole process) and process start to the first training step;
     median of 3 each."""
     compose = statistics.median(timed([PY, "-m", "digitlab.cli.train", "--cfg", "job"])[0] for _ in range(3))
-    first_steps = []
-    for repeat in range(3):
-        marker = tmp / f"first_step{repeat}.json"
-        timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
-        cmd = [
-            PY,
-            str(PROBES / "train_first_step.py"),
-            "trainer.max_epochs=1",
-            timer,
-            f"hydra.run.dir={tmp / f'first_step{repeat}'}",
-            *QUIET,
-        ]
-        timed(cmd)
-        first_steps.append(json.loads(marker.read_text())["first_step_s"])
+    first_steps = [first_step_s(tmp / f"first_step{repeat}") for repeat in range(3)]
     return {"compose_s": compose, "first_step_s": statistics.median(first_steps)}
+
+
+def first_step_s(folder: Path) -> float:
+    """Process start to the first training step of `digitlab-train trainer.max_epochs=1` (linear), run in
+    `folder`, measured inside the process by a callback added from the command line."""
+    marker = folder / "first_step.json"
+    timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
+    probe = [PY, str(PROBES / "train_first_step.py"), "trainer.max_epochs=1", timer]
+    timed([*probe, f"hydra.run.dir={folder / 'run'}", f"paths.log_dir={folder / 'logs'}", *QUIET])
+    return json.loads(marker.read_text())["first_step_s"]
 
 
 def data(tmp: Path, data_dir: Path, linear_epoch_s: float) -> dict:

@@ -17,13 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-PROBES = ROOT / "benchmarks" / "probes"
-PY = sys.executable
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the bench's probes and their timing
+
+from bench import PROBES, PY, first_step_s  # noqa: E402
 
 
 @contextmanager
@@ -53,22 +54,6 @@ def scipy_imported() -> bool:
     )
 
 
-def first_step_s(tmp: Path) -> float:
-    marker = tmp / "first_step.json"
-    timer = "+callbacks.first_step={_target_:first_step.FirstStepTimer,path:" + str(marker) + "}"
-    cmd = [
-        PY,
-        str(PROBES / "train_first_step.py"),
-        "trainer.max_epochs=1",
-        timer,
-        f"hydra.run.dir={tmp / 'run'}",
-        f"paths.log_dir={tmp / 'logs'}",
-        "trainer.enable_progress_bar=false",
-    ]
-    subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(marker.read_text())["first_step_s"]
-
-
 def main(rounds: int) -> None:
     results: dict[str, dict[str, list[float]]] = {
         v: {"import": [], "first_step": []} for v in ("with", "without")
@@ -76,16 +61,11 @@ def main(rounds: int) -> None:
     loaded = {}
     for _ in range(rounds):
         for variant in ("with", "without"):
-            with tempfile.TemporaryDirectory() as tmp:
-                if variant == "without":
-                    with scipy_hidden():
-                        loaded[variant] = scipy_imported()
-                        results[variant]["import"].append(import_lightning_s())
-                        results[variant]["first_step"].append(first_step_s(Path(tmp)))
-                else:
-                    loaded[variant] = scipy_imported()
-                    results[variant]["import"].append(import_lightning_s())
-                    results[variant]["first_step"].append(first_step_s(Path(tmp)))
+            hidden = scipy_hidden() if variant == "without" else nullcontext()
+            with tempfile.TemporaryDirectory() as tmp, hidden:
+                loaded[variant] = scipy_imported()
+                results[variant]["import"].append(import_lightning_s())
+                results[variant]["first_step"].append(first_step_s(Path(tmp)))
     med = {v: {k: statistics.median(x) for k, x in r.items()} for v, r in results.items()}
     lines = [
         f"Medians of {rounds} alternating rounds (`{' '.join(['python', *sys.argv])}`):",
