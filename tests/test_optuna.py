@@ -266,6 +266,33 @@ def test_a_killed_search_leaves_its_running_trial_failed_and_asked_again(sample_
     assert (Path(stale.user_attrs[RUN_DIR]) / "checkpoints" / "last.ckpt").is_file(), "nothing is lost"
 
 
+def test_a_silent_worker_on_another_host_is_gone(tmp_path):
+    """Heartbeats tell a dead worker anywhere: its running trial is failed and asked again; a live one's is not."""
+    from omegaconf import OmegaConf
+    from optuna.distributions import FloatDistribution as Float
+
+    from digitlab.sweeps.study import HEARTBEAT, Worker, create_study, locate
+
+    location = locate(OmegaConf.create({"study_name": "s", "storage": None}), tmp_path)
+    study = create_study(location, ["minimize"], optuna.samplers.RandomSampler(seed=0))
+    for worker, last_beat in (("elsewhere:1", time.time() - 600), ("alive:2", time.time())):
+        trial = study.ask({"x": Float(0, 1)})
+        trial.set_user_attr(WORKER, worker)
+        study.set_user_attr(HEARTBEAT + worker, last_beat)
+    worker = Worker(study, location, n_trials=10, heartbeat_s=1.0)
+    try:
+        assert worker.join() == 0
+        time.sleep(1.5)
+        own_beat = study.user_attrs[HEARTBEAT + worker.name]
+        assert time.time() - own_beat < 1.5, "this worker beats while it runs"
+    finally:
+        worker.leave()
+    dead, alive, retry = study.get_trials()
+    assert (dead.state, alive.state, retry.state) == (TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+    assert dead.user_attrs[STALE] and retry.user_attrs[RETRY_OF] == 0
+    assert retry.system_attrs["fixed_params"] == dead.params, "asked again with the same parameters"
+
+
 def test_two_workers_share_one_study(sample_root, tmp_path):
     args = search(sample_root, tmp_path, "trainer.max_epochs=1", LR_SEARCH, "hydra.sweeper.n_trials=6")
     workers = [

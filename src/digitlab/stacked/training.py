@@ -261,9 +261,10 @@ def train_stack(
         default_root_dir=str(Path(first.paths.output_dir).parent),
     )
     log.info(
-        "stacked: %d trials in one fit (%s)",
+        "stacked: %d trials in one fit, run folders %s ... %s",
         len(cfgs),
-        ", ".join(Run(c.paths.output_dir).path.name for c in cfgs),
+        Run(cfgs[0].paths.output_dir).path,
+        Run(cfgs[-1].paths.output_dir).path.name,
     )
     data.prepare_data()
     trainer.fit(model, datamodule=data)

@@ -9,8 +9,10 @@ reach the study through `open_study`, so a job in another process, or on another
   happens under a lock file in the sweep dir, so each number appears once and the total stops at `n_trials`.
   Each worker seeds its sampler with `seed + <workers before it>`: a single worker is reproducible, and two
   workers do not propose the same random start-up trials.
-- A trial left RUNNING by a worker of this host whose process is gone (a killed search) is marked FAIL
-  (user attr `stale`) and its parameters are enqueued again, so the search does not lose it.
+- A trial left RUNNING by a worker that is gone (a killed search) is marked FAIL (user attr `stale`) and its
+  parameters are enqueued again, so the search does not lose it. Gone: on this host, its process no longer
+  runs; on any host, its heartbeat (a study user attribute refreshed every `hydra.sweeper.heartbeat_s`) is
+  older than 4 beats. Workers check when they join and before each batch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,8 @@ WORKER = "worker"  # host:pid of the worker that asked it
 STALE = "stale"  # its worker died while it ran; the same parameters were enqueued again
 RETRY_OF = "retry_of"  # the stale trial this one repeats
 WORKERS = "workers"  # study user attribute: how many workers have joined
+HEARTBEAT = "heartbeat:"  # study user attribute per worker (`heartbeat:<host:pid>`): its last beat, unix time
+GRACE_BEATS = 4  # a worker silent for this many heartbeat intervals is gone
 
 log = logging.getLogger(__name__)
 
@@ -111,37 +117,47 @@ def load_study(location: StudyLocation, pruner: optuna.pruners.BasePruner | None
 
 
 class Worker:
-    """One sweeping process's share of a study: it joins once, then asks batches of trials."""
+    """One sweeping process's share of a study: it joins once, then asks batches of trials, and while it
+    runs it beats: `heartbeat:<host:pid>` (a study user attribute) is refreshed every `heartbeat_s`."""
 
-    def __init__(self, study: optuna.Study, location: StudyLocation, n_trials: int) -> None:
+    def __init__(
+        self, study: optuna.Study, location: StudyLocation, n_trials: int, heartbeat_s: float = 30.0
+    ) -> None:
         from filelock import FileLock
 
         self.study = study
         self.n_trials = n_trials
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_s = heartbeat_s
         self._lock = FileLock(location.sweep_dir / LOCK)
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
 
     def join(self) -> int:
-        """Fail and re-enqueue this host's orphaned trials; return how many workers joined before this one."""
+        """Start beating, fail and re-enqueue orphaned trials; return how many workers joined before."""
+        self._beat()
+        self._beating = threading.Thread(
+            target=self._beat_until_stopped, name="optuna-heartbeat", daemon=True
+        )
+        self._beating.start()
         with self._lock:
-            for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if _orphaned(trial.user_attrs.get(WORKER)):
-                    log.warning(
-                        "trial %d was left running by %s, which is gone: marked FAIL, its parameters asked again",
-                        trial.number,
-                        trial.user_attrs[WORKER],
-                    )
-                    optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
-                    self.study.tell(trial.number, state=TrialState.FAIL)
-                    self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+            self._retry_orphans()
             before = int(self.study.user_attrs.get(WORKERS, 0))
             self.study.set_user_attr(WORKERS, before + 1)
             return before
 
+    def leave(self) -> None:
+        """Stop beating (the study keeps the last beat)."""
+        self._stop.set()
+        if self._beating is not None:
+            self._beating.join()
+
     def ask(self, n: int) -> list[optuna.Trial]:
         """Up to `n` trials, fewer when the study is near `n_trials` (counting every worker's trials; a
-        stale trial is replaced by its retry, so it does not count)."""
+        stale trial is replaced by its retry, so it does not count). Orphans of workers that died since are
+        retried first."""
         with self._lock:
+            self._retry_orphans()
             taken = sum(
                 1
                 for trial in self.study.get_trials(deepcopy=False)
@@ -152,18 +168,45 @@ class Worker:
                 trial.set_user_attr(WORKER, self.name)
             return trials
 
+    def _retry_orphans(self) -> None:
+        beats = {
+            k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
+        }
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get(WORKER)
+            why = _orphaned(worker, beats.get(worker), grace_s=GRACE_BEATS * self.heartbeat_s)
+            if why:
+                log.warning(
+                    "trial %d was left running by %s (%s): marked FAIL, its parameters asked again",
+                    trial.number,
+                    worker,
+                    why,
+                )
+                optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
-def _orphaned(worker: str | None) -> bool:
-    """Whether `host:pid` names a process of this host that no longer runs (other hosts cannot be told)."""
+    def _beat(self) -> None:
+        self.study.set_user_attr(HEARTBEAT + self.name, time.time())
+
+    def _beat_until_stopped(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            self._beat()
+
+
+def _orphaned(worker: str | None, last_beat: float | None, grace_s: float) -> str:
+    """Why the worker `host:pid` is gone ("" if it may be alive): on this host, its process no longer
+    runs; on any host, it has not beaten for `grace_s` (clocks of hosts are assumed to agree within it)."""
     if not worker or ":" not in worker:
-        return False
+        return ""
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "its process is gone"
+        except PermissionError:
+            pass
+    if last_beat is not None and time.time() - last_beat > grace_s:
+        return f"no heartbeat for {time.time() - last_beat:.0f} s"
+    return ""

@@ -44,6 +44,7 @@ class OptunaSweeperImpl:
         max_failure_rate: float,
         params: DictConfig | None,
         custom_search_space: str | None = None,
+        heartbeat_s: float = 30.0,
     ) -> None:
         self.sampler_cfg = sampler
         self.pruner_cfg = pruner
@@ -55,6 +56,7 @@ class OptunaSweeperImpl:
         self.max_failure_rate = max_failure_rate
         self.params = OmegaConf.to_container(params) if params else {}
         self.custom_search_space = custom_search_space
+        self.heartbeat_s = heartbeat_s
         self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -76,7 +78,7 @@ class OptunaSweeperImpl:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metrics)  # optuna-dashboard's axis titles
-        worker = Worker(study, location, self.n_trials)
+        worker = Worker(study, location, self.n_trials, self.heartbeat_s)
         study.sampler = self._sampler(space, worker.join())
         log.info(
             "Optuna %s: %d trials in all, %d at a time; sampler %s, pruner %s; directions %s",
@@ -87,6 +89,21 @@ class OptunaSweeperImpl:
             self.pruner_cfg._target_.rsplit(".", 1)[-1],
             objective,
         )
+        try:
+            self._run(study, worker, space, objective, extend, sweep_dir)
+        finally:
+            worker.leave()
+
+    def _run(
+        self,
+        study: optuna.Study,
+        worker: Worker,
+        space: SearchSpace,
+        objective: list[str],
+        extend: Callable | None,
+        sweep_dir: Path,
+    ) -> None:
+        """Ask, launch and tell batches until the study holds n_trials trials."""
         failures: list[str] = []
         launched = 0
         while trials := worker.ask(self.n_jobs):
@@ -143,6 +160,14 @@ class OptunaSweeperImpl:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"hydra.sweeper.{key}={value!r} is not {allowed}.")
+        if (
+            not isinstance(self.heartbeat_s, int | float)
+            or isinstance(self.heartbeat_s, bool)
+            or self.heartbeat_s <= 0
+        ):
+            raise ConfigError(
+                f"hydra.sweeper.heartbeat_s={self.heartbeat_s!r} is not a number of seconds > 0."
+            )
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError(
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is not a fraction between 0 and 1."
