@@ -220,6 +220,7 @@ def main() -> None:
         results = json.loads(RESULTS_JSON.read_text())
         with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp_name:
             results[only] = stacked(Path(tmp_name)) if only == "stacked" else _section(only, Path(tmp_name))
+        results.setdefault("measured_alone", {})[only] = time.strftime("%Y-%m-%d %H:%M")
         RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
         print(render.write(RESULTS_JSON))
         return

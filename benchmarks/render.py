@@ -28,6 +28,16 @@ def report(results: dict) -> str:
         f"Machine: {machine['arch']}, {machine['processor']}, {machine['cores']} cores; Python "
         f"{machine['python']}, torch {machine['torch']}, lightning {machine['lightning']}.",
         "",
+    ]
+    alone = results.get("measured_alone")
+    if alone:
+        lines += [
+            "Measured later on their own (`bench.py --only SECTION`, each still against its own baseline): "
+            + ", ".join(f"{section} ({when})" for section, when in sorted(alone.items()))
+            + ". The other sections are from the last full `make bench`.",
+            "",
+        ]
+    lines += [
         "## Training: digitlab against a bare PyTorch loop",
         "",
         "| model | epochs | epoch s (digitlab) | epoch s (bare) | ratio | process s (digitlab) | process s (bare) "
