@@ -39,9 +39,9 @@ def search(sample_root: Path, tmp_path: Path, *extra: str, study: str = "s") -> 
 
 
 def load(study_dir: Path, name: str | None = None) -> optuna.Study:
-    from optuna.storages.journal import JournalFileBackend
+    from digitlab.sweeps.study import open_storage
 
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / JOURNAL)))
+    storage = open_storage(study_dir)
     return optuna.load_study(study_name=name or study_dir.name, storage=storage)
 
 

@@ -10,17 +10,16 @@ import sys
 from pathlib import Path
 
 import optuna
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from digitlab.rundir import Run
-from digitlab.sweeps.study import JOURNAL, RUN_DIR
+from digitlab.sweeps.study import RUN_DIR, open_storage
 
 HERE = Path(__file__).parent
 
 
 def summary(study_dir: Path, wall_times: dict[str, str]) -> dict:
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / JOURNAL)))
+    storage = open_storage(study_dir)
     study = optuna.load_study(study_name=study_dir.name, storage=storage)
     runs = [Run(t.user_attrs[RUN_DIR]) for t in study.trials]
     metrics = [run.metrics for run in runs if run.completed]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from digitlab.errors import DigitlabError
 from digitlab.process import apply_process_policy
-from digitlab.sweeps.study import JOURNAL
+from digitlab.sweeps.study import JOURNAL, open_storage
 
 
 def find_storage(study: str | None, log_dir: Path) -> str:
@@ -37,17 +37,6 @@ def find_storage(study: str | None, log_dir: Path) -> str:
             "digitlab-train hparams_search=mlp, or pass a study folder or storage URL."
         )
     return str(journals[-1])
-
-
-def open_storage(location: str):
-    """An Optuna storage for a URL or a journal file path."""
-    import optuna
-
-    if "://" in location:
-        return optuna.storages.get_storage(location)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from torch.func import functional_call, vmap
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
 
-EpochMetrics = Callable[[str, list[dict[str, float]]], None]
+EpochMetrics = Callable[[list[dict[str, float]]], None]
 
 
 class StackedClassifier(L.LightningModule):
@@ -66,10 +66,8 @@ class StackedClassifier(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B]` (binary) or `[K, B, classes]`; images `[K, B, ...]` or one `[B, ...]` for all."""
-        params = {
-            name: torch.stack([dict(t.net.named_parameters())[name] for t in self.trials])
-            for name in self._names
-        }
+        per_trial = [dict(t.net.named_parameters()) for t in self.trials]
+        params = {name: torch.stack([own[name] for own in per_trial]) for name in self._names}
         net = self._template[0]
         in_dims = (0, 0 if images.dim() == 5 else None)
         scores = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=in_dims)(params, images)
@@ -172,7 +170,7 @@ class StackedClassifier(L.LightningModule):
         if train[0, 2] > 0:  # not before the first training epoch
             columns |= {"train/loss": train[:, 0] / train[:, 2], "train/acc": train[:, 1] / train[:, 2]}
         values = {name: column.tolist() for name, column in columns.items()}  # one host sync per epoch
-        self.on_epoch_metrics("epoch", [{n: v[k] for n, v in values.items()} for k in range(self.size)])
+        self.on_epoch_metrics([{n: v[k] for n, v in values.items()} for k in range(self.size)])
 
     def last_predictions(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """`(images, labels, trial k's predictions)` of the last validation, on the CPU."""
@@ -239,9 +237,9 @@ class _SharedFirstLayer:
         hidden = torch.einsum("ubi,umoi->umbo", x, weight.view(self.groups, m, out, pixels))
         hidden = (hidden + bias.view(self.groups, m, 1, out)).reshape(k, -1, out)  # [K (grouped), B, out]
         if len(self.rest_names):
+            per_trial = [dict(net.named_parameters()) for net in nets]
             params = {
-                name: torch.stack([dict(net.named_parameters())[full] for net in nets])
-                for name, full in self.rest_names.items()
+                name: torch.stack([own[full] for own in per_trial]) for name, full in self.rest_names.items()
             }
             hidden = vmap(lambda p, h: functional_call(self.rest, p, (h,)))(params, hidden)
         elif len(list(self.rest.children())):

@@ -249,7 +249,7 @@ def train_stack(
     records = TrialRecords(cfgs, modules, hydra_cfgs)
     model = StackedClassifier(
         modules,
-        on_epoch_metrics=lambda _, metrics: records.epoch_metrics(trainer, metrics),
+        on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
         shuffle_of=shuffle_rows(data.seeds, data.inner.shuffle),
     )
     trainer = build.trainer(

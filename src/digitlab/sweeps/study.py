@@ -68,10 +68,18 @@ def locate(sweeper: Any, sweep_dir: str | Path) -> StudyLocation:
     if storage is None or "://" not in str(storage):
         path = sweep_dir / JOURNAL if storage is None else Path(storage)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        storage = open_storage(path)
     return StudyLocation(name, storage, sweep_dir)
+
+
+def open_storage(where: str | Path) -> str | optuna.storages.BaseStorage:
+    """An Optuna storage URL as is; anything else is a journal file (a study folder: its `study.journal`)."""
+    if "://" in str(where):
+        return str(where)
+    path = Path(where)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path / JOURNAL if path.is_dir() else path)))
 
 
 def directions(direction: str | Sequence[str]) -> list[str]:
