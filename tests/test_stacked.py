@@ -196,27 +196,36 @@ def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
             assert [step[row].tolist() for row in rows] == [next(it).tolist() for it in singles]
 
 
-def test_the_shared_first_layer_computes_what_each_trial_computes():
-    """Trials sharing shuffle orders read the shared rows once; the scores equal each trial's own net's."""
+def test_the_batched_first_layer_computes_what_each_trial_computes():
+    """Trials sharing shuffle orders read the shared rows once; the scores and the gradients equal each trial's
+    own net's, whether the orders are shared evenly or not."""
     import functools
+    import itertools
 
     from digitlab.loss import MnistLoss
     from digitlab.model.module import ClassifierModule
     from digitlab.model.nets import linear, mlp
     from digitlab.stacked.module import StackedClassifier
 
-    for net in (linear, functools.partial(mlp, hidden=5, depth=2)):
+    nets = (linear, functools.partial(mlp, hidden=5, depth=2))
+    for net, rows in itertools.product(nets, ([0, 1, 2, 0, 1, 2], [0, 0, 1, 2, 2, 2])):  # even, uneven
         trials = [
             ClassifierModule(net=net, loss=MnistLoss(), optimizer=functools.partial(torch.optim.SGD, lr=0.1))
             for _ in range(6)
         ]
-        rows = [0, 1, 2, 0, 1, 2]
         model = StackedClassifier(trials, on_epoch_metrics=lambda *_: None, shuffle_of=rows)
-        assert model._shared_first_layer is not None
+        assert model._first_layer is not None
         images = torch.rand(3, 8, 1, 28, 28)
         scores = model.forward_shuffled(images)
+        scores.sum().backward()
         for k, trial in enumerate(trials):
-            assert torch.allclose(scores[k], trial(images[rows[k]]), atol=1e-6)
+            stacked_grads = [p.grad.clone() for p in trial.parameters()]
+            trial.zero_grad()
+            own = trial(images[rows[k]])
+            own.sum().backward()
+            assert torch.allclose(scores[k], own, atol=1e-6)
+            for stacked, single in zip(stacked_grads, (p.grad for p in trial.parameters()), strict=True):
+                assert torch.allclose(stacked, single, atol=1e-5)
 
 
 def test_metrics_json_is_valid_json_for_every_trial(sweeps):
@@ -282,3 +291,68 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
         not (diverged / "metrics.json").exists() and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
     )
     assert Run(fine).status == "completed" and math.isfinite(Run(fine).metrics["val/loss"])
+
+
+class CountingLoader:
+    """Hydra's loader, counting the configs it composes."""
+
+    def __init__(self, loader) -> None:
+        self.loader, self.composed = loader, 0
+
+    def load_sweep_config(self, master, overrides):
+        self.composed += 1
+        return self.loader.load_sweep_config(master, overrides)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
+    """Job by job, the stacked launcher's `SweepConfigCache` gives the config Hydra's own loader gives (its
+    `hydra` node included) or Hydra's own error, and composes once per shape of override list."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from digitlab.config.location import config_dir
+    from hydra_plugins.digitlab_stacked_launcher._compose import SweepConfigCache
+
+    lrs = [
+        ["experiment=fastbook_linear", f"optimizer.lr={lr}", f"seed={s}"] for lr in (0.1, 3) for s in (0, 2)
+    ]
+    others = [
+        ["experiment=fastbook_mlp", "optimizer.lr=0.3", "seed=1"],  # another group choice: another template
+        ["experiment=fastbook_mlp", "optimizer.lr=1e-2", "seed=5"],
+        ["optimizer.lr='0.5'", "data.batch_size=64", "trainer.max_epochs=2"],  # a quoted string
+        ["optimizer.lr=${seed}", "seed=4"],  # an interpolation as the value
+        ["optimizer.lr=0.2", "optimizer.lr=0.4"],  # a key set twice: the last wins
+        ["optimizer.lr=0.2", "+optimizer.foo=1", "hydra.job.chdir=false"],  # +key and hydra.* go to Hydra
+        ["model=mlp", "model.net.hidden=8", "optimizer.momentum=0.9"],
+        ["optimizer=adam", "optimizer.betas=[0.8,0.9]", "optimizer.lr=0.01"],  # a list value
+        ["optimizer.nope=1"],  # Hydra's error, either way
+        ["optimizer.lr=fast"],
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        master = hydra_loader.load_configuration(
+            "config", ["hydra/launcher=stacked", f"hydra.sweep.dir={tmp_path}"], run_mode=RunMode.MULTIRUN
+        )
+        cache = SweepConfigCache(hydra_loader)
+        for overrides in lrs + others:
+            try:
+                expected = OmegaConf.to_yaml(hydra_loader.load_sweep_config(master, overrides))
+            except ConfigCompositionException as err:
+                with pytest.raises(ConfigCompositionException) as raised:
+                    cache.load_sweep_config(master, overrides)
+                assert str(raised.value) == str(err), overrides
+                continue
+            assert OmegaConf.to_yaml(cache.load_sweep_config(master, overrides)) == expected, overrides
+        counting = CountingLoader(hydra_loader)
+        fresh = SweepConfigCache(counting)
+        for overrides in lrs:
+            fresh.load_sweep_config(master, overrides)
+        assert counting.composed == 1
+    GlobalHydra.instance().clear()

@@ -43,7 +43,7 @@ class StackedClassifier(L.LightningModule):
         first = trials[0]
         shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
         self.register_buffer("shuffle_of", torch.tensor(shuffle_of), persistent=False)
-        self._shared_first_layer = _SharedFirstLayer.plan(first.net, shuffle_of)
+        self._first_layer = _BatchedFirstLayer.plan(first.net, shuffle_of)
         self.binary = first.binary
         self.class_names = first.class_names
         self.loss_fn = first.loss_fn
@@ -75,9 +75,8 @@ class StackedClassifier(L.LightningModule):
 
     def forward_shuffled(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B, ...]` from a training batch `[U, B, ...]` of the U distinct shuffle orders. Trials
-        that share an order share its rows: the first Linear reads them once per order (one batched matmul
-        per order's trials) instead of a copy of the batch per trial."""
-        plan = self._shared_first_layer
+        that share an order share its rows where they can (`_BatchedFirstLayer`)."""
+        plan = self._first_layer
         if plan is None:
             return self(images.index_select(0, self.shuffle_of))
         return plan.scores(self, images)
@@ -200,42 +199,51 @@ class TrialSchedulers:
             scheduler.load_state_dict(own)
 
 
-class _SharedFirstLayer:
-    """For nets that start `Flatten, Linear` (linear, mlp) when every shuffle order is shared by the same
-    number m of trials: the first Linear as one einsum over `[U, B, pixels]` and `[U, m, out, pixels]`, the
-    rest of the net vmapped over the K trials, the scores put back in trial order."""
+class _BatchedFirstLayer:
+    """For nets that start `Flatten, Linear` (linear, mlp): the first Linear of all K trials as one batched
+    matmul, the rest of the net vmapped over the trials, the scores put back in trial order.
 
-    def __init__(self, order: list[int], groups: int, rest: nn.Module, rest_names: dict[str, str]) -> None:
-        self.order = order  # trials grouped by shuffle order
-        self.position = [order.index(k) for k in range(len(order))]  # trial k's row among the grouped
-        self.groups = groups
+    When every shuffle order is shared by the same number m of trials, each order's rows are read once for
+    its m trials (`[U, m * out, pixels] @ [U, pixels, B]`); otherwise each trial gets a copy of its rows
+    (U = K, m = 1). The weights come first in the product so that the weight gradient is
+    `[out, B] @ [B, pixels]`, the orientation CPU BLAS is fast at (the other one, which `einsum` and a
+    vmapped `Linear` pick, took 6 x longer on the chapter's shapes)."""
+
+    def __init__(
+        self, order: list[int] | None, groups: int, rest: nn.Module, rest_names: dict[str, str]
+    ) -> None:
+        self.order = order  # trials grouped by shuffle order (None: a copy of the rows per trial)
+        self.position = None if order is None else [order.index(k) for k in range(len(order))]
+        self.groups = groups  # U
         self.rest = rest  # the net after its first Linear, on the meta device (code and shapes only)
         self.rest_names = rest_names  # rest's parameter name -> the whole net's
 
     @classmethod
-    def plan(cls, net: nn.Module, shuffle_of: list[int]) -> _SharedFirstLayer | None:
+    def plan(cls, net: nn.Module, shuffle_of: list[int]) -> _BatchedFirstLayer | None:
         layers = list(net.children()) if isinstance(net, nn.Sequential) else []
         if len(layers) < 2 or not isinstance(layers[0], nn.Flatten) or not isinstance(layers[1], nn.Linear):
             return None
         groups = max(shuffle_of) + 1
-        sizes = {shuffle_of.count(u) for u in range(groups)}
-        if len(sizes) != 1 or sizes == {1}:
-            return None  # uneven groups, or nothing shared: a copy per trial costs no more
+        even = len({shuffle_of.count(u) for u in range(groups)}) == 1
+        order = sorted(range(len(shuffle_of)), key=lambda k: shuffle_of[k]) if even else None
         rest = copy.deepcopy(nn.Sequential(*layers[2:])).to("meta")
         rest_names = {f"{int(i) - 2}.{name}": f"{i}.{name}" for i, name in _indexed(net) if int(i) >= 2}
-        order = sorted(range(len(shuffle_of)), key=lambda k: shuffle_of[k])
-        return cls(order, groups, rest, rest_names)
+        return cls(order, groups if even else len(shuffle_of), rest, rest_names)
 
     def scores(self, model: StackedClassifier, images: torch.Tensor) -> torch.Tensor:
-        nets = [model.trials[k].net for k in self.order]
-        first = [net[1] for net in nets]
-        weight = torch.stack([layer.weight for layer in first])  # [K, out, pixels]
-        bias = torch.stack([layer.bias for layer in first])  # [K, out]
+        trials = range(model.size) if self.order is None else self.order
+        if self.order is None:
+            images = images.index_select(0, model.shuffle_of)
+        nets = [model.trials[k].net for k in trials]
+        weight = torch.stack([net[1].weight for net in nets])  # [K, out, pixels]
+        bias = torch.stack([net[1].bias for net in nets])  # [K, out]
         k, out, pixels = weight.shape
-        m = k // self.groups
+        u, batch = self.groups, images.shape[1]
         x = images.flatten(2)  # [U, B, pixels]
-        hidden = torch.einsum("ubi,umoi->umbo", x, weight.view(self.groups, m, out, pixels))
-        hidden = (hidden + bias.view(self.groups, m, 1, out)).reshape(k, -1, out)  # [K (grouped), B, out]
+        hidden = torch.baddbmm(
+            bias.view(u, -1, 1), weight.view(u, -1, pixels), x.transpose(1, 2)
+        )  # [U, m * out, B]
+        hidden = hidden.view(k, out, batch).transpose(1, 2)  # [K (grouped), B, out]
         if len(self.rest_names):
             per_trial = [dict(net.named_parameters()) for net in nets]
             params = {
@@ -244,8 +252,9 @@ class _SharedFirstLayer:
             hidden = vmap(lambda p, h: functional_call(self.rest, p, (h,)))(params, hidden)
         elif len(list(self.rest.children())):
             hidden = self.rest(hidden)
-        scores = hidden.index_select(0, torch.tensor(self.position, device=hidden.device))
-        return scores.squeeze(-1) if model.binary else scores
+        if self.position is not None:
+            hidden = hidden.index_select(0, torch.tensor(self.position, device=hidden.device))
+        return hidden.squeeze(-1) if model.binary else hidden
 
 
 def _indexed(net: nn.Module) -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ task function, as the basic launcher would. One `JobReturn` per job, in the orde
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -96,18 +95,21 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
             raise
         # Resolved now: `${hydra:...}` values (the run folder) are this job's only while it is being set up.
         job.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        job.hydra = copy.deepcopy(hydra_cfg)
         job.key, job.why = stack_key(job.cfg)
 
+    # `run_job` only sets `hydra.runtime.output_dir` on the config it is given (to the value a later
+    # `run_job` of the same config sets again) and works on copies, so a job that runs alone reuses it.
     job.prepared = run_job(
         hydra_context=launcher.hydra_context,
         task_function=look,
-        config=copy.deepcopy(sweep_config),
+        config=sweep_config,
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
     if job.prepared.status == JobStatus.FAILED:
         job.cfg = None
+    else:
+        job.hydra = job.prepared.hydra_cfg.hydra  # run_job's own copy of the job's Hydra config
     return job
 
 
