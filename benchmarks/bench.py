@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -174,7 +175,7 @@ def stacked(tmp: Path) -> dict:
         metrics = {}
         for launcher in ("basic", "stacked"):
             sweep = tmp / f"stacked_{name}_{launcher}"
-            wall, _, rss = timed(
+            wall, out, rss = timed(
                 [
                     PY,
                     "-m",
@@ -187,6 +188,12 @@ def stacked(tmp: Path) -> dict:
                     *QUIET,
                 ]
             )
+            if launcher == "stacked":  # where its time goes, from the launcher's own log lines
+                setup = float(re.search(r"job folders set up and checked in ([\d.]+) s", out).group(1))
+                fit = float(re.search(r"stacked trials trained and written in ([\d.]+) s", out).group(1))
+                result[f"{name}_stacked_setup_s"] = setup
+                result[f"{name}_stacked_fit_write_s"] = fit
+                result[f"{name}_stacked_rest_s"] = wall - setup - fit
             metrics[launcher] = {
                 p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")
             }
@@ -201,6 +208,11 @@ def stacked(tmp: Path) -> dict:
             result[f"{name}_max_diff_{key.replace('/', '_')}"] = max(
                 abs(m[key] - metrics["basic"][run][key]) for run, m in stack.items()
             )
+        by_lr: dict[str, float] = {}
+        for run, m in stack.items():
+            lr = re.search(r"optimizer\.lr=([^,]+)", run).group(1)
+            by_lr[lr] = max(by_lr.get(lr, 0.0), abs(m["val/loss"] - metrics["basic"][run]["val/loss"]))
+        result[f"{name}_val_loss_diff_by_lr"] = by_lr
         print(name, {k: v for k, v in result.items() if k.startswith(name)}, flush=True)
     return result
 

@@ -166,6 +166,22 @@ def report(results: dict) -> str:
                 f"{stack[f'{name}_basic_rss_mb']} MB basic. Largest difference from the basic runs: val/loss "
                 f"{stack[f'{name}_max_diff_val_loss']:.1e}, val/acc {stack[f'{name}_max_diff_val_acc']:.1e}."
             )
+            if f"{name}_val_loss_diff_by_lr" in stack:
+                by_lr = stack[f"{name}_val_loss_diff_by_lr"]
+                lines.append(
+                    "  - largest val/loss difference by lr: "
+                    + ", ".join(
+                        f"{lr}: {diff:.1e}" for lr, diff in sorted(by_lr.items(), key=lambda x: float(x[0]))
+                    )
+                )
+            if f"{name}_stacked_setup_s" in stack:
+                lines.append(
+                    f"  - the stacked command's time: {stack[f'{name}_stacked_setup_s']:.1f} s setting up and checking "
+                    f"the job folders (the first job's checks import torch and Lightning), "
+                    f"{stack[f'{name}_stacked_fit_write_s']:.1f} s in the fit with its run dirs written, "
+                    f"{stack[f'{name}_stacked_rest_s']:.1f} s the rest (process start, composing the sweep, "
+                    "the sweep summary and compare table)"
+                )
         lines.append("")
     return "\n".join(lines)
 

@@ -214,9 +214,8 @@ def test_the_batched_first_layer_computes_what_each_trial_computes():
             for _ in range(6)
         ]
         model = StackedClassifier(trials, on_epoch_metrics=lambda *_: None, shuffle_of=rows)
-        assert model._first_layer is not None
         images = torch.rand(3, 8, 1, 28, 28)
-        scores = model.forward_shuffled(images)
+        scores = model(images)
         scores.sum().backward()
         for k, trial in enumerate(trials):
             stacked_grads = [p.grad.clone() for p in trial.parameters()]
@@ -224,6 +223,7 @@ def test_the_batched_first_layer_computes_what_each_trial_computes():
             own = trial(images[rows[k]])
             own.sum().backward()
             assert torch.allclose(scores[k], own, atol=1e-6)
+            assert torch.allclose(model(images[0])[k], trial(images[0]), atol=1e-6)  # one batch for all
             for stacked, single in zip(stacked_grads, (p.grad for p in trial.parameters()), strict=True):
                 assert torch.allclose(stacked, single, atol=1e-5)
 

@@ -1,10 +1,9 @@
 """K trials' `ClassifierModule`s trained as one LightningModule.
 
 Each trial keeps its own module (its net's parameters initialised from its own seed, exactly as a single run
-draws them, and saved in its own checkpoints under the same names). A step stacks the trials' parameters
-(`torch.stack`, through which gradients flow back to each trial's own tensors) and runs the net once for
-all trials with `torch.func.vmap(functional_call(...))`: batched matmuls, no Python loop over trials. The
-trials' losses are summed: their parameters are disjoint, so each trial's gradient is its own loss's.
+draws them, and saved in its own checkpoints under the same names). A step runs the trials' nets as one
+(`net.py`: batched matmuls, no Python loop over trials). The trials' losses are summed: their parameters
+are disjoint, so each trial's gradient is its own loss's.
 One stock torch optimizer holds one param group per trial, with that trial's hyperparameters; each trial
 keeps its own stock lr scheduler.
 
@@ -14,17 +13,17 @@ Metrics are kept per trial on the device and handed to `on_epoch_metrics` once p
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
+from digitlab.stacked.net import StackedNet
 
 EpochMetrics = Callable[[list[dict[str, float]]], None]
 
@@ -42,13 +41,10 @@ class StackedClassifier(L.LightningModule):
         self.trials = nn.ModuleList(trials)
         first = trials[0]
         shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
-        self.register_buffer("shuffle_of", torch.tensor(shuffle_of), persistent=False)
-        self._first_layer = _BatchedFirstLayer.plan(first.net, shuffle_of)
+        self.net = StackedNet([trial.net for trial in trials], shuffle_of)
         self.binary = first.binary
         self.class_names = first.class_names
         self.loss_fn = first.loss_fn
-        self._template = (copy.deepcopy(first.net).to("meta"),)  # the shapes and code, not registered
-        self._names = [name for name, _ in first.net.named_parameters()]
         self.on_epoch_metrics = on_epoch_metrics
         k, c = len(trials), len(self.class_names)
         self.register_buffer("train_sums", torch.zeros(k, 3), persistent=False)  # loss * n, correct, n
@@ -65,21 +61,10 @@ class StackedClassifier(L.LightningModule):
         return len(self.trials)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores `[K, B]` (binary) or `[K, B, classes]`; images `[K, B, ...]` or one `[B, ...]` for all."""
-        per_trial = [dict(t.net.named_parameters()) for t in self.trials]
-        params = {name: torch.stack([own[name] for own in per_trial]) for name in self._names}
-        net = self._template[0]
-        in_dims = (0, 0 if images.dim() == 5 else None)
-        scores = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=in_dims)(params, images)
+        """Scores `[K, B]` (binary) or `[K, B, classes]` from one batch `[B, ...]` for all trials, or from a
+        training batch `[U, B, ...]` of the U distinct shuffle orders (`StackedNet`)."""
+        scores = self.net(images)
         return scores.squeeze(-1) if self.binary else scores
-
-    def forward_shuffled(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores `[K, B, ...]` from a training batch `[U, B, ...]` of the U distinct shuffle orders. Trials
-        that share an order share its rows where they can (`_BatchedFirstLayer`)."""
-        plan = self._first_layer
-        if plan is None:
-            return self(images.index_select(0, self.shuffle_of))
-        return plan.scores(self, images)
 
     def losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """`[K]`: each trial's loss on its own batch (labels `[K, B]`) or the shared one (`[B]`)."""
@@ -95,8 +80,8 @@ class StackedClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch  # [U, B, ...], [U, B]: one row per distinct shuffle order
-        labels = labels.index_select(0, self.shuffle_of)
-        scores = self.forward_shuffled(images)
+        labels = labels.index_select(0, self.net.shuffle_of)
+        scores = self(images)
         losses = self.losses(scores, labels)
         with torch.no_grad():
             n = labels.shape[-1]
@@ -197,66 +182,3 @@ class TrialSchedulers:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for scheduler, own in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(own)
-
-
-class _BatchedFirstLayer:
-    """For nets that start `Flatten, Linear` (linear, mlp): the first Linear of all K trials as one batched
-    matmul, the rest of the net vmapped over the trials, the scores put back in trial order.
-
-    When every shuffle order is shared by the same number m of trials, each order's rows are read once for
-    its m trials (`[U, m * out, pixels] @ [U, pixels, B]`); otherwise each trial gets a copy of its rows
-    (U = K, m = 1). The weights come first in the product so that the weight gradient is
-    `[out, B] @ [B, pixels]`, the orientation CPU BLAS is fast at (the other one, which `einsum` and a
-    vmapped `Linear` pick, took 6 x longer on the chapter's shapes)."""
-
-    def __init__(
-        self, order: list[int] | None, groups: int, rest: nn.Module, rest_names: dict[str, str]
-    ) -> None:
-        self.order = order  # trials grouped by shuffle order (None: a copy of the rows per trial)
-        self.position = None if order is None else [order.index(k) for k in range(len(order))]
-        self.groups = groups  # U
-        self.rest = rest  # the net after its first Linear, on the meta device (code and shapes only)
-        self.rest_names = rest_names  # rest's parameter name -> the whole net's
-
-    @classmethod
-    def plan(cls, net: nn.Module, shuffle_of: list[int]) -> _BatchedFirstLayer | None:
-        layers = list(net.children()) if isinstance(net, nn.Sequential) else []
-        if len(layers) < 2 or not isinstance(layers[0], nn.Flatten) or not isinstance(layers[1], nn.Linear):
-            return None
-        groups = max(shuffle_of) + 1
-        even = len({shuffle_of.count(u) for u in range(groups)}) == 1
-        order = sorted(range(len(shuffle_of)), key=lambda k: shuffle_of[k]) if even else None
-        rest = copy.deepcopy(nn.Sequential(*layers[2:])).to("meta")
-        rest_names = {f"{int(i) - 2}.{name}": f"{i}.{name}" for i, name in _indexed(net) if int(i) >= 2}
-        return cls(order, groups if even else len(shuffle_of), rest, rest_names)
-
-    def scores(self, model: StackedClassifier, images: torch.Tensor) -> torch.Tensor:
-        trials = range(model.size) if self.order is None else self.order
-        if self.order is None:
-            images = images.index_select(0, model.shuffle_of)
-        nets = [model.trials[k].net for k in trials]
-        weight = torch.stack([net[1].weight for net in nets])  # [K, out, pixels]
-        bias = torch.stack([net[1].bias for net in nets])  # [K, out]
-        k, out, pixels = weight.shape
-        u, batch = self.groups, images.shape[1]
-        x = images.flatten(2)  # [U, B, pixels]
-        hidden = torch.baddbmm(
-            bias.view(u, -1, 1), weight.view(u, -1, pixels), x.transpose(1, 2)
-        )  # [U, m * out, B]
-        hidden = hidden.view(k, out, batch).transpose(1, 2)  # [K (grouped), B, out]
-        if len(self.rest_names):
-            per_trial = [dict(net.named_parameters()) for net in nets]
-            params = {
-                name: torch.stack([own[full] for own in per_trial]) for name, full in self.rest_names.items()
-            }
-            hidden = vmap(lambda p, h: functional_call(self.rest, p, (h,)))(params, hidden)
-        elif len(list(self.rest.children())):
-            hidden = self.rest(hidden)
-        if self.position is not None:
-            hidden = hidden.index_select(0, torch.tensor(self.position, device=hidden.device))
-        return hidden.squeeze(-1) if model.binary else hidden
-
-
-def _indexed(net: nn.Module) -> list[tuple[str, str]]:
-    """`(layer index, parameter name)` of each parameter of a Sequential, e.g. ("3", "weight")."""
-    return [tuple(name.split(".", 1)) for name, _ in net.named_parameters()]
