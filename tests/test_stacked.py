@@ -291,6 +291,19 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
         not (diverged / "metrics.json").exists() and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
     )
     assert Run(fine).status == "completed" and math.isfinite(Run(fine).metrics["val/loss"])
+    # It left at the step where it diverged, the step its single run names, not at the end of the epoch.
+    alone = cli(
+        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30"),
+        f"hydra.run.dir={tmp_path / 'alone'}",
+        cwd=tmp_path,
+        check=False,
+    )
+    step = re.search(r"training loss became .* at step (\d+) \(epoch 0\)", alone.stdout + alone.stderr).group(
+        1
+    )
+    assert f"at step {step} (epoch 0)" in output
+    left = torch.load(diverged / "checkpoints" / "interrupted.ckpt", weights_only=False)
+    assert left["global_step"] == int(step) < 6, "the epoch has 6 steps: it left before its end"
 
 
 class CountingLoader:

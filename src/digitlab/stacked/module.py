@@ -53,7 +53,7 @@ class StackedClassifier(L.LightningModule):
         self.register_buffer("val_counts", torch.zeros(c), persistent=False)
         self.register_buffer("val_acc_best", torch.full((k,), -1.0), persistent=False)
         # The first step at which each trial's loss was not finite (-1: none), kept on the device so that
-        # watching costs no host sync per step; read once per epoch.
+        # watching costs no host sync per step; `TrialRecords` reads it.
         self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
 
     @property
@@ -90,7 +90,8 @@ class StackedClassifier(L.LightningModule):
         bad = ~torch.isfinite(losses.detach())
         self.first_bad_step = torch.where(
             bad & (self.first_bad_step < 0),
-            torch.full_like(self.first_bad_step, self.global_step),
+            # named as a single run names it (`StopOnNonFiniteLoss`): the steps taken, this one included
+            torch.full_like(self.first_bad_step, self.global_step + 1),
             self.first_bad_step,
         )
         # A diverged trial adds nothing: the others' loss stays finite (their gradients never mix with its own).

@@ -107,14 +107,25 @@ class TrialRecords(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
 
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        # A trial whose loss stopped being finite leaves the stack at that step. On the CPU reading the
+        # flags costs nothing; on an accelerator a read every step would stall its queue, so there the
+        # check waits for the epoch's end (`epoch_metrics`) and the trial trains on NaNs until then.
+        if pl_module.device.type == "cpu":
+            self._leave_diverged(trainer)
+
+    def _leave_diverged(self, trainer: L.Trainer) -> None:
+        for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
+            if step >= 0 and self.active(k):
+                self._diverged(trainer, k, step)
+        if not any(self.active(k) for k in range(len(self.runs))):
+            trainer.should_stop = True  # every trial failed or was pruned
+
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
         """Called by the stacked module after each validation epoch (not the sanity check)."""
-        first_bad = trainer.lightning_module.first_bad_step.tolist()
+        self._leave_diverged(trainer)
         for k, values in enumerate(metrics):
             if not self.active(k):
-                continue
-            if first_bad[k] >= 0 or not math.isfinite(values.get("train/loss", 0.0)):
-                self._diverged(trainer, k, first_bad[k])
                 continue
             self.latest[k] = values
             for logger in self.loggers[k]:
