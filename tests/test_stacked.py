@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,7 @@ from digitlab.stacked.grouping import stack_key
 from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
 
-SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "trainer.max_epochs=3")
+SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "optimizer.momentum=0.5", "trainer.max_epochs=3")
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,50 @@ def test_stacked_checkpoints_load_as_any_runs(sweeps):
     assert float(loss) == pytest.approx(run.metrics["val/loss"], rel=1e-5)
 
 
+def test_stacked_checkpoints_hold_what_a_single_runs_hold(sweeps):
+    """Trial by trial, its last.ckpt has the single run's layout and state: the loops, its optimizer's state
+    (momentum buffers), its ModelCheckpoint's state, the epoch and step."""
+    basic, stacked = (by_name(sweep) for sweep in sweeps)
+    for name, run in stacked.items():
+        ours, theirs = (
+            torch.load(r.checkpoints / "last.ckpt", weights_only=False) for r in (run, basic[name])
+        )
+        assert ours.keys() == theirs.keys()
+        assert ours["loops"] == theirs["loops"] and ours["epoch"] == theirs["epoch"]
+        assert ours["global_step"] == theirs["global_step"]
+        (mine,), (single,) = ours["optimizer_states"], theirs["optimizer_states"]
+        assert mine["param_groups"] == single["param_groups"]
+        for index, state in single["state"].items():
+            assert torch.allclose(
+                mine["state"][index]["momentum_buffer"], state["momentum_buffer"], atol=1e-5
+            )
+        (key, mine), (other_key, single) = ours["callbacks"].popitem(), theirs["callbacks"].popitem()
+        assert key == other_key and Path(mine["best_model_path"]).name == Path(single["best_model_path"]).name
+        assert mine["dirpath"] == str(run.checkpoints) and float(mine["best_model_score"]) == float(
+            single["best_model_score"]
+        )
+        assert ours["datamodule_hyper_parameters"] == theirs["datamodule_hyper_parameters"]
+
+
+def test_resume_continues_a_stacked_trial_as_its_single_run(sweeps, tmp_path):
+    """A stacked trial whose run stopped after its last checkpoint, resumed with resume=true, goes on exactly
+    as the same single run resumed from its own."""
+    basic, stacked = (by_name(sweep) for sweep in sweeps)
+    name = next(n for n in stacked if "model=mlp" in n)
+    finals = []
+    for which, run in (("basic", basic[name]), ("stacked", stacked[name])):
+        copy = tmp_path / which
+        shutil.copytree(run.path, copy)
+        (copy / "metrics.json").unlink()
+        overrides = [line[2:] for line in (copy / ".hydra" / "overrides.yaml").read_text().splitlines()]
+        proc = cli(*overrides, "trainer.max_epochs=5", "resume=true", f"hydra.run.dir={copy}", cwd=tmp_path)
+        assert f"resume: continuing {copy}" in proc.stdout + proc.stderr
+        finals.append(Run(copy).metrics)
+    assert finals[0]["epochs"] == finals[1]["epochs"] == 5
+    assert finals[1]["val/loss"] == pytest.approx(finals[0]["val/loss"], abs=1e-6)
+    assert finals[1]["val/acc"] == finals[0]["val/acc"]
+
+
 def test_compare_reads_a_stacked_sweep_unchanged(sweeps):
     basic, stacked = sweeps
     table = (stacked / "compare" / "compare.md").read_text().splitlines()
@@ -149,6 +198,10 @@ def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
         (["scheduler=one_cycle"], ""),
         (["model.compile=true"], "model.compile is set"),
         (["callbacks/early_stopping=val_loss"], "run with single jobs only"),
+        (["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"], ""),
+        (["callbacks.model_checkpoint.save_top_k=3"], "save_top_k=3 (a stacked trial keeps one best"),
+        (["+callbacks.model_checkpoint.save_last=true"], "sets save_last"),
+        (["callbacks.pictures.every_n_epochs=2"], "every_n_epochs=2"),
     ],
 )
 def test_which_configs_stack(overrides, why, tmp_path):
@@ -169,8 +222,9 @@ def test_configs_differing_in_seed_and_optimizer_settings_share_a_key(tmp_path):
         )
     }
     assert len(keys) == 1
-    other = stack_key(compose_config(["data.batch_size=64", f"paths.log_dir={tmp_path}"], tmp_path / "x"))[0]
-    assert other not in keys
+    for setting in ("data.batch_size=64", "callbacks.model_checkpoint.monitor=val/loss"):
+        other = stack_key(compose_config([setting, f"paths.log_dir={tmp_path}"], tmp_path / "x"))[0]
+        assert other not in keys, setting
 
 
 def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
@@ -369,3 +423,39 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
             fresh.load_sweep_config(master, overrides)
         assert counting.composed == 1
     GlobalHydra.instance().clear()
+
+
+def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample_root, tmp_path):
+    """SIGTERM mid-fit: every trial keeps interrupted.ckpt and no metrics.json; the same command with
+    resume=true continues each trial from its last epoch (as a single run) to the end."""
+    sweep = tmp_path / "sweep"
+    args = [
+        sys.executable,
+        "-m",
+        "digitlab.cli.train",
+        "-m",
+        "hydra/launcher=stacked",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_overrides(
+            sample_root, tmp_path, "optimizer.lr=0.5,2.0", "trainer.max_epochs=12", "data.batch_size=2"
+        ),
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into a later epoch
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    trials = sorted(sweep.glob("[0-9]_*"))
+    assert len(trials) == 2 and "2 trials stacked in one fit" in output
+    for trial in trials:
+        assert (trial / "checkpoints" / "interrupted.ckpt").is_file() and not (
+            trial / "metrics.json"
+        ).exists()
+    done = subprocess.run([*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for trial in trials:
+        assert f"resume: continuing {trial}" in done.stdout + done.stderr
+        metrics = Run(trial).metrics
+        assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 48 and metrics["status"] == "completed"

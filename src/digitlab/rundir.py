@@ -35,7 +35,6 @@ METRICS_JSON = "metrics.json"
 LAST_CHECKPOINT = "last.ckpt"
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
 CONFIG_KEY = "digitlab_config"  # where a checkpoint keeps its run's composed config
-STACKED_KEY = "digitlab_stacked"  # set in checkpoints of stacked trials (weights and config, no loop state)
 # metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py).
 COMPLETED = "completed"
 PRUNED = "pruned"
@@ -72,13 +71,9 @@ class Run:
         epoch is lost or half counted; `interrupted.ckpt` (mid-epoch) only if no epoch had completed."""
         for name in (LAST_CHECKPOINT, INTERRUPTED_CHECKPOINT):
             path = self.checkpoints / name
-            if path.exists() and not _stacked(path):
+            if path.exists():
                 log.info("resume: continuing %s from %s", self.path, path)
                 return str(path)
-            if path.exists():
-                log.info(
-                    "resume: %s was written by a stacked fit (no optimizer state); training afresh", path
-                )
         return None
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -154,12 +149,6 @@ class Run:
                 return default
             node = node[part]
         return node
-
-
-def _stacked(checkpoint: Path) -> bool:
-    import torch
-
-    return bool(torch.load(checkpoint, map_location="cpu", weights_only=False).get(STACKED_KEY))
 
 
 def _resolved(cfg: Any, key: str) -> Any:

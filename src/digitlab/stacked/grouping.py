@@ -26,6 +26,18 @@ STACK_CALLBACKS = {
     "checkpoint_on_interrupt",
     "stop_on_nonfinite_loss",
 }
+# The ModelCheckpoint settings the stack follows per trial (`training.TrialRecords._keep_best`): the best
+# epoch by any monitor and mode, in a file named by the trial's own pattern, one at a time.
+CHECKPOINT_SETTINGS = {
+    "_target_",
+    "dirpath",
+    "filename",
+    "monitor",
+    "mode",
+    "auto_insert_metric_name",
+    "save_top_k",
+}
+PATH_SETTINGS = ("dirpath", "run_dir", "output_dir")  # a callback's per-job folder
 # Free between stacked trials, besides the optimizer's and scheduler's hyperparameters.
 # (model.optimizer and model.scheduler are the model's copies of those groups.)
 FREE = (
@@ -35,7 +47,6 @@ FREE = (
     "model.scheduler",
     "experiment_name",
     "paths",
-    "callbacks",
     "logger",
     "tags",
     "notes",
@@ -57,6 +68,8 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
         why = "lr_find, ckpt_path and resume run alone"
     elif set(cfg.get("callbacks") or {}) - STACK_CALLBACKS:
         why = f"callbacks {sorted(set(cfg.callbacks) - STACK_CALLBACKS)} run with single jobs only"
+    elif why_callbacks := _callback_settings(cfg.get("callbacks") or {}):
+        why = why_callbacks
     elif cfg.trainer.get("devices", 1) not in (1, "1") or "ddp" in str(cfg.trainer.get("strategy", "")):
         why = "it trains on more than one device"
     if why:
@@ -68,10 +81,27 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
     return json.dumps(shared, sort_keys=True, default=str), ""
 
 
+def _callback_settings(callbacks: Any) -> str:
+    """Why the stack cannot do what these callback settings ask ("" if it can)."""
+    checkpoint = callbacks.get("model_checkpoint") or {}
+    extra = sorted(set(checkpoint) - CHECKPOINT_SETTINGS)
+    if extra:
+        return (
+            f"callbacks.model_checkpoint sets {', '.join(extra)} (a stacked trial keeps one best checkpoint)"
+        )
+    if checkpoint and checkpoint.get("save_top_k", 1) != 1:
+        return f"callbacks.model_checkpoint.save_top_k={checkpoint.save_top_k} (a stacked trial keeps one best checkpoint)"
+    every = (callbacks.get("pictures") or {}).get("every_n_epochs", 0)
+    if every:
+        return f"callbacks.pictures.every_n_epochs={every} (stacked trials draw their pictures when fit ends)"
+    return ""
+
+
 def _free(key: str) -> bool:
     return (
         key.startswith(("optimizer.", "scheduler."))
         or is_plumbing(key)
+        or (key.startswith("callbacks.") and key.rsplit(".", 1)[-1] in PATH_SETTINGS)
         or any(key == f or key.startswith(f"{f}.") for f in FREE)
     )
 

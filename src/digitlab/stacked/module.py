@@ -13,6 +13,7 @@ Metrics are kept per trial on the device and handed to `on_epoch_metrics` once p
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -103,6 +104,7 @@ class StackedClassifier(L.LightningModule):
         group is the very dict the shared optimizer holds, so the scheduler's lr reaches the shared step."""
         own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
         shared = type(own[0])([optimizer.param_groups[0] for optimizer in own], **own[0].defaults)
+        self.trial_optimizers, self.trial_schedulers = own, []
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
             return shared
@@ -110,6 +112,7 @@ class StackedClassifier(L.LightningModule):
         schedulers = [
             build_scheduler(f, optimizer, total) for f, optimizer in zip(factories, own, strict=True)
         ]
+        self.trial_schedulers = schedulers
         return {
             "optimizer": shared,
             "lr_scheduler": {"scheduler": TrialSchedulers(shared, schedulers), "interval": "step"},
@@ -117,6 +120,22 @@ class StackedClassifier(L.LightningModule):
 
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step()
+
+    def trial_optimizer_state(self, k: int, lr: float | None = None) -> dict[str, Any]:
+        """Trial k's optimizer state as its single run's optimizer saves it: its one param group (with `lr`
+        instead, if given) and the state the shared optimizer keeps for its parameters."""
+        own, shared = self.trial_optimizers[k], self.trainer.optimizers[0]
+        own.state = defaultdict(
+            dict, {p: shared.state[p] for p in own.param_groups[0]["params"] if p in shared.state}
+        )
+        state = own.state_dict()
+        if lr is not None:
+            state["param_groups"][0]["lr"] = lr
+        return state
+
+    def trial_scheduler_states(self, k: int) -> list[dict[str, Any]]:
+        """Trial k's lr scheduler state as its single run saves it (none without a scheduler)."""
+        return [self.trial_schedulers[k].state_dict()] if self.trial_schedulers else []
 
     # Validation -----------------------------------------------------------------------------------------
 

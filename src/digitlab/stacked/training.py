@@ -11,7 +11,6 @@ its initial weights are the ones it would start from alone; its batches come in 
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -35,13 +36,14 @@ from digitlab.rundir import (
     INTERRUPTED_CHECKPOINT,
     LAST_CHECKPOINT,
     PRUNED,
-    STACKED_KEY,
     Run,
 )
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
 
 log = logging.getLogger(__name__)
+
+LOOPS = ("fit_loop", "validate_loop", "test_loop", "predict_loop")  # what Lightning's checkpoints hold
 
 
 class StackedData(L.LightningDataModule):
@@ -75,7 +77,11 @@ class TrialRecords(L.Callback):
     """Per trial: hparams and config when fit starts, scalars every epoch, checkpoints, metrics.json."""
 
     def __init__(
-        self, cfgs: list[DictConfig], modules: list[L.LightningModule], hydra_cfgs: list[Any] | None = None
+        self,
+        cfgs: list[DictConfig],
+        modules: list[L.LightningModule],
+        datamodules: list[L.LightningDataModule],
+        hydra_cfgs: list[Any] | None = None,
     ) -> None:
         from digitlab.sweeps.trial import current_trial, prunable, record_run
 
@@ -84,9 +90,12 @@ class TrialRecords(L.Callback):
         self.runs = [Run(cfg.paths.output_dir) for cfg in cfgs]
         self.loggers = [build.loggers(cfg) for cfg in cfgs]
         self.configs = [OmegaConf.to_container(cfg, resolve=True) for cfg in cfgs]
+        self.datamodule_hparams = [dict(datamodule.hparams) for datamodule in datamodules]
         self.latest: list[dict[str, float]] = [{} for _ in cfgs]
-        self.best_acc = [-math.inf] * len(cfgs)
-        self.best_path: list[Path | None] = [None] * len(cfgs)
+        # Each trial's own ModelCheckpoint, as configured: which epoch is best, the file's name, and the
+        # state its checkpoints carry so that a single run resuming from them goes on keeping the best.
+        self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
+        self.left_lr: dict[int, float] = {}  # the lr of a trial that left the stack (its group's is now 0)
         self.failed: dict[int, Exception] = {}
         # Under digitlab's Optuna sweeper: each job's trial, reported to every epoch; a pruned one leaves.
         self.trials = [current_trial(h) for h in hydra_cfgs] if hydra_cfgs else [None] * len(cfgs)
@@ -130,15 +139,32 @@ class TrialRecords(L.Callback):
             self.latest[k] = values
             for logger in self.loggers[k]:
                 logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=trainer.global_step)
+            self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
-            if values["val/acc"] > self.best_acc[k]:
-                self.best_acc[k] = values["val/acc"]
-                name = f"epoch{trainer.current_epoch:03d}-acc{values['val/acc']:.4f}.ckpt"
-                path = self.runs[k].checkpoints / name
-                self._save(trainer, k, path)
-                if self.best_path[k] and self.best_path[k] != path:
-                    self.best_path[k].unlink(missing_ok=True)
-                self.best_path[k] = path
+
+    def _keep_best(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
+        """Trial k's best checkpoint, as its ModelCheckpoint (one best, `save_top_k: 1`) keeps it."""
+        checkpointer = self.checkpointers[k]
+        if checkpointer is None or checkpointer.monitor not in values:
+            return
+        score = torch.tensor(values[checkpointer.monitor])
+        checkpointer.current_score = score
+        best = checkpointer.best_model_score
+        if best is not None and not (score > best if checkpointer.mode == "max" else score < best):
+            return
+        candidates = {n: torch.tensor(v) for n, v in values.items()}
+        candidates |= {
+            "epoch": torch.tensor(trainer.current_epoch),
+            "step": torch.tensor(trainer.global_step),
+        }
+        path = checkpointer.format_checkpoint_name(candidates)
+        previous = checkpointer.best_model_path
+        checkpointer.best_model_path = checkpointer.kth_best_model_path = path
+        checkpointer.best_model_score = checkpointer.kth_value = score
+        checkpointer.best_k_models = {path: score}
+        self._save(trainer, k, Path(path))
+        if previous and previous != path:
+            Path(previous).unlink(missing_ok=True)
 
     def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
@@ -149,9 +175,15 @@ class TrialRecords(L.Callback):
             f"diverged. The usual cause is a learning rate too large for this model and loss (now {group['lr']}); "
             f"try a smaller optimizer.lr. Checkpoints and logs so far are kept in {self.runs[k].path}"
         )
-        group["lr"] = 0.0
         self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
+        self._leave(trainer, k)
         log.error("%s", self.failed[k])
+
+    def _leave(self, trainer: L.Trainer, k: int) -> None:
+        """Trial k trains no more: its param group's lr becomes 0 (its weights stay as they are)."""
+        group = trainer.optimizers[0].param_groups[k]
+        self.left_lr[k] = group["lr"]
+        group["lr"] = 0.0
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
         """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:
@@ -163,7 +195,7 @@ class TrialRecords(L.Callback):
         trial.report(values[monitor], step=trainer.current_epoch)
         if trial.should_prune():
             self.pruned[k] = trainer.current_epoch
-            trainer.optimizers[0].param_groups[k]["lr"] = 0.0
+            self._leave(trainer, k)
             log.info(
                 "trial %d pruned after epoch %d: it leaves the stack", trial.number, trainer.current_epoch
             )
@@ -227,21 +259,36 @@ class TrialRecords(L.Callback):
         self.runs[k].write_metrics(metrics)
 
     def _save(self, trainer: L.Trainer, k: int, path: Path) -> None:
-        """A checkpoint of trial k alone, in Lightning's layout: what `checkpoints.build_from_checkpoint` reads."""
-        module = self.modules[k]
+        """Trial k's checkpoint as its single run would write it at this point (Lightning's layout, full
+        state: weights, its optimizer's and scheduler's state, the loops, its ModelCheckpoint's), so that
+        digitlab-eval and digitlab-predict load it and `resume=true` continues it as any run's."""
+        module, stacked = self.modules[k], trainer.lightning_module
+        checkpointer = self.checkpointers[k]
+        checkpoint = {
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "pytorch-lightning_version": L.__version__,
+            "state_dict": module.state_dict(),
+            "loops": {name: getattr(trainer, name).state_dict() for name in LOOPS},
+            "callbacks": {checkpointer.state_key: checkpointer.state_dict()} if checkpointer else {},
+            "optimizer_states": [stacked.trial_optimizer_state(k, lr=self.left_lr.get(k))],
+            "lr_schedulers": stacked.trial_scheduler_states(k),
+            "hparams_name": None,
+            "hyper_parameters": dict(module.hparams),
+            "datamodule_hparams_name": "kwargs",
+            "datamodule_hyper_parameters": self.datamodule_hparams[k],
+            CONFIG_KEY: self.configs[k],
+        }
+        precision = trainer.precision_plugin.state_dict()
+        if precision:
+            checkpoint[type(trainer.precision_plugin).__qualname__] = precision
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "epoch": trainer.current_epoch,
-                "global_step": trainer.global_step,
-                "pytorch-lightning_version": L.__version__,
-                "state_dict": module.state_dict(),
-                "hyper_parameters": dict(module.hparams),
-                CONFIG_KEY: self.configs[k],
-                STACKED_KEY: True,  # no optimizer or loop state: `resume` starts such a trial afresh
-            },
-            path,
-        )
+        torch.save(checkpoint, path)
+
+
+def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
+    node = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    return instantiate(node) if node else None
 
 
 def train_stack(
@@ -251,13 +298,13 @@ def train_stack(
     Hydra configs, for the Optuna trial each may be) together; per trial its final metrics (`metrics.json`),
     or the error that ended it (`TrialPruned` for a trial the pruner stopped)."""
     first = cfgs[0]
-    modules = []
+    modules, datamodules = [], []
     for cfg in cfgs:
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # as training.train does, in its order
-        datamodule = build.datamodule(cfg)
-        modules.append(build.model(cfg, datamodule.class_names))
+        datamodules.append(build.datamodule(cfg))
+        modules.append(build.model(cfg, datamodules[-1].class_names))
     data = StackedData(build.datamodule(first), [cfg.data.seed for cfg in cfgs])
-    records = TrialRecords(cfgs, modules, hydra_cfgs)
+    records = TrialRecords(cfgs, modules, datamodules, hydra_cfgs)
     model = StackedClassifier(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
