@@ -459,3 +459,26 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         assert f"resume: continuing {trial}" in done.stdout + done.stderr
         metrics = Run(trial).metrics
         assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 48 and metrics["status"] == "completed"
+
+
+def test_bf16_trials_stack_and_match_their_single_runs(sample_root, tmp_path):
+    """trainer.precision=bf16-mixed stacks too; bf16 rounds each op's result, and the stack's batched matmul
+    sums in another order than each run's own, so the match is to bf16's precision, not float32's."""
+    finals = []
+    for launcher in ("basic", "stacked"):
+        sweep = tmp_path / launcher
+        proc = cli(
+            "-m",
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={sweep}",
+            *tiny_overrides(
+                sample_root, tmp_path, "model=mlp", "trainer.precision=bf16-mixed", "optimizer.lr=0.5,2.0"
+            ),
+            cwd=tmp_path,
+        )
+        finals.append({name: run.metrics for name, run in by_name(sweep).items()})
+    assert "2 trials stacked in one fit" in proc.stdout + proc.stderr
+    basic, stacked = finals
+    for name, metrics in stacked.items():
+        assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=2e-3)
+        assert abs(metrics["val/acc"] - basic[name]["val/acc"]) <= 2 / 32  # 32 validation images
