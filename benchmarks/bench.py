@@ -217,7 +217,46 @@ def stacked(tmp: Path) -> dict:
     return result
 
 
-SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "imports")
+STACK_SIZES = (1, 16, 64, 256)
+
+
+def stack_sizes(tmp: Path) -> dict:
+    """Fit time per trial of K stacked linear trials (seeds 0..K-1, one shuffle order, 5 epochs), on the CPU
+    and, where there is one, the GPU. K = 1 is a single run (nothing to stack it with)."""
+    import torch
+
+    result = {}
+    for accelerator in ("cpu", "gpu") if torch.cuda.is_available() else ("cpu",):
+        rows = []
+        for k in STACK_SIZES:
+            sweep = tmp / f"sizes_{accelerator}_{k}"
+            timed(
+                [
+                    PY,
+                    "-m",
+                    "digitlab.cli.train",
+                    "-m",
+                    "hydra/launcher=stacked",
+                    f"hydra.launcher.max_stack={max(STACK_SIZES)}",
+                    "experiment=fastbook_linear",
+                    f"accelerator={accelerator}",
+                    f"seed=range(0,{k})",
+                    "data.seed=0",
+                    "trainer.max_epochs=5",
+                    f"hydra.sweep.dir={sweep}",
+                    *QUIET,
+                ]
+            )
+            fit = max(json.loads(p.read_text())["wall_time_s"] for p in sweep.glob("*/metrics.json"))
+            rows.append({"trials": k, "fit_s": fit, "per_trial_s": fit / k})
+        for row in rows:
+            row["per_trial_vs_one"] = row["per_trial_s"] / rows[0]["per_trial_s"]
+        result[accelerator] = rows
+        print("stack sizes", accelerator, rows, flush=True)
+    return result
+
+
+SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "stack_sizes", "imports")
 
 
 def main() -> None:
@@ -231,7 +270,7 @@ def main() -> None:
     if only:
         results = json.loads(RESULTS_JSON.read_text())
         with tempfile.TemporaryDirectory(prefix="digitlab-bench-") as tmp_name:
-            results[only] = stacked(Path(tmp_name)) if only == "stacked" else _section(only, Path(tmp_name))
+            results[only] = _section(only, Path(tmp_name))
         results.setdefault("measured_alone", {})[only] = time.strftime("%Y-%m-%d %H:%M")
         RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
         print(render.write(RESULTS_JSON))
@@ -246,6 +285,7 @@ def main() -> None:
         data_ = data(tmp, data_dir, next(r for r in rows if r["model"] == "linear")["epoch_s"])
         sweep = sweeps(tmp)
         stack = stacked(tmp)
+        sizes = stack_sizes(tmp)
     import lightning
     import torch
 
@@ -263,6 +303,7 @@ def main() -> None:
         "data": data_,
         "sweeps": sweep,
         "stacked": stack,
+        "stack_sizes": sizes,
         "imports": imports,
     }
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
@@ -279,6 +320,10 @@ def _section(name: str, tmp: Path) -> object:
         return sweeps(tmp)
     if name == "imports":
         return import_floor()
+    if name == "stacked":
+        return stacked(tmp)
+    if name == "stack_sizes":
+        return stack_sizes(tmp)
     raise SystemExit(f"--only {name}: the data section needs the models' epoch time; run the whole bench")
 
 

@@ -183,6 +183,27 @@ def report(results: dict) -> str:
                     "the sweep summary and compare table)"
                 )
         lines.append("")
+    sizes = results.get("stack_sizes")
+    if sizes:
+        lines += [
+            "## Stack size (`bench.py --only stack_sizes`)",
+            "",
+            "Fit time per trial of K stacked linear trials (fastbook_linear, 5 epochs, seeds 0..K-1, one shuffle "
+            "order); K = 1 is a single run.",
+            "",
+            "| device | trials | fit s | per trial s | per trial vs 1 |",
+            "|---|---|---|---|---|",
+        ]
+        for device, rows in sizes.items():
+            lines += [
+                f"| {device} | {r['trials']} | {r['fit_s']:.2f} | {r['per_trial_s']:.3f} | {r['per_trial_vs_one']:.3f} |"
+                for r in rows
+            ]
+        if "gpu" not in sizes:
+            lines.append(
+                "\nNo GPU was lent to the sessions that measured this: the GPU rows are not measured."
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
