@@ -154,7 +154,7 @@ def test_trials_keep_their_own_schedules(sample_root, tmp_path):
     sweeps = []
     for launcher in ("basic", "stacked"):
         sweeps.append(tmp_path / launcher)
-        cli(
+        proc = cli(
             "-m",
             f"hydra/launcher={launcher}",
             "scheduler=one_cycle",
@@ -162,6 +162,7 @@ def test_trials_keep_their_own_schedules(sample_root, tmp_path):
             *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,2.0", f"hydra.sweep.dir={sweeps[-1]}"),
             cwd=tmp_path,
         )
+    assert "lr_scheduler.step()" not in proc.stdout + proc.stderr  # no false alarm from PyTorch's order check
     basic, stacked = (by_name(sweep) for sweep in sweeps)
     assert len(stacked) == 4 and all(run.metrics["stacked_with"] == 4 for run in stacked.values())
     for name, run in stacked.items():
@@ -482,3 +483,23 @@ def test_bf16_trials_stack_and_match_their_single_runs(sample_root, tmp_path):
     for name, metrics in stacked.items():
         assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=2e-3)
         assert abs(metrics["val/acc"] - basic[name]["val/acc"]) <= 2 / 32  # 32 validation images
+
+
+def test_a_trial_that_left_keeps_lr_zero_under_its_scheduler():
+    """Leaving sets a trial's lr to 0; its scheduler (one_cycle sets the lr every step) must not undo that."""
+    from digitlab.stacked.module import TrialSchedulers
+
+    params = [torch.nn.Parameter(torch.zeros(3)) for _ in range(2)]
+    own = [torch.optim.SGD([p], lr=0.1) for p in params]
+    shared = torch.optim.SGD([o.param_groups[0] for o in own], lr=0.1)
+    schedulers = TrialSchedulers(
+        shared, [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1.0, total_steps=10) for o in own]
+    )
+    shared.param_groups[0]["lr"] = 0.0
+    schedulers.stopped.add(0)
+    before = shared.param_groups[1]["lr"]
+    for _ in range(3):
+        for optimizer in own:  # no gradients: nothing moves, but each schedule steps in PyTorch's order
+            optimizer.step()
+        schedulers.step()
+    assert shared.param_groups[0]["lr"] == 0.0 and shared.param_groups[1]["lr"] > before

@@ -104,7 +104,7 @@ class StackedClassifier(L.LightningModule):
         group is the very dict the shared optimizer holds, so the scheduler's lr reaches the shared step."""
         own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
         shared = type(own[0])([optimizer.param_groups[0] for optimizer in own], **own[0].defaults)
-        self.trial_optimizers, self.trial_schedulers = own, []
+        self.trial_optimizers, self.trial_schedulers = own, TrialSchedulers(shared, [])
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
             return shared
@@ -112,11 +112,8 @@ class StackedClassifier(L.LightningModule):
         schedulers = [
             build_scheduler(f, optimizer, total) for f, optimizer in zip(factories, own, strict=True)
         ]
-        self.trial_schedulers = schedulers
-        return {
-            "optimizer": shared,
-            "lr_scheduler": {"scheduler": TrialSchedulers(shared, schedulers), "interval": "step"},
-        }
+        self.trial_schedulers = TrialSchedulers(shared, schedulers)
+        return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
 
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step()
@@ -135,7 +132,16 @@ class StackedClassifier(L.LightningModule):
 
     def trial_scheduler_states(self, k: int) -> list[dict[str, Any]]:
         """Trial k's lr scheduler state as its single run saves it (none without a scheduler)."""
-        return [self.trial_schedulers[k].state_dict()] if self.trial_schedulers else []
+        schedulers = self.trial_schedulers.schedulers
+        return [schedulers[k].state_dict()] if schedulers else []
+
+    def leave(self, k: int) -> float:
+        """Trial k trains no more: its lr becomes 0 and its scheduler, which would set it again, stops; its
+        weights stay as they are. Returns the lr it had."""
+        group = self.trainer.optimizers[0].param_groups[k]
+        lr, group["lr"] = group["lr"], 0.0
+        self.trial_schedulers.stopped.add(k)
+        return lr
 
     # Validation -----------------------------------------------------------------------------------------
 
@@ -191,10 +197,12 @@ class TrialSchedulers:
     def __init__(self, optimizer: torch.optim.Optimizer, schedulers: list) -> None:
         self.optimizer = optimizer
         self.schedulers = schedulers
+        self.stopped: set[int] = set()  # trials that left the stack: their lr stays 0
 
     def step(self) -> None:
-        for scheduler in self.schedulers:
-            scheduler.step()
+        for k, scheduler in enumerate(self.schedulers):
+            if k not in self.stopped:
+                scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"schedulers": [scheduler.state_dict() for scheduler in self.schedulers]}

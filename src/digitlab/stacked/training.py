@@ -176,14 +176,8 @@ class TrialRecords(L.Callback):
             f"try a smaller optimizer.lr. Checkpoints and logs so far are kept in {self.runs[k].path}"
         )
         self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
-        self._leave(trainer, k)
+        self.left_lr[k] = trainer.lightning_module.leave(k)
         log.error("%s", self.failed[k])
-
-    def _leave(self, trainer: L.Trainer, k: int) -> None:
-        """Trial k trains no more: its param group's lr becomes 0 (its weights stay as they are)."""
-        group = trainer.optimizers[0].param_groups[k]
-        self.left_lr[k] = group["lr"]
-        group["lr"] = 0.0
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
         """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:
@@ -195,7 +189,7 @@ class TrialRecords(L.Callback):
         trial.report(values[monitor], step=trainer.current_epoch)
         if trial.should_prune():
             self.pruned[k] = trainer.current_epoch
-            self._leave(trainer, k)
+            self.left_lr[k] = trainer.lightning_module.leave(k)
             log.info(
                 "trial %d pruned after epoch %d: it leaves the stack", trial.number, trainer.current_epoch
             )
