@@ -25,5 +25,14 @@ for key in ("val/loss", "val/acc", "val/acc_best"):
     diffs = [abs(m[key] - basic[name][key]) for name, m in stacked.items() if name in basic]
     print(f"{key}: largest |stacked - basic| over {len(diffs)} runs = {max(diffs):.3g}")
 print(f"completed: {len(stacked)} stacked, {len(basic)} basic, of 60")
+print("per lr, largest |stacked - basic| over its seeds: val/loss, val/acc")
+by_lr = {}
+for name, m in stacked.items():
+    lr = float(name.split("optimizer.lr=")[1].split(",")[0])
+    worst = by_lr.setdefault(lr, [0.0, 0.0])
+    for i, key in enumerate(("val/loss", "val/acc")):
+        worst[i] = max(worst[i], abs(m[key] - basic[name][key]))
+for lr, (loss, acc) in sorted(by_lr.items()):
+    print(f"  lr {lr:g}: {loss:.2g}, {acc:.2g}")
 PY
 cat "$out/wall_times.txt" "$out/differences.txt"
