@@ -197,7 +197,7 @@ def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
         (["experiment=fastbook_resnet18"], "cannot be vectorised exactly"),
         (["experiment=fastbook_baseline"], "is not trained by gradient descent"),
         (["scheduler=one_cycle"], ""),
-        (["model.compile=true"], "model.compile is set"),
+        (["model.compile=true"], ""),
         (["callbacks/early_stopping=val_loss"], "run with single jobs only"),
         (["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"], ""),
         (["callbacks.model_checkpoint.save_top_k=3"], "save_top_k=3 (a stacked trial keeps one best"),
@@ -503,3 +503,25 @@ def test_a_trial_that_left_keeps_lr_zero_under_its_scheduler():
             optimizer.step()
         schedulers.step()
     assert shared.param_groups[0]["lr"] == 0.0 and shared.param_groups[1]["lr"] > before
+
+
+@pytest.mark.slow
+def test_compiled_trials_stack_and_equal_their_compiled_single_runs(sample_root, tmp_path):
+    """model.compile=true: the stack compiles its one net (StackedNet) as a single run compiles its own, and
+    each trial still equals its (compiled) single run to float round-off."""
+    finals = []
+    for launcher in ("basic", "stacked"):
+        sweep = tmp_path / launcher
+        proc = cli(
+            "-m",
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={sweep}",
+            *tiny_overrides(sample_root, tmp_path, "model=mlp", "model.compile=true", "optimizer.lr=0.5,2.0"),
+            cwd=tmp_path,
+        )
+        finals.append({name: run.metrics for name, run in by_name(sweep).items()})
+    assert "2 trials stacked in one fit" in proc.stdout + proc.stderr
+    basic, stacked = finals
+    for name, metrics in stacked.items():
+        assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=1e-6)
+        assert metrics["val/acc"] == basic[name]["val/acc"]

@@ -35,6 +35,7 @@ class StackedClassifier(L.LightningModule):
         trials: Sequence[ClassifierModule],
         on_epoch_metrics: EpochMetrics,
         shuffle_of: Sequence[int] | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         """`shuffle_of[k]`: which row of a training batch (one per distinct shuffle order, `batches.py`) is
         trial k's; default: one row per trial."""
@@ -43,6 +44,9 @@ class StackedClassifier(L.LightningModule):
         first = trials[0]
         shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
         self.net = StackedNet([trial.net for trial in trials], shuffle_of)
+        # As ClassifierModule compiles its net (`model.compile`): out of the module tree, the same weights.
+        options = compile if isinstance(compile, dict) else {}
+        self._compiled_net = (torch.compile(self.net, **options),) if compile else ()
         self.binary = first.binary
         self.class_names = first.class_names
         self.loss_fn = first.loss_fn
@@ -64,7 +68,7 @@ class StackedClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B]` (binary) or `[K, B, classes]` from one batch `[B, ...]` for all trials, or from a
         training batch `[U, B, ...]` of the U distinct shuffle orders (`StackedNet`)."""
-        scores = self.net(images)
+        scores = (self._compiled_net[0] if self._compiled_net else self.net)(images)
         return scores.squeeze(-1) if self.binary else scores
 
     def losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -303,6 +303,7 @@ def train_stack(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
         shuffle_of=shuffle_rows(data.seeds, data.inner.shuffle),
+        compile=first.model.get("compile") or False,
     )
     trainer = build.trainer(
         first,
