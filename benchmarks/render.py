@@ -157,13 +157,16 @@ def report(results: dict) -> str:
     ]
     if stack:
         lines += ["## Stacked sweeps (`hydra/launcher=stacked`)", ""]
+        one_job_mb = {row["model"]: row["rss_mb"] for row in results.get("models", [])}
         for name in ("linear", "mlp"):
             lines.append(
                 f"- {name}, {stack[f'{name}_jobs']} jobs (`optimizer.lr=0.03,0.1,0.3,1,3,10 seed=0,1,2,3`): basic "
                 f"{stack[f'{name}_basic_s']:.1f} s ({stack[f'{name}_basic_sum_fit_s']:.1f} s of it in the jobs' fits), "
                 f"stacked {stack[f'{name}_stacked_s']:.1f} s ({stack[f'{name}_stacked_fit_s']:.1f} s in its one fit): "
                 f"{stack[f'{name}_speedup']:.2f} x. Peak memory {stack[f'{name}_stacked_rss_mb']} MB stacked, "
-                f"{stack[f'{name}_basic_rss_mb']} MB basic. Largest difference from the basic runs: val/loss "
+                f"{stack[f'{name}_basic_rss_mb']} MB basic (24 jobs in one process), "
+                f"{one_job_mb.get(name, '?')} MB for one job alone (the training table). "
+                "Largest difference from the basic runs: val/loss "
                 f"{stack[f'{name}_max_diff_val_loss']:.1e}, val/acc {stack[f'{name}_max_diff_val_acc']:.1e}."
             )
             if f"{name}_val_loss_diff_by_lr" in stack:

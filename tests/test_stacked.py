@@ -462,9 +462,9 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 48 and metrics["status"] == "completed"
 
 
-def test_bf16_trials_stack_and_match_their_single_runs(sample_root, tmp_path):
-    """trainer.precision=bf16-mixed stacks too; bf16 rounds each op's result, and the stack's batched matmul
-    sums in another order than each run's own, so the match is to bf16's precision, not float32's."""
+def both_ways(sample_root, tmp_path, *overrides: str) -> tuple[dict, dict]:
+    """`optimizer.lr=0.5,2.0` with `overrides`, run by the basic launcher and stacked (checked to stack): each
+    launcher's `metrics.json`s by run name."""
     finals = []
     for launcher in ("basic", "stacked"):
         sweep = tmp_path / launcher
@@ -472,14 +472,18 @@ def test_bf16_trials_stack_and_match_their_single_runs(sample_root, tmp_path):
             "-m",
             f"hydra/launcher={launcher}",
             f"hydra.sweep.dir={sweep}",
-            *tiny_overrides(
-                sample_root, tmp_path, "model=mlp", "trainer.precision=bf16-mixed", "optimizer.lr=0.5,2.0"
-            ),
+            *tiny_overrides(sample_root, tmp_path, *overrides, "optimizer.lr=0.5,2.0"),
             cwd=tmp_path,
         )
         finals.append({name: run.metrics for name, run in by_name(sweep).items()})
     assert "2 trials stacked in one fit" in proc.stdout + proc.stderr
-    basic, stacked = finals
+    return finals[0], finals[1]
+
+
+def test_bf16_trials_stack_and_match_their_single_runs(sample_root, tmp_path):
+    """trainer.precision=bf16-mixed stacks too; bf16 rounds each op's result, and the stack's batched matmul
+    sums in another order than each run's own, so the match is to bf16's precision, not float32's."""
+    basic, stacked = both_ways(sample_root, tmp_path, "model=mlp", "trainer.precision=bf16-mixed")
     for name, metrics in stacked.items():
         assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=2e-3)
         assert abs(metrics["val/acc"] - basic[name]["val/acc"]) <= 2 / 32  # 32 validation images
@@ -509,19 +513,7 @@ def test_a_trial_that_left_keeps_lr_zero_under_its_scheduler():
 def test_compiled_trials_stack_and_equal_their_compiled_single_runs(sample_root, tmp_path):
     """model.compile=true: the stack compiles its one net (StackedNet) as a single run compiles its own, and
     each trial still equals its (compiled) single run to float round-off."""
-    finals = []
-    for launcher in ("basic", "stacked"):
-        sweep = tmp_path / launcher
-        proc = cli(
-            "-m",
-            f"hydra/launcher={launcher}",
-            f"hydra.sweep.dir={sweep}",
-            *tiny_overrides(sample_root, tmp_path, "model=mlp", "model.compile=true", "optimizer.lr=0.5,2.0"),
-            cwd=tmp_path,
-        )
-        finals.append({name: run.metrics for name, run in by_name(sweep).items()})
-    assert "2 trials stacked in one fit" in proc.stdout + proc.stderr
-    basic, stacked = finals
+    basic, stacked = both_ways(sample_root, tmp_path, "model=mlp", "model.compile=true")
     for name, metrics in stacked.items():
         assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=1e-6)
         assert metrics["val/acc"] == basic[name]["val/acc"]
