@@ -22,6 +22,7 @@ from digitlab.checkpoints import build_from_checkpoint
 from digitlab.rundir import Run, find_runs
 from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
+from digitlab.stacked.resume import resume_point
 from tests.conftest import cli, tiny_overrides
 from tests.tb import hparams, scalars
 
@@ -428,7 +429,8 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
 
 def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample_root, tmp_path):
     """SIGTERM mid-fit: every trial keeps interrupted.ckpt and no metrics.json; the same command with
-    resume=true continues each trial from its last epoch (as a single run) to the end."""
+    resume=true continues the trials from their last epoch as one stack, to the numbers each trial reaches
+    resumed alone (the basic launcher on a copy)."""
     sweep = tmp_path / "sweep"
     args = [
         sys.executable,
@@ -438,14 +440,20 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         "hydra/launcher=stacked",
         f"hydra.sweep.dir={sweep}",
         *tiny_overrides(
-            sample_root, tmp_path, "optimizer.lr=0.5,2.0", "trainer.max_epochs=12", "data.batch_size=2"
+            sample_root,
+            tmp_path,
+            "optimizer.lr=0.001,0.003",  # small: still learning at the end, so the lr path shows
+            "optimizer.momentum=0.5",  # state to carry over: momentum buffers and the schedule
+            "scheduler=one_cycle",
+            "trainer.max_epochs=30",
+            "data.batch_size=2",
         ),
     ]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)  # into a later epoch
+    time.sleep(0.2)  # into a later epoch, far from the last
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
     trials = sorted(sweep.glob("[0-9]_*"))
@@ -454,12 +462,35 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         assert (trial / "checkpoints" / "interrupted.ckpt").is_file() and not (
             trial / "metrics.json"
         ).exists()
-    done = subprocess.run([*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # The same stopped sweep resumed one job at a time (each trial as a single run) and as a stack.
+    alone = tmp_path / "alone"
+    shutil.copytree(sweep, alone)
+    points = {resume_point(trial / "checkpoints" / "last.ckpt") for trial in trials}
+    resumes = {}
+    for launcher, folder in (("basic", alone), ("stacked", sweep)):
+        done = subprocess.run(
+            [*args, "resume=true", f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        resumes[launcher] = done.stdout + done.stderr
+    # Stopped between two trials' last.ckpt writes, they stand at different epochs and resume apart.
+    assert ("2 trials stacked in one fit" in resumes["stacked"]) == (len(points) == 1)
     for trial in trials:
-        assert f"resume: continuing {trial}" in done.stdout + done.stderr
-        metrics = Run(trial).metrics
-        assert metrics["epochs"] == 12 and metrics["steps"] == 12 * 48 and metrics["status"] == "completed"
+        assert f"resume: continuing {trial}" in resumes["stacked"]
+        metrics, single = Run(trial).metrics, Run(alone / trial.name).metrics
+        assert metrics["epochs"] == 30 and metrics["steps"] == 30 * 48 and metrics["status"] == "completed"
+        assert metrics["val/acc"] == single["val/acc"]
+        # The losses are near 0 on this tiny set: the final weights say more.
+        ours, theirs = (
+            torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+            for run in (trial, alone / trial.name)
+        )
+        for name, weight in theirs.items():
+            assert torch.allclose(ours[name], weight, rtol=1e-4, atol=1e-6), name
 
 
 def both_ways(sample_root, tmp_path, *overrides: str) -> tuple[dict, dict]:

@@ -62,8 +62,8 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
         why = f"model {model.get('_target_')} is not trained by gradient descent with a net"
     elif net not in VECTORISABLE_NETS:
         why = f"its net {net} cannot be vectorised exactly (only {', '.join(VECTORISABLE_NETS)})"
-    elif cfg.get("lr_find") or cfg.get("ckpt_path") or cfg.get("resume"):
-        why = "lr_find, ckpt_path and resume run alone"
+    elif cfg.get("lr_find") or cfg.get("ckpt_path"):
+        why = "lr_find and ckpt_path run alone"
     elif set(cfg.get("callbacks") or {}) - STACK_CALLBACKS:
         why = f"callbacks {sorted(set(cfg.callbacks) - STACK_CALLBACKS)} run with single jobs only"
     elif why_callbacks := _callback_settings(cfg.get("callbacks") or {}):

@@ -119,6 +119,13 @@ class StackedClassifier(L.LightningModule):
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        # A resume restores the shared optimizer (after `on_fit_start`, before this) with
+        # `Optimizer.load_state_dict`, which puts new dicts in its param_groups: each trial's own optimizer,
+        # through which its scheduler sets the lr, gets its group again.
+        for own, group in zip(self.trial_optimizers, self.trainer.optimizers[0].param_groups, strict=True):
+            own.param_groups[0] = group
+
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step()
 

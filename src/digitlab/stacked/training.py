@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from digitlab.rundir import (
 )
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
+from digitlab.stacked.resume import stacked_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,15 @@ class TrialRecords(L.Callback):
         self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
         self._started = time.perf_counter()
         self._epoch_times: list[float] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"checkpointers": [c.state_dict() if c else None for c in self.checkpointers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed stack (`resume.stacked_checkpoint`): each trial's best so far, as its checkpoint had it."""
+        for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
+            if checkpointer is not None and own is not None:
+                checkpointer.load_state_dict(own)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
@@ -286,11 +297,12 @@ def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
 
 
 def train_stack(
-    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None
+    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
 ) -> list[dict[str, Any] | Exception]:
     """Fit the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs` their jobs'
-    Hydra configs, for the Optuna trial each may be) together; per trial its final metrics (`metrics.json`),
-    or the error that ended it (`TrialPruned` for a trial the pruner stopped)."""
+    Hydra configs, for the Optuna trial each may be; `resume_from` the checkpoints they continue from, all at
+    the same step, see `resume.py`) together; per trial its final metrics (`metrics.json`), or the error that
+    ended it (`TrialPruned` for a trial the pruner stopped)."""
     first = cfgs[0]
     modules, datamodules = [], []
     for cfg in cfgs:
@@ -320,7 +332,12 @@ def train_stack(
         Run(cfgs[-1].paths.output_dir).path.name,
     )
     data.prepare_data()
-    trainer.fit(model, datamodule=data)
+    with tempfile.TemporaryDirectory(prefix="digitlab-stack-") as tmp:
+        ckpt_path = None
+        if resume_from and all(resume_from):
+            ckpt_path = Path(tmp) / "stack.ckpt"
+            torch.save(stacked_checkpoint(resume_from), ckpt_path)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     import optuna
 
     outcomes: list[dict[str, Any] | Exception] = []

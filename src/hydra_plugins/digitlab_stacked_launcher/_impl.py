@@ -29,6 +29,7 @@ class Job:
     hydra: DictConfig | None = None  # its Hydra config (`hydra` node): which Optuna trial it is, if any
     key: str | None = None  # equal keys stack
     why: str = ""  # why it runs alone
+    resume_from: str | None = None  # resume=true: the checkpoint it continues from
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -77,6 +78,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
     """The job's folder, `.hydra/` and checks, made by Hydra's own `run_job` around a task that only looks."""
     from digitlab.config.checks import validate
     from digitlab.errors import DigitlabError
+    from digitlab.stacked import resume
     from digitlab.stacked.grouping import stack_key
 
     log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
@@ -96,6 +98,12 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
         # Resolved now: `${hydra:...}` values (the run folder) are this job's only while it is being set up.
         job.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         job.key, job.why = stack_key(job.cfg)
+        if job.key is not None and job.cfg.get("resume"):
+            point, job.resume_from = resume.plan(job.cfg)
+            if point is None:
+                job.key, job.why = None, "it is complete (resume=true skips it)"
+            else:
+                job.key += f" resuming from {point}"  # only trials at the same point share the loops
 
     # `run_job` only sets `hydra.runtime.output_dir` on the config it is given (to the value a later
     # `run_job` of the same config sets again) and works on copies, so a job that runs alone reuses it.
@@ -125,7 +133,9 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     log.info("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
     started = time.perf_counter()
     try:
-        outcomes = train_stack([job.cfg for job in chunk], [job.hydra for job in chunk])
+        outcomes = train_stack(
+            [job.cfg for job in chunk], [job.hydra for job in chunk], [job.resume_from for job in chunk]
+        )
     except Exception as err:  # the stack failed as a whole: every trial did
         log.error("the stacked fit failed: %s", err)
         outcomes = [err] * len(chunk)
