@@ -49,9 +49,8 @@ class StackedNet(nn.Module):
         self._grouped = order != list(range(len(nets)))  # scores come out grouped: put them back
         self._share_rows = even
         layers = list(nets[0].children())
-        self._rest = (
-            copy.deepcopy(nn.Sequential(*layers[2:])).to("meta"),
-        )  # code and shapes, not registered
+        # The net after its first Linear: its code and shapes only (meta, not registered).
+        self._rest = (copy.deepcopy(nn.Sequential(*layers[2:])).to("meta"),)
         self._rest_names = {
             f"{int(i) - 2}.{name}": f"{i}.{name}" for i, name in _indexed(nets[0]) if int(i) >= 2
         }
