@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from digitlab.config.hparams import is_plumbing
 
 CLASSIFIER = "digitlab.model.module.ClassifierModule"
-# Nets whose every layer vmap runs as the same math (Flatten, Linear, ReLU); resnet18's BatchNorm keeps
+# Nets of Flatten, Linear and ReLU layers, which stacked/net.py runs as the same math; resnet18's BatchNorm keeps
 # running statistics per call, which a vectorised step would not update as the single run does.
 VECTORISABLE_NETS = ("digitlab.model.nets.linear", "digitlab.model.nets.mlp")
 # The callbacks every run has (conf/callbacks/default.yaml): the stack writes each trial's equivalents.

@@ -6,7 +6,7 @@ order's rows are read once for its m trials (`[U, m * out, pixels] @ [U, pixels,
 gets a copy of its rows (U = K, m = 1). A validation batch (`[B, ...]`) is read once for all K (U = 1). The
 weights come first in the product so that their gradient is `[out, B] @ [B, pixels]`, the orientation CPU
 BLAS is fast at: the other one, which `einsum` and a vmapped `Linear` pick, took 6 x longer on the chapter's
-shapes. The rest of the net is `torch.func.vmap(functional_call)` over the trials.
+shapes. The rest of the net (ReLU, Linear) is batched matmuls over the trials too (`[K, B, in] @ [K, in, out]`).
 
 Each step stacks the trials' own parameters (`torch.stack`, through which gradients flow back to each
 trial's tensors), so every trial keeps its own leaves, and its own param group in the optimizer.
@@ -14,17 +14,21 @@ trial's tensors), so every trial keeps its own leaves, and its own param group i
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
 
 
 def stackable(net: nn.Module) -> bool:
+    """`Flatten, Linear`, then Linears and ReLUs: the chapter's linear and MLP nets."""
     layers = list(net.children()) if isinstance(net, nn.Sequential) else []
-    return len(layers) >= 2 and isinstance(layers[0], nn.Flatten) and isinstance(layers[1], nn.Linear)
+    return (
+        len(layers) >= 2
+        and isinstance(layers[0], nn.Flatten)
+        and isinstance(layers[1], nn.Linear)
+        and all(isinstance(layer, nn.Linear | nn.ReLU) for layer in layers[2:])
+    )
 
 
 class StackedNet(nn.Module):
@@ -33,9 +37,7 @@ class StackedNet(nn.Module):
         row of a training batch is trial k's."""
         super().__init__()
         if not stackable(nets[0]):
-            raise ValueError(
-                f"only nets that start Flatten, Linear can be stacked, not {type(nets[0]).__name__}"
-            )
+            raise ValueError(f"only Flatten, Linear, then Linear and ReLU layers stack, not {nets[0]}")
         self._nets = tuple(nets)
         groups = max(shuffle_of) + 1
         even = len({list(shuffle_of).count(u) for u in range(groups)}) == 1
@@ -48,12 +50,7 @@ class StackedNet(nn.Module):
         )
         self._grouped = order != list(range(len(nets)))  # scores come out grouped: put them back
         self._share_rows = even
-        layers = list(nets[0].children())
-        # The net after its first Linear: its code and shapes only (meta, not registered).
-        self._rest = (copy.deepcopy(nn.Sequential(*layers[2:])).to("meta"),)
-        self._rest_names = {
-            f"{int(i) - 2}.{name}": f"{i}.{name}" for i, name in _indexed(nets[0]) if int(i) >= 2
-        }
+        self._rest = [isinstance(layer, nn.Linear) for layer in list(nets[0].children())[2:]]  # else ReLU
         self._order = order
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -74,16 +71,11 @@ class StackedNet(nn.Module):
         x = images.flatten(2)  # [U, B, pixels]
         hidden = torch.baddbmm(bias.view(groups, -1, 1), weight.view(groups, -1, pixels), x.transpose(1, 2))
         hidden = hidden.view(k, out, batch).transpose(1, 2)  # [K, B, out]
-        rest = self._rest[0]
-        if len(rest):
-            per_trial = [dict(net.named_parameters()) for net in nets]
-            params = {
-                name: torch.stack([own[full] for own in per_trial]) for name, full in self._rest_names.items()
-            }
-            hidden = vmap(lambda p, h: functional_call(rest, p, (h,)))(params, hidden)
+        for index, linear in enumerate(self._rest, start=2):
+            if linear:
+                weight = torch.stack([net[index].weight for net in nets])  # [K, out, in]
+                bias = torch.stack([net[index].bias for net in nets])  # [K, out]
+                hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))  # [K, B, out]
+            else:
+                hidden = torch.relu(hidden)
         return hidden
-
-
-def _indexed(net: nn.Module) -> list[tuple[str, str]]:
-    """`(layer index, parameter name)` of each parameter of a Sequential, e.g. ("3", "weight")."""
-    return [tuple(name.split(".", 1)) for name, _ in net.named_parameters()]
