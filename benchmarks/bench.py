@@ -52,6 +52,11 @@ def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str, int]:
         return wall, proc.stdout, int(rss.read().split()[-1]) // 1024
 
 
+def multirun(sweep: Path, *args: str) -> tuple[float, str, int]:
+    """`digitlab-train -m <args>` into `sweep`, quietly: (wall seconds, stdout, max RSS in MB)."""
+    return timed([PY, "-m", "digitlab.cli.train", "-m", *args, f"hydra.sweep.dir={sweep}", *QUIET])
+
+
 def train(args: list[str], tmp: Path, name: str) -> tuple[float, dict, int]:
     run_dir = tmp / name
     wall, _, rss = timed([PY, "-m", "digitlab.cli.train", *args, f"hydra.run.dir={run_dir}", *QUIET])
@@ -147,9 +152,7 @@ def sweeps(tmp: Path) -> dict:
         for launcher in ("basic", "joblib"):
             sweep = tmp / f"sweep_{name}_{launcher}"
             extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-            walls[launcher], _, _ = timed(
-                [PY, "-m", "digitlab.cli.train", "-m", *args, *extra, f"hydra.sweep.dir={sweep}", *QUIET]
-            )
+            walls[launcher], _, _ = multirun(sweep, *args, *extra)
             if launcher == "basic":
                 fits = [json.loads(p.read_text())["wall_time_s"] for p in sweep.glob("*/metrics.json")]
                 result[f"{name}_jobs"] = len(fits)
@@ -175,19 +178,7 @@ def stacked(tmp: Path) -> dict:
         metrics = {}
         for launcher in ("basic", "stacked"):
             sweep = tmp / f"stacked_{name}_{launcher}"
-            wall, out, rss = timed(
-                [
-                    PY,
-                    "-m",
-                    "digitlab.cli.train",
-                    "-m",
-                    *args,
-                    *STACKED_SWEEP,
-                    f"hydra/launcher={launcher}",
-                    f"hydra.sweep.dir={sweep}",
-                    *QUIET,
-                ]
-            )
+            wall, out, rss = multirun(sweep, *args, *STACKED_SWEEP, f"hydra/launcher={launcher}")
             if launcher == "stacked":  # where its time goes, from the launcher's own log lines
                 setup = float(re.search(r"job folders set up and checked in ([\d.]+) s", out).group(1))
                 fit = float(re.search(r"stacked trials trained and written in ([\d.]+) s", out).group(1))
@@ -230,22 +221,15 @@ def stack_sizes(tmp: Path) -> dict:
         rows = []
         for k in STACK_SIZES:
             sweep = tmp / f"sizes_{accelerator}_{k}"
-            timed(
-                [
-                    PY,
-                    "-m",
-                    "digitlab.cli.train",
-                    "-m",
-                    "hydra/launcher=stacked",
-                    f"hydra.launcher.max_stack={max(STACK_SIZES)}",
-                    "experiment=fastbook_linear",
-                    f"accelerator={accelerator}",
-                    f"seed=range(0,{k})",
-                    "data.seed=0",
-                    "trainer.max_epochs=5",
-                    f"hydra.sweep.dir={sweep}",
-                    *QUIET,
-                ]
+            multirun(
+                sweep,
+                "hydra/launcher=stacked",
+                f"hydra.launcher.max_stack={max(STACK_SIZES)}",
+                "experiment=fastbook_linear",
+                f"accelerator={accelerator}",
+                f"seed=range(0,{k})",
+                "data.seed=0",
+                "trainer.max_epochs=5",
             )
             fit = max(json.loads(p.read_text())["wall_time_s"] for p in sweep.glob("*/metrics.json"))
             rows.append({"trials": k, "fit_s": fit, "per_trial_s": fit / k})

@@ -60,6 +60,7 @@ class StackedClassifier(L.LightningModule):
         # The first step at which each trial's loss was not finite (-1: none), kept on the device so that
         # watching costs no host sync per step; `TrialRecords` reads it.
         self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
+        self.left_lr: dict[int, float] = {}  # trials that left the stack (`leave`): the lr each had
 
     @property
     def size(self) -> int:
@@ -129,16 +130,16 @@ class StackedClassifier(L.LightningModule):
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step()
 
-    def trial_optimizer_state(self, k: int, lr: float | None = None) -> dict[str, Any]:
-        """Trial k's optimizer state as its single run's optimizer saves it: its one param group (with `lr`
-        instead, if given) and the state the shared optimizer keeps for its parameters."""
+    def trial_optimizer_state(self, k: int) -> dict[str, Any]:
+        """Trial k's optimizer state as its single run's optimizer saves it: its one param group (with the lr
+        it had, if it left the stack) and the state the shared optimizer keeps for its parameters."""
         own, shared = self.trial_optimizers[k], self.trainer.optimizers[0]
         own.state = defaultdict(
             dict, {p: shared.state[p] for p in own.param_groups[0]["params"] if p in shared.state}
         )
         state = own.state_dict()
-        if lr is not None:
-            state["param_groups"][0]["lr"] = lr
+        if k in self.left_lr:
+            state["param_groups"][0]["lr"] = self.left_lr[k]
         return state
 
     def trial_scheduler_states(self, k: int) -> list[dict[str, Any]]:
@@ -146,13 +147,12 @@ class StackedClassifier(L.LightningModule):
         schedulers = self.trial_schedulers.schedulers
         return [schedulers[k].state_dict()] if schedulers else []
 
-    def leave(self, k: int) -> float:
+    def leave(self, k: int) -> None:
         """Trial k trains no more: its lr becomes 0 and its scheduler, which would set it again, stops; its
-        weights stay as they are. Returns the lr it had."""
+        weights stay as they are."""
         group = self.trainer.optimizers[0].param_groups[k]
-        lr, group["lr"] = group["lr"], 0.0
+        self.left_lr[k], group["lr"] = group["lr"], 0.0
         self.trial_schedulers.stopped.add(k)
-        return lr
 
     # Validation -----------------------------------------------------------------------------------------
 

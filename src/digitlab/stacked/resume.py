@@ -30,11 +30,11 @@ def resume_point(checkpoint: str | Path) -> str:
     return f"{state['epoch']}/{state['global_step']}"
 
 
-def stacked_checkpoint(paths: list[str | Path]) -> dict[str, Any]:
+def stacked_checkpoint(paths: list[str | Path], records_key: str) -> dict[str, Any]:
     """The trials' checkpoints as one: their weights under `trials.<k>.`, their optimizer states as the param
     groups of one optimizer (trial k's parameters numbered after trial k-1's, as `Optimizer.state_dict`
     numbers them), their schedulers' states in `TrialSchedulers`' layout, the loops of the first (the same
-    for all), and each trial's ModelCheckpoint state for `TrialRecords`."""
+    for all), and each trial's ModelCheckpoint state for the `TrialRecords` callback (its `state_key`)."""
     trials = [torch.load(path, map_location="cpu", weights_only=False) for path in paths]
     first = trials[0]
     groups, state, offset = [], {}, 0
@@ -57,7 +57,7 @@ def stacked_checkpoint(paths: list[str | Path]) -> dict[str, Any]:
         "loops": first["loops"],
         "optimizer_states": [{"state": state, "param_groups": groups}],
         "lr_schedulers": [{"schedulers": schedulers}] if schedulers else [],
-        "callbacks": {"TrialRecords": {"checkpointers": [_checkpointer_state(trial) for trial in trials]}},
+        "callbacks": {records_key: {"checkpointers": [_checkpointer_state(trial) for trial in trials]}},
     }
 
 

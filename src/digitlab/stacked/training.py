@@ -97,7 +97,6 @@ class TrialRecords(L.Callback):
         # Each trial's own ModelCheckpoint, as configured: which epoch is best, the file's name, and the
         # state its checkpoints carry so that a single run resuming from them goes on keeping the best.
         self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
-        self.left_lr: dict[int, float] = {}  # the lr of a trial that left the stack (its group's is now 0)
         self.failed: dict[int, Exception] = {}
         # Under digitlab's Optuna sweeper: each job's trial, reported to every epoch; a pruned one leaves.
         self.trials = [current_trial(h) for h in hydra_cfgs] if hydra_cfgs else [None] * len(cfgs)
@@ -109,11 +108,9 @@ class TrialRecords(L.Callback):
         self._started = time.perf_counter()
         self._epoch_times: list[float] = []
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"checkpointers": [c.state_dict() if c else None for c in self.checkpointers]}
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """A resumed stack (`resume.stacked_checkpoint`): each trial's best so far, as its checkpoint had it."""
+        """A resumed stack (`resume.stacked_checkpoint`): each trial's best so far, as its checkpoint had it.
+        (Its counterpart `state_dict` is never asked for: the stack writes each trial's checkpoint itself.)"""
         for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
             if checkpointer is not None and own is not None:
                 checkpointer.load_state_dict(own)
@@ -187,7 +184,7 @@ class TrialRecords(L.Callback):
             f"try a smaller optimizer.lr. Checkpoints and logs so far are kept in {self.runs[k].path}"
         )
         self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
-        self.left_lr[k] = trainer.lightning_module.leave(k)
+        trainer.lightning_module.leave(k)
         log.error("%s", self.failed[k])
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
@@ -200,7 +197,7 @@ class TrialRecords(L.Callback):
         trial.report(values[monitor], step=trainer.current_epoch)
         if trial.should_prune():
             self.pruned[k] = trainer.current_epoch
-            self.left_lr[k] = trainer.lightning_module.leave(k)
+            trainer.lightning_module.leave(k)
             log.info(
                 "trial %d pruned after epoch %d: it leaves the stack", trial.number, trainer.current_epoch
             )
@@ -276,7 +273,7 @@ class TrialRecords(L.Callback):
             "state_dict": module.state_dict(),
             "loops": {name: getattr(trainer, name).state_dict() for name in LOOPS},
             "callbacks": {checkpointer.state_key: checkpointer.state_dict()} if checkpointer else {},
-            "optimizer_states": [stacked.trial_optimizer_state(k, lr=self.left_lr.get(k))],
+            "optimizer_states": [stacked.trial_optimizer_state(k)],
             "lr_schedulers": stacked.trial_scheduler_states(k),
             "hparams_name": None,
             "hyper_parameters": dict(module.hparams),
@@ -336,7 +333,7 @@ def train_stack(
         ckpt_path = None
         if resume_from and all(resume_from):
             ckpt_path = Path(tmp) / "stack.ckpt"
-            torch.save(stacked_checkpoint(resume_from), ckpt_path)
+            torch.save(stacked_checkpoint(resume_from, records.state_key), ckpt_path)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     import optuna
 
