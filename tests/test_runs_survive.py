@@ -76,9 +76,9 @@ def test_interrupted_run_keeps_checkpoint_and_resumes_without_losing_epochs(samp
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0, output[-2000:]
     assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
-    assert not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
     done = subprocess.run([*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 40 and metrics["steps"] == 40 * 48 and 0 <= metrics["val/acc"] <= 1
     steps = {int(step) for step in scalars_steps(run_dir)}
@@ -111,7 +111,9 @@ def test_a_diverging_job_fails_and_the_sweep_goes_on(sample_root, tmp_path):
     )
     assert "training diverged" in proc.stdout + proc.stderr
     jobs = sorted(sweep.glob("[0-9]_*"))
-    assert [(job / "metrics.json").exists() for job in jobs] == [False, True]
+    statuses = [json.loads((job / "metrics.json").read_text())["status"] for job in jobs]
+    assert statuses == ["failed", "completed"]
+    assert "diverged" in json.loads((jobs[0] / "metrics.json").read_text())["error"]
 
 
 @pytest.mark.parametrize(

@@ -42,17 +42,18 @@ def compose_config(
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's."""
-    from digitlab.config.checks import validate
+    from digitlab import atomic
+    from digitlab.job import check_job, run_checked_job
     from digitlab.process import apply_process_policy
     from digitlab.rundir import Run
-    from digitlab.training import train
 
     apply_process_policy()
     cfg, choices = compose_config(overrides, output_dir, with_choices=True)
-    validate(cfg, choices, overrides)  # before anything is written
+    check_job(cfg, choices, overrides)  # before anything is written
     OmegaConf.resolve(cfg)  # saved as the run was configured
     run_dir = Run(cfg.paths.output_dir)
-    run_dir.hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir.hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir.hydra_dir / "overrides.yaml")
-    return train(cfg), run_dir.path
+    atomic.write_text(run_dir.hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic.write_text(
+        run_dir.hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides)))
+    )
+    return run_checked_job(cfg, choices, overrides), run_dir.path

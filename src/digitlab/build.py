@@ -44,5 +44,9 @@ def callbacks(cfg: DictConfig) -> list[Any]:
 
 
 def trainer(cfg: DictConfig, **kwargs: Any) -> Any:
-    """The Lightning Trainer of `cfg.trainer`; `kwargs` (logger, callbacks, ...) are added to it."""
-    return instantiate(cfg.trainer, **kwargs)
+    """The Lightning Trainer of `cfg.trainer`; `kwargs` (logger, callbacks, ...) are added to it. Its
+    checkpoints are written atomically (`checkpoints.AtomicCheckpointIO`)."""
+    from digitlab.checkpoints import AtomicCheckpointIO
+
+    plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
+    return instantiate(cfg.trainer, plugins=plugins, **kwargs)

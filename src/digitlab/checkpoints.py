@@ -1,14 +1,78 @@
-"""A checkpoint alone is enough to rebuild its run: it carries the composed config (see RunResults)."""
+"""Checkpoints: how they are written (atomically, through Lightning's own `CheckpointIO` extension point),
+found again (the newest intact one, for `resume=true`) and read (a checkpoint alone is enough to rebuild its
+run: it carries the composed config, see `record.py`)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from digitlab.atomic import write_atomically
 from digitlab.errors import ConfigError
+from digitlab.faults import pause_point
 from digitlab.rundir import CONFIG_KEY
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """`torch.save` into a temporary file beside `path`, renamed into place once it is all on disk. It is
+    serialized in memory first: torch's zip writer reports a failed disk write as a RuntimeError without
+    the OS's reason, a plain file write reports it as the OSError it is."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+
+    def write(file: Any) -> None:
+        file.write(buffer.getbuffer())
+        file.flush()
+        pause_point(f"checkpoint_write:{Path(path).name}@{checkpoint.get('epoch')}")
+
+    write_atomically(path, write)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Every checkpoint Lightning writes for a run (ModelCheckpoint's, last.ckpt, interrupted.ckpt) goes
+    through `save_checkpoint`: a full disk or a read-only folder leaves the previous checkpoint, never a
+    truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        save_checkpoint(checkpoint, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    import torch
+
+    # weights_only=False: Lightning checkpoints hold optimizer and loop state beyond tensors. Only load
+    # checkpoints you trust (your own runs').
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def newest_intact(folder: Path) -> Path | None:
+    """The checkpoint of `folder` that stands furthest into training (epoch, then step) among those that
+    load; a damaged one (cut short, not a checkpoint) is passed over with a log line."""
+    best: tuple[tuple[int, int, int], Path] | None = None
+    candidates = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    for path in candidates:
+        try:
+            state = read_checkpoint(path)
+            # At the same step: last.ckpt (the epoch's end) before the best epoch's (saved at its validation)
+            # and interrupted.ckpt (an interruption right after it).
+            preference = {"last.ckpt": 2, "interrupted.ckpt": 0}.get(path.name, 1)
+            rank = (int(state["global_step"]), int(state["epoch"]), preference)
+        except Exception as err:  # a damaged file of any kind is skipped, never fatal
+            log.warning("resume: %s is damaged and skipped (%s: %s)", path, type(err).__name__, err)
+            continue
+        if best is None or rank > best[0]:
+            best = (rank, path)
+    return best[1] if best else None
 
 
 def check_checkpoint_path(ckpt_path: Any) -> Path:
@@ -29,18 +93,14 @@ def check_checkpoint_path(ckpt_path: Any) -> Path:
 
 def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
     """The checkpoint dict and the run's config it carries."""
-    import torch
-
     path = check_checkpoint_path(ckpt_path)
     try:
-        # weights_only=False: Lightning checkpoints hold optimizer and loop state beyond tensors. Only load
-        # checkpoints you trust (your own runs').
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(path)
     except Exception as err:
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} is not a readable checkpoint ({type(err).__name__}: {err})."
         ) from None
-    if CONFIG_KEY not in checkpoint:
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} holds no digitlab config: it was not written by digitlab-train."
         )

@@ -16,8 +16,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 
+from digitlab import atomic
 from digitlab.errors import ConfigError, DigitlabError
-from digitlab.rundir import write_json
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,13 @@ def find_lr(
     )
     suggestion = finder.suggestion()
     figure = plot(finder.results.get("lr", []), finder.results.get("loss", []), suggestion)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output_dir / "lr_find.png", dpi=100)
+    atomic.save_figure(figure, output_dir / "lr_find.png", dpi=100)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure("lr_find", figure, close=False)
     steps = len(finder.results.get("lr", []))
     result = {"suggested_lr": suggestion, "min_lr": min_lr, "max_lr": max_lr, "steps": steps}
-    write_json(output_dir / "lr_find.json", result)
+    atomic.write_json(output_dir / "lr_find.json", result)
     if suggestion is None:
         raise DigitlabError(
             f"lr_find ran {steps} of {num_training} steps and could not suggest a learning rate (see "

@@ -7,15 +7,19 @@ the two folders Lightning's own classes write, and a test holds them equal to th
     tensorboard/       event files: scalars, hparams, pictures
     checkpoints/       the best epoch, last.ckpt (every epoch), interrupted.ckpt (on an exception)
     pictures/          the TensorBoard pictures as PNGs
-    metrics.json       final metrics and `status` (completed / pruned), written last: its presence means
-                       the run finished
+    provenance.json    what produced the run: code commit, library versions, command line, host
+    code.diff          the uncommitted changes of the code, when there were any
+    metrics.json       the final record, written last: the last validated epoch's metrics and `status`:
+                       completed or pruned (finished), failed or interrupted (`resume=true` continues it)
+
+Every file is written atomically (`digitlab.atomic`). A file that cannot be read is not an error for the
+readers: `Run.unreadable` says why, and compare lists the run as unreadable.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from digitlab import atomic
 from digitlab.config.location import register_resolvers
 
 HYDRA_DIR = ".hydra"
@@ -32,13 +37,22 @@ TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 PICTURES_DIR = "pictures"
 METRICS_JSON = "metrics.json"
+PROVENANCE_JSON = "provenance.json"
+CODE_DIFF = "code.diff"
 LAST_CHECKPOINT = "last.ckpt"
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
 CONFIG_KEY = "digitlab_config"  # where a checkpoint keeps its run's composed config
-# metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py).
+BEST_KEY = "digitlab_val_acc_best"  # the best val/acc up to the checkpoint (resume goes on from it)
+RECORD_KEY = "digitlab_record"  # the run's record up to the checkpoint (`record.RunRecord.state_dict`)
+# metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py): the
+# run is finished; or ended by an error, or by Ctrl-C / SIGTERM: `resume=true` continues it.
 COMPLETED = "completed"
 PRUNED = "pruned"
-INCOMPLETE = "incomplete"  # no metrics.json: running, crashed or killed
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+FINISHED = (COMPLETED, PRUNED)
+INCOMPLETE = "incomplete"  # no metrics.json: running, or killed outright
+UNREADABLE = "unreadable"  # a file of the run is damaged (`Run.unreadable` says which and why)
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +81,28 @@ class Run:
         return self.path / HYDRA_DIR
 
     def resume_checkpoint(self) -> str | None:
-        """The checkpoint an interrupted run continues from: the last completed epoch (`last.ckpt`), so no
-        epoch is lost or half counted; `interrupted.ckpt` (mid-epoch) only if no epoch had completed."""
-        for name in (LAST_CHECKPOINT, INTERRUPTED_CHECKPOINT):
-            path = self.checkpoints / name
-            if path.exists():
-                log.info("resume: continuing %s from %s", self.path, path)
-                return str(path)
-        return None
+        """The checkpoint an unfinished run continues from: the newest intact one (see `checkpoints.py`)."""
+        from digitlab.checkpoints import newest_intact
+
+        path = newest_intact(self.checkpoints)
+        if path is not None:
+            log.info("resume: continuing %s from %s", self.path, path)
+        return str(path) if path is not None else None
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json(self.path / CONFIG_JSON, config)
+        atomic.write_json(self.path / CONFIG_JSON, config)
+
+    def write_provenance(self, provenance: dict[str, Any]) -> None:
+        from digitlab.provenance import diff
+
+        changes = diff()
+        if changes:
+            atomic.write_text(self.path / CODE_DIFF, changes)
+        atomic.write_json(self.path / PROVENANCE_JSON, provenance)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        """Written last, atomically: its presence means the run completed."""
-        write_json(self.path / METRICS_JSON, metrics)
+        """The final record, written last."""
+        atomic.write_json(self.path / METRICS_JSON, metrics)
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -90,7 +111,7 @@ class Run:
         `experiment_name`) are read from its own `hydra.yaml`, by turning them into plain interpolations."""
         resolved = self.path / CONFIG_JSON
         if resolved.exists():
-            return json.loads(resolved.read_text())
+            return read_json(resolved)
         text = (self.hydra_dir / "config.yaml").read_text()
         hydra_yaml = self.hydra_dir / "hydra.yaml"
         if not hydra_yaml.exists():
@@ -117,7 +138,22 @@ class Run:
     @cached_property
     def metrics(self) -> dict[str, Any] | None:
         path = self.path / METRICS_JSON
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
+
+    @cached_property
+    def provenance(self) -> dict[str, Any] | None:
+        path = self.path / PROVENANCE_JSON
+        return read_json(path) if path.exists() else None
+
+    @cached_property
+    def unreadable(self) -> str | None:
+        """Why this run's record cannot be read (a damaged or unreadable file), or None when it can."""
+        for name, read in (("metrics.json", "metrics"), ("config", "config"), ("provenance", "provenance")):
+            try:
+                getattr(self, read)
+            except Exception as err:  # any damage: a reader lists the run and goes on with the rest
+                return f"{name}: {_reason(err)}"
+        return None
 
     @cached_property
     def scalars(self) -> dict[str, list[tuple[int, float]]]:
@@ -133,16 +169,23 @@ class Run:
 
     @property
     def completed(self) -> bool:
-        """Whether the run finished: all its epochs, or pruned (metrics.json exists)."""
-        return (self.path / METRICS_JSON).exists()
+        """Whether the run finished: all its epochs, or pruned. Failed and interrupted runs have not."""
+        return self.status in FINISHED
 
     @property
     def status(self) -> str:
-        """`completed` or `pruned` once finished (runs older than the key: completed), else `incomplete`."""
-        return (self.metrics or {}).get("status", COMPLETED) if self.completed else INCOMPLETE
+        """metrics.json's `status` (a run older than the key: completed); `incomplete` without one (running
+        or killed), `unreadable` when a file of it cannot be read."""
+        if self.unreadable:
+            return UNREADABLE
+        if self.metrics is None:
+            return INCOMPLETE
+        return self.metrics.get("status", COMPLETED)
 
     def setting(self, dotted_key: str, default: Any = None) -> Any:
-        """A value of the composed config by dotted key, e.g. `optimizer.lr`."""
+        """A value of the composed config by dotted key, e.g. `optimizer.lr` (`default` for an unreadable run)."""
+        if self.unreadable:
+            return default
         node: Any = self.config
         for part in dotted_key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -173,9 +216,13 @@ def _natural(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (a temporary file renamed into place): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    partial.replace(path)
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): damaged or cut short"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}"
+    return f"{type(err).__name__}: {err}"

@@ -78,11 +78,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"training was stopped by SIGTERM; checkpoints and logs are kept in {run.path}. Run the same command "
             "with resume=true (and hydra.run.dir=<that folder>) to continue."
         ) from None
-    if trainer.interrupted or not run.completed:
+    finished = rundir.Run(run.path)  # a fresh read: `run` looked before fit
+    if trainer.interrupted or not finished.completed:
         raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {run.path}")
     if pruning:
         pruning.raise_if_pruned()  # after metrics.json: the sweeper records the trial as PRUNED
-    return rundir.Run(run.path).metrics  # a fresh read: `run` looked before fit
+    return finished.metrics
 
 
 def trial_pruning(cfg: DictConfig, run: rundir.Run):

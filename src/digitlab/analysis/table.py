@@ -91,8 +91,17 @@ class Comparison:
         """Whether any run carries tags or notes (then the table shows them)."""
         return any(run.setting("tags") or run.setting("notes") for run in self.runs)
 
+    @property
+    def codes(self) -> dict[Path, str]:
+        """Each readable run's code (`provenance.short`): shown when the runs come from different commits."""
+        from digitlab.provenance import short
+
+        return {run.path: short(run.provenance) for run in self.runs if not run.unreadable}
+
     def rows(self) -> list[dict[str, Any]]:
         rows = []
+        codes = self.codes
+        mixed_code = len(set(codes.values())) > 1
         for rank, group in enumerate(self.groups, start=1):
             seeds = [str(run.setting(SEED)) for run in group.completed]
             row: dict[str, Any] = {"rank": rank, **{k: group.settings.get(k, "-") for k in self.swept}}
@@ -101,6 +110,8 @@ class Comparison:
                 row["status"] = group.status
             if self.objectives:
                 row["pareto"] = "yes" if group.pareto else ""
+            if mixed_code:
+                row["code"] = ",".join(dict.fromkeys(codes.get(r.path, "-") for r in group.runs))
             if self.annotated:
                 row |= {
                     "tags": _joined(r.setting("tags") for r in group.runs),
@@ -132,15 +143,22 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
             f"no digitlab runs under {str(root)!r}: a run dir holds .hydra/config.yaml (and metrics.json once "
             "complete). Pass a run dir, a sweep dir (logs/multiruns/...) or logs/."
         )
-    optimized = runs[0].setting("optimized_metric")
+    readable = [run for run in runs if not run.unreadable]  # a damaged run is listed, never read further
+    if not readable:
+        raise DigitlabError(
+            f"no run under {str(root)!r} can be read: "
+            + "; ".join(f"{run.path.name}: {run.unreadable}" for run in runs[:5])
+        )
+    chosen = metric
+    optimized = readable[0].setting("optimized_metric")
     objectives: list[tuple[str, str]] = []
     if metric is None and isinstance(optimized, list):
-        direction = runs[0].hydra.get("sweeper", {}).get("direction")
+        direction = readable[0].hydra.get("sweeper", {}).get("direction")
         if isinstance(direction, list) and len(direction) == len(optimized):
             objectives = list(zip(optimized, direction, strict=True))
         optimized = optimized[0]
     metric = metric or optimized or "val/acc_best"
-    settings = {run.path: parse_overrides(run.overrides) for run in runs}
+    settings = {run.path: parse_overrides(run.overrides) if not run.unreadable else {} for run in runs}
     keys = sorted({key for s in settings.values() for key in s})
     swept = [k for k in keys if k != SEED and len({settings[r.path].get(k) for r in runs}) > 1]
     extra = {metric} | {name for name, _ in objectives}
@@ -162,6 +180,14 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
             group.values[name].append(run.metrics.get(name))
     if objectives:
         _mark_pareto(list(groups.values()), objectives)
+    finished = [run for run in readable if run.completed]
+    if chosen is not None and finished and chosen not in COLUMNS:
+        present = sorted({name for run in finished for name in run.metrics})
+        if chosen not in present:
+            raise DigitlabError(
+                f"--metric {chosen!r} is not a metric of any run under {str(root)!r}. The runs have: "
+                f"{', '.join(present)}."
+            )
 
     def rank_key(group: Group) -> tuple:
         value = group.mean(metric)
@@ -220,8 +246,10 @@ def markdown(comparison: Comparison) -> str:
 
 
 def write_csv(comparison: Comparison, path: Path) -> None:
+    from digitlab.atomic import text_file
+
     rows = comparison.rows()
-    with open(path, "w", newline="") as f:
+    with text_file(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

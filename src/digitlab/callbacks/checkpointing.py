@@ -2,10 +2,14 @@
 
 - `LastCheckpoint`: `last.ckpt` after every epoch, what `resume=true` continues from. Lightning's own
   `save_last` refreshes it only on epochs that also saved a best checkpoint, and ModelCheckpoint saves
-  nothing for a model that takes no optimizer step (the pixel-similarity baseline).
+  nothing for a model that takes no optimizer step (the pixel-similarity baseline). It is a `Checkpoint`, so
+  Lightning calls it after the module's own `on_train_epoch_end` (which logs train/loss): the checkpoint's
+  record holds the whole epoch.
 - `CheckpointOnInterrupt`: `interrupted.ckpt` when training stops on an exception (Ctrl-C, SIGTERM, an
   error, a diverged loss). Lightning's OnExceptionCheckpoint would also make every later `fit()` without a
   `ckpt_path` resume from the newest checkpoint it finds; here resuming stays explicit.
+
+Both write through `checkpoints.AtomicCheckpointIO` (the trainer's checkpoint IO, see `build.trainer`).
 """
 
 from __future__ import annotations
@@ -14,19 +18,27 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
+from digitlab.atomic import WriteFailed
+from digitlab.faults import pause_point
 from digitlab.rundir import INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
 
 log = logging.getLogger(__name__)
 
 
-class LastCheckpoint(L.Callback):
+class LastCheckpoint(Checkpoint):
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Run(run_dir).checkpoints / LAST_CHECKPOINT
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
+            pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs the optimizer
+            pause_point(f"epoch_end:{trainer.current_epoch}")
 
 
 class CheckpointOnInterrupt(L.Callback):
@@ -38,5 +50,11 @@ class CheckpointOnInterrupt(L.Callback):
     ) -> None:
         if trainer.state.fn != "fit" or (trainer.global_step == 0 and trainer.current_epoch == 0):
             return  # nothing trained yet: nothing worth keeping
-        trainer.save_checkpoint(self.path, weights_only=False)
+        if isinstance(exception, WriteFailed):
+            return  # the disk that refused a write: last.ckpt and the epochs' checkpoints stand
+        try:
+            trainer.save_checkpoint(self.path, weights_only=False)
+        except WriteFailed as err:  # the error that stopped training is the one to report
+            log.warning("interrupted.ckpt was not saved either: %s", err)
+            return
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 
@@ -10,6 +12,17 @@ from digitlab.errors import DigitlabError
 
 class TrainingDiverged(DigitlabError):
     """The training loss became NaN or infinite."""
+
+
+def diverged(
+    step: int, epoch: int, lr: Any, run_dir: Any, value: float | str = "nan or inf"
+) -> TrainingDiverged:
+    """The error of a run (or a stacked trial) whose training loss stopped being finite at `step`."""
+    return TrainingDiverged(
+        f"the training loss became {value} at step {step} (epoch {epoch}): training diverged. The usual cause "
+        f"is a learning rate too large for this model and loss (now {lr}); try a smaller optimizer.lr. "
+        f"Checkpoints and logs so far are kept in {run_dir}."
+    )
 
 
 class StopOnNonFiniteLoss(L.Callback):
@@ -45,8 +58,4 @@ class StopOnNonFiniteLoss(L.Callback):
     @staticmethod
     def _raise(trainer: L.Trainer, step: int, value: float) -> None:
         lrs = [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
-        raise TrainingDiverged(
-            f"the training loss became {value} at step {step} (epoch {trainer.current_epoch}): training diverged. "
-            f"The usual cause is a learning rate too large for this model and loss (now {lrs[0] if lrs else '?'}); "
-            "try a smaller optimizer.lr. Checkpoints and logs so far are kept in the run dir."
-        )
+        raise diverged(step, trainer.current_epoch, lrs[0] if lrs else "?", trainer.default_root_dir, value)

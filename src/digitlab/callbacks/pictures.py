@@ -96,10 +96,14 @@ def save_pictures(pictures: dict, loggers: list, step: int, output_dir: Path | N
     """Into every TensorBoard logger's event file at `step`, and as PNGs in `output_dir` (if not None)."""
     from PIL import Image
 
+    from digitlab.atomic import write_atomically
+
     for name, picture in pictures.items():
         for logger in loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(f"pictures/{name}", picture, global_step=step, dataformats="HWC")
         if output_dir is not None:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture).save(output_dir / f"{name}.png")
+            image = Image.fromarray(picture)
+            write_atomically(
+                output_dir / f"{name}.png", lambda file, image=image: image.save(file, format="PNG")
+            )

@@ -1,25 +1,19 @@
-"""What a run records about itself: hparams for TensorBoard's HParams table, its composed config, resolved,
-in `config.json` (what compare reads) and in every checkpoint (so eval and predict need the checkpoint
-alone), and `metrics.json`, written last.
-
-The hparams are written when fit starts as a session-start summary only. Without a per-run experiment
-summary, TensorBoard builds the experiment from all runs' sessions: its metric columns are the scalars the
-runs log (`val/acc`, ... with their latest values, so a finished run shows its final metrics), and the
-hparams that differ between runs (a sweep's swept values) are shown first. `metrics.json` is written
-atomically at the end of fit, so its presence means the run completed.
+"""A single run's record (`digitlab.record.RunRecord`) kept by Lightning's callback hooks: config, provenance
+and hparams when fit starts, the composed config in every checkpoint (so eval and predict need the checkpoint
+alone) with the record so far (so a resumed run's `metrics.json` is the uninterrupted run's), and
+`metrics.json` last: completed or pruned when fit ends, failed or interrupted when an error or a signal ends it.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from digitlab.faults import pause_point
+from digitlab.record import RunRecord
 from digitlab.rundir import COMPLETED, CONFIG_KEY, Run
 
 
@@ -29,16 +23,13 @@ class Outcome(Protocol):
     def outcome(self) -> dict[str, Any]: ...
 
 
-def log_hparams(loggers: list[Any], hparams: dict[str, Any]) -> None:
-    """The run's hparams: for TensorBoard a session-start summary only (see above), else the logger's own."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            _, session_start, _ = hparams_summary(hparams, {})
-            logger.experiment._get_file_writer().add_summary(session_start)
-        else:
-            logger.log_hyperparams(hparams)
+def logged_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The scalars logged so far this fit (validation and training epoch metrics), finite ones only."""
+    return {
+        name: float(value)
+        for name, value in trainer.callback_metrics.items()
+        if value.numel() == 1 and math.isfinite(float(value))
+    }
 
 
 class RunResults(L.Callback):
@@ -49,46 +40,69 @@ class RunResults(L.Callback):
         config: dict[str, Any],
         outcome: Outcome | None = None,
     ) -> None:
-        self.run = Run(output_dir)
+        self.record = RunRecord(Run(output_dir), config, hparams)
         self.outcome = outcome
-        self.hparams = hparams
-        self.config = config
-        self._started = time.perf_counter()
-        self._epoch_started = self._started
-        self._epoch_times: list[float] = []
+        self._trainer: L.Trainer | None = None
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_started = time.perf_counter()
+    @property
+    def run(self) -> Run:
+        return self.record.run
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning validates inside the training epoch, so this spans training and validation.
-        self._epoch_times.append(time.perf_counter() - self._epoch_started)
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        self._note_metrics()
+        return self.record.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.record.load_state_dict(state_dict)
+
+    def _note_metrics(self) -> None:
+        # Nothing logged yet in this fit (a resumed run with no epoch left): the record keeps the restored one.
+        if self._trainer is not None and (metrics := logged_metrics(self._trainer)):
+            self.record.validated(metrics)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.config
+        checkpoint[CONFIG_KEY] = self.record.config
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
-        if trainer.global_rank != 0:
-            return
-        self.run.write_config(self.config)
-        log_hparams(trainer.loggers, self.hparams)
+        if trainer.global_rank == 0:
+            self.record.start(trainer.loggers)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record.epoch_started()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record.epoch_ended()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
-        metrics: dict[str, Any] = {
-            name: float(value)
-            for name, value in sorted(trainer.callback_metrics.items())
-            if value.numel() == 1 and math.isfinite(float(value))
-        }
-        metrics |= {
-            "status": COMPLETED,
-            "epochs": trainer.current_epoch,
-            "steps": trainer.global_step,
-            "wall_time_s": round(time.perf_counter() - self._started, 3),
-            "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
-            "parameters": sum(p.numel() for p in pl_module.parameters()),
-        }
-        metrics |= self.outcome.outcome() if self.outcome else {}
-        self.run.write_metrics(metrics)
+        self._note_metrics()
+        pause_point("before_metrics")  # the last checkpoint written, metrics.json not yet (fault tests)
+        extra = self.outcome.outcome() if self.outcome else {}
+        self.record.finish(
+            extra.pop("status", COMPLETED),
+            epochs=trainer.current_epoch,
+            steps=trainer.global_step,
+            parameters=_parameters(pl_module),
+            **extra,
+        )
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.global_rank != 0 or trainer.state.fn != "fit":
+            return
+        self._note_metrics()
+        self.record.failed(
+            exception,
+            epochs=trainer.current_epoch,
+            steps=trainer.global_step,
+            parameters=_parameters(pl_module),
+        )
+
+
+def _parameters(module: L.LightningModule) -> int:
+    return sum(p.numel() for p in module.parameters())

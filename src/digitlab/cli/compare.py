@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         + ":\n"
     )
     print(table)
+    for run in comparison.runs:
+        if run.unreadable:
+            print(f"unreadable: {run.path} ({run.unreadable})")
     print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
     return 0
 

@@ -2,7 +2,8 @@
 
 The command line is checked before Hydra composes (`check_group_overrides`), the run or sweep folder before
 Hydra creates it (`OutputDirsCheck`, conf/hydra/default.yaml), the composed config before any data work
-(`validate`); each failure is one paragraph naming what was typed. Training itself is `training.train`.
+(`job.check_job`); each failure is one paragraph naming what was typed. The job itself is
+`job.run_checked_job`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +46,13 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from digitlab.config.checks import validate
-    from digitlab.training import train
+    from digitlab.job import optimized, run_checked_job
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     apply_process_policy()  # also in the worker processes of hydra/launcher=joblib, which never run cli()
     try:
-        validate(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
-        metrics = train(cfg)
+        metrics = run_checked_job(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
     except DigitlabError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -65,13 +63,6 @@ def main(cfg: DictConfig) -> float | None:
     log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
     report(metrics, Path(cfg.paths.output_dir), Path(log_root))
     return optimized(metrics, cfg.get("optimized_metric"))
-
-
-def optimized(metrics: dict[str, Any], names: str | Sequence[str] | None) -> float | list[float] | None:
-    """What a sweeper optimizes: the metric `optimized_metric` names, or a list for a list of names."""
-    if names is None or isinstance(names, str):
-        return metrics.get(names) if names else None
-    return [metrics.get(name) for name in names]
 
 
 def cli() -> None:

@@ -62,13 +62,36 @@ def check_creatable(key: str, path: str | Path) -> None:
     )
 
 
+def check_holds_no_run(output_dir: str | Path) -> None:
+    """A folder that holds a run (its metrics.json or checkpoints) is never trained into afresh: its record
+    would be replaced and its checkpoints mixed with the new run's."""
+    from digitlab.rundir import Run
+
+    run = Run(output_dir)
+    checkpoints = sorted(run.checkpoints.glob("*.ckpt")) if run.checkpoints.is_dir() else []
+    held = [p.name for p in (run.path / "metrics.json", *checkpoints) if p.exists()]
+    if held:
+        raise ConfigError(
+            f"paths.output_dir={str(run.path)!r} already holds a run ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}): training into it again would replace its record and mix "
+            "its checkpoints with the new run's. Add resume=true to continue that run (a finished one is "
+            "skipped), or train into another folder (leave hydra.run.dir unset for a new one)."
+        )
+
+
 class OutputDirsCheck(Callback):
     """Hydra makes the run folder (or the sweep folder) before digitlab's code runs, and an unwritable one
     ends in its traceback; this checks it first, naming the key the user set (`paths.log_dir` when the
-    folder is under it, else `hydra.run.dir` / `hydra.sweep.dir`)."""
+    folder is under it, else `hydra.run.dir` / `hydra.sweep.dir`). For a single run it also checks the whole
+    job (`job.check_job`) there, so that a refused command leaves no run folder behind."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
+        from digitlab.job import check_job
+        from digitlab.process import exit_on_error
+
+        with exit_on_error("digitlab-train"):
+            check_job(*_job_config(config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
@@ -88,6 +111,22 @@ class OutputDirsCheck(Callback):
             check_creatable(
                 "paths.log_dir" if under_log_dir else dir_key, log_dir if under_log_dir else folder
             )
+
+
+def _job_config(config: DictConfig) -> tuple[DictConfig, Any, list[str]]:
+    """A single run's job config as its task will see it (its folder is `hydra.run.dir`), its group choices
+    and its command line, before Hydra makes the folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    config = config.copy()
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):  # as Hydra's run_job sets it
+        config.hydra.runtime.output_dir = str(Path(str(config.hydra.run.dir)).absolute())
+    HydraConfig.instance().set_config(config)
+    job = config.copy()
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    return job, config.hydra.runtime.choices, list(config.hydra.overrides.task)
 
 
 def _positive(value: Any) -> bool:

@@ -9,9 +9,9 @@ are float `[B, 1, 28, 28]` in [0, 1] (the chapter divides by 255) with int64 lab
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -82,6 +82,41 @@ class IndexBatchSampler(BatchSampler):
             torch.randperm(n, generator=sampler.generator)
 
 
+class ResumableLoader(DataLoader):
+    """The training DataLoader, resumable at any batch (Lightning's stateful-dataloader protocol,
+    `state_dict` / `load_state_dict`): it keeps the state its generator had when the current epoch's iterator
+    was made, and `batches_done` (Lightning's count of the epoch's trained batches: the loader itself runs a
+    batch ahead of training) says how far in. Restored, the next iterator starts from that state, so it draws
+    the same order as the uninterrupted run, and passes over the batches already trained. Nothing is drawn
+    differently, so a run that is never interrupted sees the batches it always saw."""
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_done = batches_done
+        self._epoch_start: torch.Tensor | None = None
+        self._skip = 0
+
+    def __iter__(self) -> Iterator:
+        self._epoch_start = self.generator.get_state()
+        batches = super().__iter__()
+        skip, self._skip = self._skip, 0
+        for _ in range(skip):
+            next(batches)
+        return batches
+
+    def state_dict(self) -> dict[str, Any]:
+        done = self.batches_done()
+        if self._epoch_start is None or done == 0 or done >= len(self):
+            # Between epochs: the next one starts from the generator as it is now.
+            return {"generator": self.generator.get_state(), "batches_done": 0}
+        return {"generator": self._epoch_start, "batches_done": done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("generator") is not None:  # None: a stacked trial that does not shuffle
+            self.generator.set_state(state["generator"])
+        self._skip = int(state["batches_done"])
+
+
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The collate step: `__getitems__` already returns a stacked batch."""
     return batch
@@ -138,6 +173,8 @@ class DigitsDataModule(L.LightningDataModule):
         self._folder: Path | None = None
         self.train_set: TensorBatches | None = None
         self.valid_set: TensorBatches | None = None
+        self._train_loader: ResumableLoader | None = None
+        self._resume_from: dict[str, Any] | None = None  # a checkpoint's training-order state
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -203,11 +240,37 @@ class DigitsDataModule(L.LightningDataModule):
         return DataLoader(tensors, batch_sampler=batches, collate_fn=keep_batch, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
-        if not self.shuffle:
-            return self._loader(self.train_set, SequentialSampler(self.train_set), self.batch_size)
+        # Without shuffling, the generator is still what the loader draws its base seed from.
         generator = torch.Generator().manual_seed(self.seed)
-        sampler = RandomSampler(self.train_set, generator=generator)
-        return self._loader(self.train_set, sampler, self.batch_size, generator)
+        sampler = (
+            RandomSampler(self.train_set, generator=generator)
+            if self.shuffle
+            else SequentialSampler(self.train_set)
+        )
+        batches = IndexBatchSampler(sampler, batch_size=self.batch_size, drop_last=False)
+        self._train_loader = ResumableLoader(
+            self.train_set,
+            batch_sampler=batches,
+            collate_fn=keep_batch,
+            generator=generator,
+            batches_done=self._batches_done,
+        )
+        if self._resume_from is not None:
+            self._train_loader.load_state_dict(self._resume_from)
+        return self._train_loader
+
+    def _batches_done(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training order's state, in every checkpoint. Lightning also stores the loader's own state
+        (the same dict) in its loops, but restores that one only for a checkpoint taken mid-epoch; this
+        copy restores the order after an end-of-epoch checkpoint as well."""
+        return {"train_order": self._train_loader.state_dict()} if self._train_loader else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_from = state.get("train_order")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.valid_set, SequentialSampler(self.valid_set), self.eval_batch_size)

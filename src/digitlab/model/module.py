@@ -18,6 +18,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from digitlab.errors import ConfigError
+from digitlab.rundir import BEST_KEY
 from digitlab.scheduler import build_scheduler
 
 MAX_UNITS_SHOWN = 30  # the chapter's simple_net has 30 hidden units
@@ -64,8 +65,19 @@ class DigitClassifier(L.LightningModule):
         return {}
 
     def on_train_start(self) -> None:
-        # The sanity-check validation before training must not count towards the best accuracy.
+        # The sanity-check validation before training must not count towards the best accuracy; a resumed
+        # run's best so far comes from its checkpoint.
         self.val_acc_best.reset()
+        restored = getattr(self, "_restored_best", None)
+        if restored is not None and restored > float("-inf"):
+            self.val_acc_best.update(torch.tensor(restored))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # torchmetrics keeps its states out of the state dict; the best so far is part of the run's state.
+        checkpoint[BEST_KEY] = float(self.val_acc_best.max_value)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_best = checkpoint.get(BEST_KEY)
 
     def on_validation_epoch_start(self) -> None:
         self.val_sums.zero_()

@@ -6,6 +6,7 @@ it would see alone. One gather serves all trials: `[K, B]` indices -> `[K, B, 1,
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import RandomSampler, Sampler, SequentialSampler
@@ -26,6 +27,8 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
 
     def __init__(self, size: int, batch_size: int, seeds: Sequence[int], shuffle: bool = True) -> None:
         distinct = list(dict.fromkeys(seeds))
+        self.epoch_starts: list[torch.Tensor] | None = None  # each generator's state when the epoch began
+        self.skip = 0  # batches to pass over on the next epoch (a resume mid-epoch)
         self.generators = [torch.Generator().manual_seed(seed) for seed in distinct] if shuffle else []
         items = range(size)
         self.samplers = (
@@ -41,11 +44,32 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
         return len(self.samplers[0])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        self.epoch_starts = [generator.get_state() for generator in self.generators]
         # What DataLoader(generator=g) draws from g whenever an iterator over it is made (its base seed), at
         # that moment: Lightning makes some it never reads from.
         for generator in self.generators:
             torch.empty((), dtype=torch.int64).random_(generator=generator)
-        return self._steps()
+        steps = self._steps()
+        skip, self.skip = self.skip, 0
+        for _ in range(skip):
+            next(steps)
+        return steps
+
+    def order_state(self, row: int, batches_done: int) -> dict[str, Any]:
+        """Shuffle row `row`'s training-order state, in a single run's layout (`ResumableLoader.state_dict`)."""
+        if not self.generators:
+            return {"generator": None, "batches_done": batches_done if batches_done < len(self) else 0}
+        generator = self.generators[row]
+        if self.epoch_starts is None or batches_done == 0 or batches_done >= len(self):
+            return {"generator": generator.get_state(), "batches_done": 0}
+        return {"generator": self.epoch_starts[row], "batches_done": batches_done}
+
+    def load_order(self, states: Sequence[dict[str, Any]]) -> None:
+        """One state per shuffle row (all at the same point): the next epoch continues from it."""
+        for generator, state in zip(self.generators, states, strict=False):
+            if state.get("generator") is not None:
+                generator.set_state(state["generator"])
+        self.skip = int(states[0]["batches_done"]) if states else 0
 
     def _steps(self) -> Iterator[torch.Tensor]:
         # The trials' samplers in lockstep, each resumed exactly when a single run's would be: its permutation

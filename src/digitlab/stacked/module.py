@@ -120,6 +120,13 @@ class StackedClassifier(L.LightningModule):
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed stack (`resume.stacked_checkpoint`): each trial's best val/acc so far."""
+        from digitlab.stacked.resume import STACKED_BEST_KEY
+
+        if STACKED_BEST_KEY in checkpoint:
+            self.val_acc_best = torch.tensor(checkpoint[STACKED_BEST_KEY], device=self.val_acc_best.device)
+
     def on_train_start(self) -> None:
         # A resume restores the shared optimizer (after `on_fit_start`, before this) with
         # `Optimizer.load_state_dict`, which puts new dicts in its param_groups: each trial's own optimizer,

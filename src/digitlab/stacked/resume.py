@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
-from digitlab.rundir import Run
+from digitlab.callbacks.results import RunResults
+from digitlab.checkpoints import read_checkpoint
+from digitlab.rundir import BEST_KEY, Run
+
+STACKED_BEST_KEY = "digitlab_stacked_val_acc_best"  # each trial's BEST_KEY, in a joined checkpoint
 
 
 def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
@@ -26,16 +29,18 @@ def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
 
 def resume_point(checkpoint: str | Path) -> str:
     """Where a checkpoint stands: `epoch/step`. Trials resume in one stack only from the same point."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint)
     return f"{state['epoch']}/{state['global_step']}"
 
 
-def stacked_checkpoint(paths: list[str | Path], records_key: str) -> dict[str, Any]:
-    """The trials' checkpoints as one: their weights under `trials.<k>.`, their optimizer states as the param
-    groups of one optimizer (trial k's parameters numbered after trial k-1's, as `Optimizer.state_dict`
-    numbers them), their schedulers' states in `TrialSchedulers`' layout, the loops of the first (the same
-    for all), and each trial's ModelCheckpoint state for the `TrialRecords` callback (its `state_key`)."""
-    trials = [torch.load(path, map_location="cpu", weights_only=False) for path in paths]
+def stacked_checkpoint(paths: list[str | Path], records_key: str, data_key: str) -> dict[str, Any]:
+    """The trials' checkpoints as one, the inverse of `TrialRecords._save`: their weights under `trials.<k>.`,
+    their optimizer states as the param groups of one optimizer (trial k's parameters numbered after trial
+    k-1's, as `Optimizer.state_dict` numbers them), their schedulers' states in `TrialSchedulers`' layout, the
+    loops of the first (the same for all), each trial's ModelCheckpoint state and record for the
+    `TrialRecords` callback (its `state_key`), each trial's training order for `StackedData` (`data_key`),
+    and each trial's best val/acc."""
+    trials = [read_checkpoint(path) for path in paths]
     first = trials[0]
     groups, state, offset = [], {}, 0
     for trial in trials:
@@ -54,11 +59,31 @@ def stacked_checkpoint(paths: list[str | Path], records_key: str) -> dict[str, A
             for k, trial in enumerate(trials)
             for name, value in trial["state_dict"].items()
         },
-        "loops": first["loops"],
+        "loops": _without_loader_state(first["loops"]),
         "optimizer_states": [{"state": state, "param_groups": groups}],
         "lr_schedulers": [{"schedulers": schedulers}] if schedulers else [],
-        "callbacks": {records_key: {"checkpointers": [_checkpointer_state(trial) for trial in trials]}},
+        "callbacks": {
+            records_key: {
+                "checkpointers": [_checkpointer_state(trial) for trial in trials],
+                "records": [trial.get("callbacks", {}).get(RunResults.__qualname__) for trial in trials],
+            }
+        },
+        data_key: {"orders": [_order(trial) for trial in trials]},
+        STACKED_BEST_KEY: [trial.get(BEST_KEY, float("-inf")) for trial in trials],
     }
+
+
+def _without_loader_state(loops: dict[str, Any]) -> dict[str, Any]:
+    """The loops, less the single run's loader state: the stack's loader is restored by `StackedData`."""
+    fit = loops["fit_loop"]
+    state = {key: value for key, value in fit["state_dict"].items() if key != "combined_loader"}
+    return {**loops, "fit_loop": {**fit, "state_dict": state}}
+
+
+def _order(trial: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial's training-order state (its datamodule's, `DigitsDataModule.state_dict`)."""
+    states = [value for value in trial.values() if isinstance(value, dict) and "train_order" in value]
+    return states[0]["train_order"] if states else None
 
 
 def _checkpointer_state(trial: dict[str, Any]) -> dict[str, Any] | None:

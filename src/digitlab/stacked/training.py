@@ -11,9 +11,7 @@ its initial weights are the ones it would start from alone; its batches come in 
 from __future__ import annotations
 
 import logging
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +23,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 import digitlab.build as build
-from digitlab.callbacks.guards import TrainingDiverged
+from digitlab.atomic import WriteFailed
+from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import PRUNED_SCALAR
-from digitlab.callbacks.results import log_hparams
+from digitlab.callbacks.results import RunResults
+from digitlab.checkpoints import save_checkpoint
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import keep_batch
+from digitlab.faults import pause_point
+from digitlab.record import RunRecord
 from digitlab.rundir import (
+    BEST_KEY,
     COMPLETED,
     CONFIG_KEY,
     INTERRUPTED_CHECKPOINT,
@@ -55,6 +58,9 @@ class StackedData(L.LightningDataModule):
         super().__init__()
         self.inner = inner
         self.seeds = seeds
+        self.rows = shuffle_rows(seeds, inner.shuffle)
+        self.sampler: StackedBatchSampler | None = None
+        self._resume_from: list[dict[str, Any]] | None = None
 
     def prepare_data(self) -> None:
         self.inner.prepare_data()
@@ -66,17 +72,32 @@ class StackedData(L.LightningDataModule):
         self.train_set = StackedTensorBatches(train.images, train.labels)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = StackedBatchSampler(
+        self.sampler = StackedBatchSampler(
             len(self.train_set), self.inner.batch_size, self.seeds, self.inner.shuffle
         )
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=keep_batch)
+        if self._resume_from is not None:
+            self.sampler.load_order(self._resume_from)
+        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=keep_batch)
 
     def val_dataloader(self) -> DataLoader:
         return self.inner.val_dataloader()
 
+    def trial_order(self, k: int) -> dict[str, Any]:
+        """Trial k's training-order state, as its single run's datamodule keeps it in a checkpoint."""
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"train_order": self.sampler.order_state(self.rows[k], done)} if self.sampler else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A resumed stack (`resume.stacked_checkpoint`): each trial's order; one per shuffle row is used."""
+        first_of_row = {row: k for k, row in reversed(list(enumerate(self.rows)))}
+        orders = state["orders"]
+        known = bool(orders) and None not in orders  # checkpoints from before the order was kept: none
+        self._resume_from = [orders[first_of_row[row]] for row in sorted(first_of_row)] if known else None
+
 
 class TrialRecords(L.Callback):
-    """Per trial: hparams and config when fit starts, scalars every epoch, checkpoints, metrics.json."""
+    """Per trial: its record (`digitlab.record.RunRecord`, as a single run's), TensorBoard scalars every
+    epoch, its checkpoints in a single run's layout, and its final record."""
 
     def __init__(
         self,
@@ -91,9 +112,12 @@ class TrialRecords(L.Callback):
         self.modules = modules
         self.runs = [Run(cfg.paths.output_dir) for cfg in cfgs]
         self.loggers = [build.loggers(cfg) for cfg in cfgs]
-        self.configs = [OmegaConf.to_container(cfg, resolve=True) for cfg in cfgs]
+        self.records = [
+            RunRecord(run, OmegaConf.to_container(cfg, resolve=True), hparams_from_config(cfg))
+            for run, cfg in zip(self.runs, cfgs, strict=True)
+        ]
         self.datamodule_hparams = [dict(datamodule.hparams) for datamodule in datamodules]
-        self.latest: list[dict[str, float]] = [{} for _ in cfgs]
+        self.datamodule_keys = [type(datamodule).__qualname__ for datamodule in datamodules]
         # Each trial's own ModelCheckpoint, as configured: which epoch is best, the file's name, and the
         # state its checkpoints carry so that a single run resuming from them goes on keeping the best.
         self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
@@ -105,24 +129,25 @@ class TrialRecords(L.Callback):
                 record_run(trial, run)
         self.trials = [t if t is not None and prunable(t) else None for t in self.trials]
         self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
-        self._started = time.perf_counter()
-        self._epoch_times: list[float] = []
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """A resumed stack (`resume.stacked_checkpoint`): each trial's best so far, as its checkpoint had it.
-        (Its counterpart `state_dict` is never asked for: the stack writes each trial's checkpoint itself.)"""
+        """A resumed stack (`resume.stacked_checkpoint`): each trial's record and best so far, as its own
+        checkpoint had them. (Its counterpart `state_dict` is never asked for: the stack writes each trial's
+        checkpoint itself, `_save`.)"""
         for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
             if checkpointer is not None and own is not None:
                 checkpointer.load_state_dict(own)
+        for record, own in zip(self.records, state_dict["records"], strict=True):
+            if own is not None:
+                record.load_state_dict(own)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
-        for cfg, run, config, loggers in zip(self.cfgs, self.runs, self.configs, self.loggers, strict=True):
-            run.write_config(config)
-            log_hparams(loggers, hparams_from_config(cfg))
+        for record, loggers in zip(self.records, self.loggers, strict=True):
+            record.start(loggers)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_started = time.perf_counter()
+        for record in self.records:
+            record.epoch_started()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # A trial whose loss stopped being finite leaves the stack at that step. On the CPU reading the
@@ -130,6 +155,8 @@ class TrialRecords(L.Callback):
         # check waits for the epoch's end (`epoch_metrics`) and the trial trains on NaNs until then.
         if pl_module.device.type == "cpu":
             self._leave_diverged(trainer)
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
+            pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
 
     def _leave_diverged(self, trainer: L.Trainer) -> None:
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
@@ -144,7 +171,7 @@ class TrialRecords(L.Callback):
         for k, values in enumerate(metrics):
             if not self.active(k):
                 continue
-            self.latest[k] = values
+            self.records[k].validated(values)
             for logger in self.loggers[k]:
                 logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=trainer.global_step)
             self._keep_best(trainer, k, values)
@@ -178,13 +205,10 @@ class TrialRecords(L.Callback):
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
         leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
         group = trainer.optimizers[0].param_groups[k]
-        self.failed[k] = TrainingDiverged(
-            f"the training loss became nan or inf at step {step} (epoch {trainer.current_epoch}): training "
-            f"diverged. The usual cause is a learning rate too large for this model and loss (now {group['lr']}); "
-            f"try a smaller optimizer.lr. Checkpoints and logs so far are kept in {self.runs[k].path}"
-        )
+        self.failed[k] = diverged(step, trainer.current_epoch, group["lr"], self.runs[k].path)
         self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
         trainer.lightning_module.leave(k)
+        self.records[k].failed(self.failed[k], **self._counts(trainer, k))
         log.error("%s", self.failed[k])
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
@@ -206,24 +230,31 @@ class TrialRecords(L.Callback):
         return k not in self.failed and k not in self.pruned
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_times.append(time.perf_counter() - self._epoch_started)
         for k, run in enumerate(self.runs):
+            self.records[k].epoch_ended()
             if self.active(k) or self.pruned.get(k) == trainer.current_epoch:
                 self._save(trainer, k, run.checkpoints / LAST_CHECKPOINT)
             if self.pruned.get(k) == trainer.current_epoch:
                 self._finish(trainer, k, PRUNED)
+        pause_point(f"epoch_end:{trainer.current_epoch}")
         if not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """Ctrl-C, SIGTERM or an error: every trial keeps `interrupted.ckpt`, as a single run does."""
-        if trainer.global_step == 0 and trainer.current_epoch == 0:
-            return
-        for k, run in enumerate(self.runs):
-            self._save(trainer, k, run.checkpoints / INTERRUPTED_CHECKPOINT)
-        log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
+        """Ctrl-C, SIGTERM or an error: every trial still training keeps `interrupted.ckpt` and its record,
+        as a single run does (a write the disk refuses is the error already being reported)."""
+        active = [k for k in range(len(self.runs)) if self.active(k)]
+        if (trainer.global_step or trainer.current_epoch) and not isinstance(exception, WriteFailed):
+            try:
+                for k in active:
+                    self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
+            except WriteFailed as err:
+                log.warning("interrupted.ckpt was not saved for every trial: %s", err)
+            log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
+        for k in active:
+            self.records[k].failed(exception, **self._counts(trainer, k))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for k, (cfg, run) in enumerate(zip(self.cfgs, self.runs, strict=True)):
@@ -232,6 +263,7 @@ class TrialRecords(L.Callback):
                     self.modules[k], pl_module.last_predictions(k), cfg.callbacks.pictures.max_misclassified
                 )
                 save_pictures(pictures, self.loggers[k], trainer.global_step, run.pictures)
+        pause_point("before_metrics")
         for k in range(len(self.runs)):
             if self.active(k):
                 self._finish(trainer, k, COMPLETED)
@@ -239,53 +271,60 @@ class TrialRecords(L.Callback):
                 for logger in self.loggers[k]:
                     logger.finalize("failed")
 
-    def _finish(self, trainer: L.Trainer, k: int, status: str) -> None:
-        """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
-        metrics: dict[str, Any] = dict(sorted(self.latest[k].items()))
-        metrics |= {
-            "status": status,
+    def _counts(self, trainer: L.Trainer, k: int, status: str | None = None) -> dict[str, int]:
+        return {
             "epochs": trainer.current_epoch + (1 if status == PRUNED else 0),
             "steps": trainer.global_step,
-            "wall_time_s": round(time.perf_counter() - self._started, 3),  # the stack's, up to here
-            "epoch_time_s": round(statistics.median(self._epoch_times), 4) if self._epoch_times else None,
             "parameters": sum(p.numel() for p in self.modules[k].parameters()),
-            "stacked_with": len(self.runs),
         }
+
+    def _finish(self, trainer: L.Trainer, k: int, status: str) -> None:
+        """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
+        extra: dict[str, Any] = {"stacked_with": len(self.runs)}
         if status == PRUNED:
-            metrics["pruned_epoch"] = self.pruned[k]
+            extra["pruned_epoch"] = self.pruned[k]
         if self.trials[k] is not None:
             for logger in self.loggers[k]:
                 logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=trainer.global_step)
         for logger in self.loggers[k]:
             logger.finalize("success")
-        self.runs[k].write_metrics(metrics)
+        self.records[k].finish(status, **self._counts(trainer, k, status), **extra)
 
     def _save(self, trainer: L.Trainer, k: int, path: Path) -> None:
         """Trial k's checkpoint as its single run would write it at this point (Lightning's layout, full
-        state: weights, its optimizer's and scheduler's state, the loops, its ModelCheckpoint's), so that
-        digitlab-eval and digitlab-predict load it and `resume=true` continues it as any run's."""
+        state: weights, its optimizer's and scheduler's state, the loops, its ModelCheckpoint's and record's,
+        its training order and best val/acc), so that digitlab-eval and digitlab-predict load it and
+        `resume=true` continues it as any run's; `resume.stacked_checkpoint` joins these back into one."""
         module, stacked = self.modules[k], trainer.lightning_module
         checkpointer = self.checkpointers[k]
+        callbacks = {RunResults.__qualname__: self.records[k].state_dict()}
+        if checkpointer:
+            callbacks[checkpointer.state_key] = checkpointer.state_dict()
+        order = trainer.datamodule.trial_order(k)
+        loops = {name: getattr(trainer, name).state_dict() for name in LOOPS}
+        if order:  # where a single run's loops keep its (stateful) training loader's state
+            loops["fit_loop"]["state_dict"]["combined_loader"] = [order["train_order"]]
         checkpoint = {
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
             "pytorch-lightning_version": L.__version__,
             "state_dict": module.state_dict(),
-            "loops": {name: getattr(trainer, name).state_dict() for name in LOOPS},
-            "callbacks": {checkpointer.state_key: checkpointer.state_dict()} if checkpointer else {},
+            "loops": loops,
+            "callbacks": callbacks,
             "optimizer_states": [stacked.trial_optimizer_state(k)],
             "lr_schedulers": stacked.trial_scheduler_states(k),
             "hparams_name": None,
             "hyper_parameters": dict(module.hparams),
             "datamodule_hparams_name": "kwargs",
             "datamodule_hyper_parameters": self.datamodule_hparams[k],
-            CONFIG_KEY: self.configs[k],
+            self.datamodule_keys[k]: order,
+            BEST_KEY: float(stacked.val_acc_best[k]),
+            CONFIG_KEY: self.records[k].config,
         }
         precision = trainer.precision_plugin.state_dict()
         if precision:
             checkpoint[type(trainer.precision_plugin).__qualname__] = precision
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
+        save_checkpoint(checkpoint, path)
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
@@ -311,7 +350,7 @@ def train_stack(
     model = StackedClassifier(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
-        shuffle_of=shuffle_rows(data.seeds, data.inner.shuffle),
+        shuffle_of=data.rows,
         compile=first.model.get("compile") or False,
     )
     trainer = build.trainer(
@@ -333,7 +372,7 @@ def train_stack(
         ckpt_path = None
         if resume_from and all(resume_from):
             ckpt_path = Path(tmp) / "stack.ckpt"
-            torch.save(stacked_checkpoint(resume_from, records.state_key), ckpt_path)
+            torch.save(stacked_checkpoint(resume_from, records.state_key, type(data).__qualname__), ckpt_path)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     import optuna
 

@@ -79,7 +79,61 @@ def open_storage(where: str | Path) -> str | optuna.storages.BaseStorage:
     path = Path(where)
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path / JOURNAL if path.is_dir() else path)))
+    journal = path / JOURNAL if path.is_dir() else path
+    check_journal(journal)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+
+
+def check_journal(path: Path) -> None:
+    """Before anything is appended to a journal file: a last record cut short (a worker killed while
+    writing) is dropped, the original kept beside it as `<name>.damaged-<time>`, with one log line; a file
+    that is not an Optuna journal, or whose damage is not at its end, is refused and never written to. Done
+    under Optuna's own lock of that file, so no worker writes meanwhile."""
+    import json
+    import time
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    from digitlab import atomic
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+
+    def record(line: bytes) -> bool:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(value, dict) and "op_code" in value
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        data = path.read_bytes()
+        *complete, tail = data.split(b"\n")
+        bad = [i for i, line in enumerate(complete) if not record(line)]
+        if (complete and not record(complete[0])) or (not complete and not record(tail)) or bad[:1] == [0]:
+            raise ConfigError(
+                f"{path} is not an Optuna journal (its first line is not a journal record), so it is not "
+                "touched. Point the search at a study folder of its own (hydra.sweeper.study_name=<name>, or "
+                "hydra.sweeper.storage=<another file or URL>)."
+            )
+        if bad:
+            raise ConfigError(
+                f"{path} is damaged at line {bad[0] + 1} of {len(complete)}, not only at its end, so it is not "
+                "touched. Restore it from a copy, or start another study (hydra.sweeper.study_name=<name>)."
+            )
+        if not tail:
+            return
+        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        atomic.write_bytes(backup, data)
+        atomic.write_bytes(path, b"".join(line + b"\n" for line in complete))
+        log.warning(
+            "%s ended in a record cut short (%d bytes, a worker killed while writing): it was dropped; the "
+            "original is kept as %s",
+            path,
+            len(tail),
+            backup.name,
+        )
 
 
 def directions(direction: str | Sequence[str]) -> list[str]:

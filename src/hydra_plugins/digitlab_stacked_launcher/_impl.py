@@ -76,8 +76,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
     """The job's folder, `.hydra/` and checks, made by Hydra's own `run_job` around a task that only looks."""
-    from digitlab.config.checks import validate
     from digitlab.errors import DigitlabError
+    from digitlab.job import check_job
     from digitlab.stacked import resume
     from digitlab.stacked.grouping import stack_key
 
@@ -91,7 +91,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
     def look(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
         try:
-            validate(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+            check_job(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
         except DigitlabError as err:
             log.error("%s", err)
             raise
@@ -124,7 +124,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
 def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
 
-    from digitlab.cli.train import optimized
+    from digitlab.job import optimized
     from digitlab.process import apply_process_policy
     from digitlab.stacked.training import train_stack
 

@@ -1,0 +1,29 @@
+"""Pause points for fault-injection tests. With `DIGITLAB_PAUSE_AT=<point>` and `DIGITLAB_PAUSE_MARKER=<file>`
+in its environment, a process that reaches `<point>` writes the point's name into the marker file and waits
+there while the file exists, so that a test can kill it (SIGKILL, SIGTERM) or break its disk at exactly that
+point instead of after a guessed sleep, and let it go on by deleting the marker. Without them,
+`pause_point` is one dictionary lookup.
+
+The points: `epoch_end:<epoch>` (that epoch's last.ckpt written), `mid_epoch:<epoch>` (half of that epoch's
+training batches done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
+`checkpoint_write:<file name>@<epoch>` (the checkpoint's bytes are on disk under a temporary name, not yet
+renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PAUSE_AT = "DIGITLAB_PAUSE_AT"
+PAUSE_MARKER = "DIGITLAB_PAUSE_MARKER"
+
+
+def pause_point(name: str) -> None:
+    if os.environ.get(PAUSE_AT) != name:
+        return
+    marker = Path(os.environ[PAUSE_MARKER])
+    marker.write_text(name)
+    while marker.exists():
+        time.sleep(0.02)

@@ -1,0 +1,292 @@
+"""Nothing is lost, whatever cuts a run short: real `digitlab-train` processes killed with SIGKILL at chosen
+points (`digitlab.faults` pause points, not sleeps), a real full disk (a small tmpfs), a folder made
+read-only during a run, and damaged files; then `resume=true` must end with the uninterrupted run's
+`metrics.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import cli, tiny_overrides
+
+# The numbers a resumed run must reproduce; the rest (timings, the error of an earlier attempt) may differ.
+SAME = ("status", "epochs", "steps", "parameters", "val/acc", "val/acc_best", "val/acc_3", "val/acc_7")
+CLOSE = ("val/loss", "train/loss", "train/acc", "val/acc_macro")
+
+
+def train_args(sample_root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "digitlab.cli.train", *tiny_overrides(sample_root, tmp_path, *extra)]
+
+
+def run_until_killed(args: list[str], point: str, cwd: Path, sig: int = signal.SIGKILL) -> str:
+    """Start `args`, wait until it reaches the pause point `point`, kill it there; its output."""
+    marker = cwd / f"paused-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "DIGITLAB_PAUSE_AT": point, "DIGITLAB_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"never reached {point}: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    if sig != signal.SIGKILL:
+        marker.unlink()  # let it go on to handle the signal
+    return proc.communicate(timeout=300)[0]
+
+
+def assert_same_run(resumed: dict, reference: dict) -> None:
+    for key in SAME:
+        assert resumed.get(key) == reference.get(key), (key, resumed, reference)
+    for key in CLOSE:
+        assert resumed[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-7), key
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(sample_root, tmp_path_factory):
+    """The uninterrupted single run that every killed one must reproduce."""
+    tmp = tmp_path_factory.mktemp("reference")
+    cli(*train_args(sample_root, tmp, *RUN)[3:], f"hydra.run.dir={tmp / 'run'}", cwd=tmp)
+    return metrics(tmp / "run")
+
+
+# momentum: the optimizer's state must travel too; 3 epochs of 6 batches.
+RUN = ("model=mlp", "optimizer.momentum=0.9", "optimizer.lr=0.05", "trainer.max_epochs=3")
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["mid_epoch:1", "epoch_end:1", "checkpoint_write:last.ckpt@1", "before_metrics"],
+)
+def test_a_single_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(
+    point, reference, sample_root, tmp_path
+):
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
+    run_until_killed(args, point, tmp_path)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):
+        torch.load(ckpt, weights_only=False)  # nothing truncated in place, even killed mid-write
+    cli(*args[3:], "resume=true", cwd=tmp_path)
+    assert_same_run(metrics(tmp_path / "run"), reference)
+
+
+def test_sigterm_mid_epoch_resumes_from_that_batch(reference, sample_root, tmp_path):
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
+    output = run_until_killed(args, "mid_epoch:1", tmp_path, signal.SIGTERM)
+    assert "Traceback" not in output and "resume=true" in output
+    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    # Lightning stops at the end of the batch that follows the signal: in the middle of epoch 1 (steps 7-12).
+    assert 6 < torch.load(interrupted, weights_only=False)["global_step"] < 12
+    assert metrics(tmp_path / "run")["status"] == "interrupted"
+    resumed = cli(*args[3:], "resume=true", cwd=tmp_path)
+    assert "interrupted.ckpt" in resumed.stdout + resumed.stderr
+    assert_same_run(metrics(tmp_path / "run"), reference)
+
+
+def test_a_damaged_last_checkpoint_is_passed_over(reference, sample_root, tmp_path):
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
+    run_until_killed(args, "epoch_end:1", tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # cut short
+    resumed = cli(*args[3:], "resume=true", cwd=tmp_path)
+    assert "last.ckpt is damaged and skipped" in resumed.stdout + resumed.stderr
+    assert_same_run(metrics(tmp_path / "run"), reference)
+
+
+def test_a_finished_run_is_never_overwritten(reference, sample_root, tmp_path):
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
+    cli(*args[3:], cwd=tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    again = cli(*args[3:], cwd=tmp_path, check=False)
+    assert again.returncode == 1 and "Traceback" not in again.stdout + again.stderr
+    assert "already holds a run" in again.stderr and "resume=true" in again.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+def test_a_refused_command_leaves_no_folder(sample_root, tmp_path):
+    proc = cli(*train_args(sample_root, tmp_path, "optimizer.lr=-1")[3:], cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "optimizer.lr=-1" in proc.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 600 KiB file system (tmpfs), unmounted afterwards; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_paragraph_and_resume_finishes_the_run(sample_root, tmp_path, small_disk):
+    run_dir = small_disk / "run"
+    args = [*train_args(sample_root, tmp_path, *RUN, "model.net.hidden=64"), f"hydra.run.dir={run_dir}"]
+    full = cli(*args[3:], cwd=tmp_path, check=False)
+    output = full.stdout + full.stderr
+    assert full.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "No space left on device (ENOSPC)" in output and "resume=true" in output
+    assert output.count("could not write") == 1, output[-3000:]  # the first error, not a later one
+    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+        torch.load(ckpt, weights_only=False)  # whatever is there is whole
+    assert not list(run_dir.rglob("*.partial"))
+    # Space is freed: the same command with resume=true ends as the uninterrupted run.
+    subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
+    cli(*args[3:], "resume=true", cwd=tmp_path)
+    uninterrupted = tmp_path / "uninterrupted"
+    cli(*args[3:-1], f"hydra.run.dir={uninterrupted}", cwd=tmp_path)
+    assert_same_run(metrics(run_dir), metrics(uninterrupted))
+
+
+def test_a_folder_made_read_only_during_the_run(reference, sample_root, tmp_path):
+    """At the end of epoch 0 a read-only file system is mounted over the run's checkpoints/ (hiding it):
+    the next checkpoint write fails with EROFS. Unmounted, the run resumes from the checkpoint underneath."""
+    run_dir = tmp_path / "run"
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={run_dir}"]
+    marker = tmp_path / "marker"
+    env = {**os.environ, "DIGITLAB_PAUSE_AT": "epoch_end:0", "DIGITLAB_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.01)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(run_dir / "checkpoints")]
+    )
+    if mounted.returncode != 0:
+        proc.kill()
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        marker.unlink()
+        output = proc.communicate(timeout=300)[0]
+    finally:
+        subprocess.run(["umount", "-l", str(run_dir / "checkpoints")], check=False)
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "Read-only file system (EROFS)" in output and "resume=true" in output
+    cli(*args[3:], "resume=true", cwd=tmp_path)
+    assert_same_run(metrics(run_dir), reference)
+
+
+STACK = ("optimizer.lr=0.05,0.1", "seed=0,1", "optimizer.momentum=0.9", "trainer.max_epochs=3")
+
+
+@pytest.mark.parametrize("launcher", ["basic", "stacked"])
+@pytest.mark.parametrize("point", ["mid_epoch:1", "epoch_end:1", "before_metrics"])
+def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sample_root, tmp_path):
+    def sweep_args(folder: Path) -> list[str]:
+        return [
+            "-m",
+            *train_args(sample_root, tmp_path, *STACK)[3:],
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={folder}",
+        ]
+
+    cli(*sweep_args(tmp_path / "uninterrupted"), cwd=tmp_path)
+    killed = tmp_path / "killed"
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *sweep_args(killed)], point, tmp_path)
+    cli(*sweep_args(killed), "resume=true", cwd=tmp_path)
+    jobs = sorted(p.name for p in (tmp_path / "uninterrupted").glob("[0-9]_*"))
+    assert len(jobs) == 4 and jobs == sorted(p.name for p in killed.glob("[0-9]_*"))
+    for job in jobs:
+        assert_same_run(metrics(killed / job), metrics(tmp_path / "uninterrupted" / job))
+
+
+def test_resuming_keeps_the_interrupted_record_until_it_finishes(sample_root, tmp_path):
+    """`metrics.json` of an interrupted run says so; a later copy of the folder resumes from it."""
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
+    run_until_killed(args, "epoch_end:0", tmp_path, signal.SIGTERM)
+    record = metrics(tmp_path / "run")
+    assert record["status"] == "interrupted" and "SIGTERM" in record["error"] and record["epochs"] >= 1
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    cli(*args[3:-1], f"hydra.run.dir={tmp_path / 'copy'}", "resume=true", cwd=tmp_path)
+    assert metrics(tmp_path / "copy")["status"] == "completed"
+
+
+def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
+    from digitlab.cli.compare import main as compare_main
+
+    sweep = tmp_path / "sweep"
+    cli(
+        "-m",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.05,0.1,0.2"),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    jobs = sorted(sweep.glob("[0-9]_*"))
+    (jobs[0] / "metrics.json").write_text('{"val/acc": 0.9, "sta')  # cut short
+    (jobs[1] / "config.json").write_text("{")
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab.cli.compare", str(sweep)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.stdout
+    assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
+    assert "| 1 | 16 | 0.2 | 2 | 1/1 |" in proc.stdout  # the one readable run is ranked
+    assert compare_main([str(sweep), "--metric", "val/accc"]) == 2
+
+
+def test_every_run_records_what_produced_it(reference, sample_root, tmp_path):
+    cli(
+        *train_args(sample_root, tmp_path, "trainer.max_epochs=1")[3:],
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    from importlib import metadata
+
+    assert provenance["versions"]["torch"] == metadata.version("torch")
+    assert provenance["host"] and "digitlab.cli.train" not in provenance["command"][0]
+    assert any(arg.startswith("hydra.run.dir=") for arg in provenance["command"])
+    code = provenance["code"]
+    git = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    if git.returncode == 0:
+        assert code["commit"] == git.stdout.strip()
+        assert code["dirty"] == (tmp_path / "run" / "code.diff").exists()
+
+
+def test_a_journal_cut_by_a_killed_worker_is_repaired_and_a_foreign_file_refused(sample_root, tmp_path):
+    from tests.test_optuna import load, search
+
+    cli(*search(sample_root, tmp_path, "hydra.sweeper.n_trials=2"), cwd=tmp_path)
+    journal = tmp_path / "s" / "study.journal"
+    journal.write_bytes(journal.read_bytes() + b'{"op_code": 5, "worker_id": "x", "trial_id"')  # cut short
+    again = cli(*search(sample_root, tmp_path, "hydra.sweeper.n_trials=3"), cwd=tmp_path)
+    assert "ended in a record cut short" in again.stdout + again.stderr
+    (backup,) = (tmp_path / "s").glob("study.journal.damaged-*")
+    assert backup.read_bytes().endswith(b'"trial_id"')
+    assert len(load(tmp_path / "s").trials) == 3
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "study.journal").write_text("my notes, not a journal\n")
+    proc = cli(*search(sample_root, tmp_path, study="mine"), cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "is not an Optuna journal" in output
+    assert (foreign / "study.journal").read_text() == "my notes, not a journal\n"
