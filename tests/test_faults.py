@@ -191,6 +191,7 @@ def test_a_folder_made_read_only_during_the_run(reference, sample_root, tmp_path
 STACK = ("optimizer.lr=0.05,0.1", "seed=0,1", "optimizer.momentum=0.9", "trainer.max_epochs=3")
 
 
+@pytest.mark.slow  # 6 x three 4-job sweeps: minutes on 2 cores (make test-slow)
 @pytest.mark.parametrize("launcher", ["basic", "stacked"])
 @pytest.mark.parametrize("point", ["mid_epoch:1", "epoch_end:1", "before_metrics"])
 def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sample_root, tmp_path):

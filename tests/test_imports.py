@@ -40,3 +40,19 @@ def test_importing_every_module_changes_nothing_process_wide():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["modules"]) > 30 and "digitlab.cli.train" in result["modules"]
     assert result["after"] == result["before"]
+
+
+def test_no_plugin_or_library_module_imports_an_entry_point():
+    """Entry points sit on top: Hydra plugins and the library run jobs through `digitlab.job`, never through
+    `digitlab.cli`."""
+    import ast
+
+    offenders = []
+    for path in [*(REPO / "src" / "hydra_plugins").rglob("*.py"), *(REPO / "src" / "digitlab").rglob("*.py")]:
+        if "cli" in path.relative_to(REPO / "src").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.name}: {name}" for name in names if name.startswith("digitlab.cli")]
+    assert offenders == []
