@@ -349,7 +349,8 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
     )
     diverged, fine = sorted(sweep.glob("[0-9]_*"))
     assert (
-        not (diverged / "metrics.json").exists() and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
+        json.loads((diverged / "metrics.json").read_text())["status"] == "failed"
+        and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
     )
     assert Run(fine).status == "completed" and math.isfinite(Run(fine).metrics["val/loss"])
     # It left at the step where it diverged, the step its single run names, not at the end of the epoch.
@@ -464,9 +465,8 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
     trials = sorted(sweep.glob("[0-9]_*"))
     assert len(trials) == 2 and "2 trials stacked in one fit" in output
     for trial in trials:
-        assert (trial / "checkpoints" / "interrupted.ckpt").is_file() and not (
-            trial / "metrics.json"
-        ).exists()
+        assert (trial / "checkpoints" / "interrupted.ckpt").is_file()
+        assert json.loads((trial / "metrics.json").read_text())["status"] == "interrupted"
     # The same stopped sweep resumed one job at a time (each trial as a single run) and as a stack.
     alone = tmp_path / "alone"
     shutil.copytree(sweep, alone)
