@@ -72,8 +72,8 @@ class OptunaSweeperImpl:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        location = locate(self.config.hydra.sweeper, sweep_dir)
-        with exit_on_error("digitlab-train"):
+        with exit_on_error("digitlab-train"):  # a damaged or foreign journal: one paragraph
+            location = locate(self.config.hydra.sweeper, sweep_dir)
             study = create_study(location, objective, optuna.samplers.RandomSampler())
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
