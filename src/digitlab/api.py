@@ -42,7 +42,7 @@ def compose_config(
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's."""
-    from digitlab import atomic
+    import digitlab.atomic as atomic
     from digitlab.job import check_job, run_checked_job
     from digitlab.process import apply_process_policy
     from digitlab.rundir import Run

@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 
-from digitlab import atomic
+import digitlab.atomic as atomic
 from digitlab.errors import ConfigError, DigitlabError
 
 log = logging.getLogger(__name__)

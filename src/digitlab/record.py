@@ -18,7 +18,7 @@ import statistics
 import time
 from typing import Any
 
-from digitlab import provenance
+import digitlab.provenance as provenance
 from digitlab.atomic import WriteFailed
 from digitlab.rundir import COMPLETED, FAILED, INTERRUPTED, PRUNED, Run
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from digitlab import atomic
+import digitlab.atomic as atomic
 from digitlab.config.location import register_resolvers
 
 HYDRA_DIR = ".hydra"

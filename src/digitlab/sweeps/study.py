@@ -95,7 +95,7 @@ def check_journal(path: Path) -> None:
     from optuna.storages.journal import JournalFileSymlinkLock
     from optuna.storages.journal._file import get_lock_file
 
-    from digitlab import atomic
+    import digitlab.atomic as atomic
 
     if not path.is_file() or path.stat().st_size == 0:
         return
