@@ -8,12 +8,13 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 PORT ?= 6006
 
-.PHONY: help install train test test-slow bench lint format tensorboard dashboard clean
+.PHONY: help install train test test-slow test-cluster bench lint format tensorboard dashboard clean
 
 help:
 	@echo "make train [ARGS='experiment=fastbook_mlp ...']  train (default: the chapter's linear model)"
 	@echo "make test                                        install if needed, run the tests"
 	@echo "make test-slow                                   also the slow real-data tests (resnet18)"
+	@echo "make test-cluster                                real SLURM and PostgreSQL on this machine (root)"
 	@echo "make tensorboard [PORT=6006]                     open every run under logs/"
 	@echo "make dashboard [STUDY=logs/studies/mlp]          optuna-dashboard on a study (default: the newest)"
 	@echo "make bench                                       digitlab against a bare PyTorch loop -> benchmarks/RESULTS.md"
@@ -33,10 +34,16 @@ train: install
 	$(BIN)/digitlab-train $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -m "not slow and not cluster" $(ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -m "not cluster" $(ARGS)
+
+# Real engines on this machine (root, apt): a single-node SLURM cluster with accounting and a PostgreSQL
+# server, started and stopped by the tests (tests/cluster/).
+test-cluster: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
+	$(BIN)/python -m pytest -m cluster tests/cluster $(ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench.py

@@ -10,6 +10,8 @@ turns that into benchmarks/RESULTS.md:
   sequential, for linear and MLP sweeps;
 - stacked sweeps: the 24-job lr x seed sweeps of linear (20 epochs) and MLP (10 epochs), command to compare
   table, basic launcher against `hydra/launcher=stacked`, with peak memory and the largest metric difference;
+- a wide stacked sweep: 256 linear trials (64 lr x 4 seeds, 20 epochs), the whole command, against a
+  hand-written stacked loop over the same trials (`bare_stack.py`), with where the command's time goes;
 - peak memory (max RSS) of each training process.
 - the import floor: `import lightning` against `import torch`, what any Lightning program pays at start.
 Timings on a shared machine are noisy: the models alternate digitlab and bare runs REPEATS times and report
@@ -208,6 +210,57 @@ def stacked(tmp: Path) -> dict:
     return result
 
 
+WIDE_LRS = [f"{0.01 * 1000 ** (i / 63):.4g}" for i in range(64)]  # 64 learning rates, 0.01 to 10
+WIDE_SEEDS = "0,1,2,3"
+
+
+def wide_stack(tmp: Path) -> dict:
+    """256 stacked linear trials (64 lr x 4 seeds, 20 epochs), the whole command to its compare table,
+    against `bare_stack.py`, a hand-written stacked loop over the same trials, in the same run."""
+    sweep = tmp / "wide_stack"
+    wall, out, rss = multirun(
+        sweep,
+        "hydra/launcher=stacked",
+        "hydra.launcher.max_stack=256",
+        "experiment=fastbook_linear",
+        f"optimizer.lr={','.join(WIDE_LRS)}",
+        f"seed={WIDE_SEEDS}",
+    )
+    setup = float(re.search(r"job folders set up and checked in ([\d.]+) s", out).group(1))
+    fit = float(re.search(r"stacked trials trained and written in ([\d.]+) s", out).group(1))
+    checked = re.search(r"checked (\d+) jobs in ([\d.]+) s", out)
+    trials = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    bare_wall, bare_out, bare_rss = timed(
+        [
+            PY,
+            str(ROOT / "benchmarks" / "bare_stack.py"),
+            str(ROOT / "data"),
+            "20",
+            ",".join(WIDE_LRS),
+            WIDE_SEEDS,
+        ]
+    )
+    bare = json.loads(bare_out.strip().splitlines()[-1])
+    result = {
+        "trials": len(trials),
+        "digitlab_s": wall,
+        "sweep_check_s": float(checked.group(2)) if checked else None,
+        "setup_s": setup,
+        "fit_write_s": fit,
+        "fit_s": max(m["wall_time_s"] for m in trials),
+        "rest_s": wall - setup - fit - (float(checked.group(2)) if checked else 0.0),
+        "bare_s": bare_wall,
+        "bare_fit_s": bare["fit_s"],
+        "ratio": wall / bare_wall,
+        "rss_mb": rss,
+        "bare_rss_mb": bare_rss,
+        "val_acc_mean": sum(m["val/acc"] for m in trials) / len(trials),
+        "bare_val_acc_mean": bare["val_acc_mean"],
+    }
+    print("wide stack", result, flush=True)
+    return result
+
+
 STACK_SIZES = (1, 16, 64, 256)
 
 
@@ -240,7 +293,7 @@ def stack_sizes(tmp: Path) -> dict:
     return result
 
 
-SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "stack_sizes", "imports")
+SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "wide_stack", "stack_sizes", "imports")
 
 
 def main() -> None:
@@ -269,6 +322,7 @@ def main() -> None:
         data_ = data(tmp, data_dir, next(r for r in rows if r["model"] == "linear")["epoch_s"])
         sweep = sweeps(tmp)
         stack = stacked(tmp)
+        wide = wide_stack(tmp)
         sizes = stack_sizes(tmp)
     import lightning
     import torch
@@ -287,6 +341,7 @@ def main() -> None:
         "data": data_,
         "sweeps": sweep,
         "stacked": stack,
+        "wide_stack": wide,
         "stack_sizes": sizes,
         "imports": imports,
     }
@@ -308,6 +363,8 @@ def _section(name: str, tmp: Path) -> object:
         return stacked(tmp)
     if name == "stack_sizes":
         return stack_sizes(tmp)
+    if name == "wide_stack":
+        return wide_stack(tmp)
     raise SystemExit(f"--only {name}: the data section needs the models' epoch time; run the whole bench")
 
 

@@ -186,6 +186,30 @@ def report(results: dict) -> str:
                     "the sweep summary and compare table)"
                 )
         lines.append("")
+    wide = results.get("wide_stack")
+    if wide:
+        check = (
+            f"{wide['sweep_check_s']:.1f} s checking every job before the first trains, "
+            if wide.get("sweep_check_s")
+            else ""
+        )
+        lines += [
+            "## A wide stacked sweep (`bench.py --only wide_stack`)",
+            "",
+            f"- {wide['trials']} linear trials (fastbook_linear, 20 epochs, 64 learning rates from 0.01 to 10 x seeds "
+            f"0-3), `hydra/launcher=stacked hydra.launcher.max_stack=256`, command to compare table: "
+            f"{wide['digitlab_s']:.1f} s; a hand-written stacked PyTorch loop over the same trials "
+            f"(`bare_stack.py`, no run folders, logs or checkpoints): {wide['bare_s']:.1f} s, of which "
+            f"{wide['bare_fit_s']:.1f} s training. Ratio {wide['ratio']:.1f} x.",
+            f"  - where digitlab's time goes: {check}{wide['setup_s']:.1f} s setting up the {wide['trials']} job "
+            f"folders (composing and checking each job again inside the launcher, `.hydra/`, logs), "
+            f"{wide['fit_write_s']:.1f} s in the fit with every trial's run folder written ({wide['fit_s']:.1f} s "
+            f"the fit itself, by its own clock), {wide['rest_s']:.1f} s the rest (process start, composing the "
+            "sweep, the summary and compare table).",
+            f"  - mean val/acc over the trials: {wide['val_acc_mean']:.4f} (digitlab), {wide['bare_val_acc_mean']:.4f} "
+            f"(hand-written); peak memory {wide['rss_mb']} MB and {wide['bare_rss_mb']} MB.",
+            "",
+        ]
     sizes = results.get("stack_sizes")
     if sizes:
         lines += [

@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from digitlab.data import MnistDataModule, MnistSampleDataModule
 from digitlab.data.datamodules import IndexBatchSampler, TensorBatches, keep_batch
+from digitlab.data.folders import prepare_folder
+from digitlab.data.layouts import MNIST_SAMPLE
 from digitlab.errors import DataError
 from tests.conftest import cli
 
@@ -188,11 +190,17 @@ def expect_error(root, tmp_path, match, check_counts=False):
 
 
 def test_missing_root(tmp_path):
-    with pytest.raises(DataError, match="does not exist") as info:
-        MnistSampleDataModule(root=str(tmp_path / "nope"), data_dir=str(tmp_path)).prepare_data()
-    assert str(info.value).startswith(
-        f"data.root={str(tmp_path / 'nope')!r} does not exist"
-    )  # what was typed
+    from digitlab.errors import ConfigError
+
+    # Refused by the datamodule's own rule, before anything is read; composed, it is named data.root.
+    with pytest.raises(ConfigError, match=r"root='.*nope' is invalid: it must be null or an existing folder"):
+        MnistSampleDataModule(root=str(tmp_path / "nope"), data_dir=str(tmp_path))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(DataError, match="does not exist or is not a folder") as info:
+        prepare_folder(
+            MNIST_SAMPLE, root=tmp_path / "a_file", data_dir=tmp_path, url=None, timeout=1, offline=None
+        )
+    assert str(info.value).startswith(f"data.root={str(tmp_path / 'a_file')!r}")  # what was typed
 
 
 def test_missing_class_folder(broken, tmp_path):
@@ -235,7 +243,8 @@ def test_jpeg_disguised_as_png(broken, tmp_path):
 def test_bad_batch_size(tmp_path):
     from digitlab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"data.batch_size=0 is invalid: it must be a whole number >= 1"):
+    # Called directly, the constructor names its argument; composed, the check names the config key.
+    with pytest.raises(ConfigError, match=r"batch_size=0 is invalid: it must be a whole number >= 1"):
         MnistSampleDataModule(data_dir=str(tmp_path), batch_size=0)
 
 
@@ -252,3 +261,22 @@ def test_cli_reports_a_broken_folder_before_any_work(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in output
     assert "class folder" in output and "train/7' is missing" in output
     assert not list((tmp_path / "logs").rglob("*.ckpt")), "no checkpoint for a run that never trained"
+
+
+@pytest.mark.parametrize("damage", ["dangling link", "link loop"])
+def test_a_broken_link_in_the_data_folder_is_one_paragraph_naming_it(sample_root, tmp_path, damage):
+    import shutil
+
+    from digitlab.errors import DataError
+
+    root = tmp_path / "mnist_sample"
+    shutil.copytree(sample_root, root)
+    broken = root / "train" / "3" / "broken.png"
+    if damage == "dangling link":
+        broken.symlink_to(tmp_path / "gone.png")
+    else:
+        broken.symlink_to(broken)
+    module = MnistSampleDataModule(root=str(root), data_dir=str(tmp_path / "data"), check_counts=False)
+    with pytest.raises(DataError, match=r"broken.png' \(a link to .*\) cannot be read"):
+        module.prepare_data()
+        module.setup("fit")

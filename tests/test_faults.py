@@ -237,6 +237,11 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     jobs = sorted(sweep.glob("[0-9]_*"))
     (jobs[0] / "metrics.json").write_text('{"val/acc": 0.9, "sta')  # cut short
     (jobs[1] / "config.json").write_text("{")
+    (events,) = (jobs[2] / "tensorboard").rglob("events.out.tfevents.*")
+    events.write_bytes(events.read_bytes()[: events.stat().st_size // 2])  # an event file cut mid-record
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "compare.md").write_text("my own table\n")
     proc = subprocess.run(
         [sys.executable, "-m", "digitlab.cli.compare", str(sweep)],
         capture_output=True,
@@ -247,7 +252,12 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.stdout
     assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
     assert "| 1 | 16 | 0.2 | 2 | 1/1 |" in proc.stdout  # the one readable run is ranked
+    assert (sweep / "compare" / "val_acc_curves.png").stat().st_size > 0
     assert compare_main([str(sweep), "--metric", "val/accc"]) == 2
+    # Compare never replaces a file it did not write; its own it may write again.
+    assert compare_main([str(sweep), "--out", str(mine)]) == 2
+    assert (mine / "compare.md").read_text() == "my own table\n" and not (mine / "compare.csv").exists()
+    assert compare_main([str(sweep)]) == 0
 
 
 def test_every_run_records_what_produced_it(reference, sample_root, tmp_path):
@@ -290,4 +300,12 @@ def test_a_journal_cut_by_a_killed_worker_is_repaired_and_a_foreign_file_refused
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
     assert "is not an Optuna journal" in output
+    dashboard = subprocess.run(
+        [sys.executable, "-m", "digitlab.cli.dashboard", str(foreign), "--port", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert dashboard.returncode == 2 and "Traceback" not in dashboard.stderr, dashboard.stderr
+    assert "is not an Optuna journal" in dashboard.stderr
     assert (foreign / "study.journal").read_text() == "my notes, not a journal\n"

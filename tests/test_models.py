@@ -66,7 +66,7 @@ def test_pixel_similarity_scores_nearest_mean():
     images = torch.stack([torch.full((1, 28, 28), 0.2), torch.full((1, 28, 28), 0.9)])
     assert model.predict_labels(model(images)).tolist() == [0, 1]
     assert torch.allclose(model(images), -torch.tensor([[0.2, 0.8], [0.9, 0.1]]))
-    with pytest.raises(ConfigError, match=r"model.distance='cosine' is invalid: it must be one of l1, l2"):
+    with pytest.raises(ConfigError, match=r"distance='cosine' is invalid: it must be one of l1, l2"):
         PixelSimilarity(distance="cosine")
 
 
@@ -104,7 +104,7 @@ def test_resnet18_gray_stem_computes_what_the_rgb_stem_computes():
     gray.load_state_dict(state)
     images = torch.rand(3, 1, 28, 28)
     assert torch.allclose(rgb(images), gray(images), atol=1e-5)
-    with pytest.raises(ConfigError, match=r"model.net.stem='rgba' is invalid"):
+    with pytest.raises(ConfigError, match=r"stem='rgba' is invalid"):
         resnet18(2, stem="rgba")
 
 

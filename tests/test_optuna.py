@@ -107,7 +107,11 @@ def with_search(tmp_path: Path, name: str, text: str) -> str:
 
 def test_a_bad_search_space_stops_before_any_trial(sample_root, tmp_path):
     searchpath = with_search(
-        tmp_path, "bad", FAILING_SEARCH.replace("choice(0.5, -1.0, 2.0)", "'interval(1,'")
+        tmp_path,
+        "bad",
+        FAILING_SEARCH.replace(
+            "data.root: choice({good}, {broken}, {also_good})", "optimizer.lr: 'interval(1,'"
+        ),
     )
     args = tiny_overrides(sample_root, tmp_path, f"hydra.sweep.dir={tmp_path / 's'}")
     proc = cli("hparams_search=bad", searchpath, *args, cwd=tmp_path, check=False)
@@ -384,26 +388,39 @@ hydra:
     sampler:
       seed: 0
     params:
-      optimizer.lr: choice(0.5, -1.0, 2.0)
+      data.root: choice({good}, {broken}, {also_good})
 """
+
+
+def roots(sample_root: Path, tmp_path: Path) -> dict[str, str]:
+    """Two good copies of the data and a broken one (a class folder missing): a trial on the broken one
+    passes every check before the search (the folder exists) and fails when it reads its data."""
+    import shutil
+
+    found = {}
+    for name in ("good", "broken", "also_good"):
+        shutil.copytree(sample_root, tmp_path / name / "mnist_sample")
+        found[name] = str(tmp_path / name / "mnist_sample")
+    shutil.rmtree(tmp_path / "broken" / "mnist_sample" / "valid" / "7")
+    return found
 
 
 def test_a_failing_trial_is_fail_and_the_search_goes_on(sample_root, tmp_path):
     sweep = tmp_path / "study"
     proc = cli(
         "hparams_search=failing",
-        with_search(tmp_path, "failing", FAILING_SEARCH),
-        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"),
+        with_search(tmp_path, "failing", FAILING_SEARCH.format(**roots(sample_root, tmp_path))),
+        *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")[1:],
         cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
-    assert "optimizer.lr=-1.0 is invalid" in output and "failed:" in output
+    assert "valid/7' is missing" in output and "failed:" in output
     study = load(sweep, "failing")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
     runs = find_runs(sweep)
     assert len(runs) == 3 and sum(run.completed for run in runs) == 2
     results = (sweep / "optimization_results.yaml").read_text()
-    assert "best_value" in results and "optimizer.lr" in results
+    assert "best_value" in results and "data.root" in results
     assert (sweep / "compare" / "compare.md").is_file()
 
 
@@ -412,7 +429,7 @@ def test_max_failure_rate_stops_the_search(sample_root, tmp_path):
         *search(
             sample_root,
             tmp_path,
-            "optimizer.lr=choice(-1.0)",
+            f"data.root=choice({roots(sample_root, tmp_path)['broken']})",
             "hydra.sweeper.max_failure_rate=0.0",
         ),
         cwd=tmp_path,
@@ -503,3 +520,35 @@ def test_dashboard_names_what_is_not_a_study(tmp_path, capsys):
     assert "is not an Optuna study" in capsys.readouterr().err
     assert main(["--log-dir", str(tmp_path)]) == 2
     assert "no Optuna study under" in capsys.readouterr().err
+
+
+def test_a_study_keeps_its_identity_and_reruns_a_trial_whose_folder_is_gone(sample_root, tmp_path):
+    """Another search pointed at a study is refused, naming both; a trial whose run folder was deleted is
+    reported when the study is continued, and run again under resume=true."""
+    import shutil
+
+    cli(*search(sample_root, tmp_path, "hydra.sweeper.n_trials=2"), cwd=tmp_path)
+    journal = (tmp_path / "s" / "study.journal").read_bytes()
+    other = [*search(sample_root, tmp_path, "hydra.sweeper.n_trials=3"), "optimized_metric=val/acc"]
+    proc = cli(*other, cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "belongs to another search" in output and "['val/acc']" in output and "study_name" in output
+    wider = search(sample_root, tmp_path, "hydra.sweeper.n_trials=3", "optimizer.lr=interval(0.01, 100.0)")
+    proc = cli(*wider, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "search_space" in proc.stdout + proc.stderr
+    assert (tmp_path / "s" / "study.journal").read_bytes() == journal, "the study was not written to"
+
+    gone = trial_dirs(tmp_path / "s")[0]
+    shutil.rmtree(gone)
+    again = cli(*search(sample_root, tmp_path, "hydra.sweeper.n_trials=2"), cwd=tmp_path)
+    assert (
+        f"trial 0's run folder {gone} is gone; with resume=true it is run again"
+        in again.stdout + again.stderr
+    )
+    assert len(load(tmp_path / "s").trials) == 2 and not gone.exists()
+    resumed = cli(*search(sample_root, tmp_path, "hydra.sweeper.n_trials=2", "resume=true"), cwd=tmp_path)
+    assert "asked again" in resumed.stdout + resumed.stderr
+    study = load(tmp_path / "s")
+    assert len(study.trials) == 3 and study.trials[2].params == study.trials[0].params
+    assert (trial_dirs(tmp_path / "s")[2] / "metrics.json").is_file()

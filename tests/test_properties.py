@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 from PIL import Image
 
 from digitlab.config.checks import validate
@@ -59,16 +59,19 @@ NUMBERS = st.one_of(
 )
 
 
+@functools.cache
+def composed():
+    """The default experiment, composed once: each example changes three of its values."""
+    from digitlab.api import compose_config
+
+    return compose_config([], output_dir="/tmp/digitlab-properties-unused")
+
+
 @settings(max_examples=200, deadline=None)
 @given(lr=NUMBERS, batch_size=NUMBERS, epochs=NUMBERS)
 def test_validate_accepts_exactly_the_allowed_values(lr, batch_size, epochs):
-    cfg = OmegaConf.create(
-        {
-            "optimizer": {"lr": lr},
-            "data": {"batch_size": batch_size},
-            "trainer": {"max_epochs": epochs, "accelerator": "cpu"},
-        }
-    )
+    cfg = composed().copy()
+    cfg.optimizer.lr, cfg.data.batch_size, cfg.trainer.max_epochs = lr, batch_size, epochs
 
     def number(v):
         return isinstance(v, int | float) and not isinstance(v, bool)

@@ -122,7 +122,7 @@ def test_a_diverging_job_fails_and_the_sweep_goes_on(sample_root, tmp_path):
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path='/nonexistent/last.ckpt' is not a file"),
         (
             "model=pixel_similarity model.distance=cosine",
-            "model.distance='cosine' is invalid: it must be l1 or l2.",
+            "model.distance='cosine' is invalid: it must be one of l1, l2.",
         ),
         ("model=mlp model.net.depth=0", "model.net.depth=0 is invalid: it must be a whole number >= 1."),
     ],

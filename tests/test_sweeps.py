@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from digitlab.cli.compare import main as compare_main
@@ -149,17 +150,30 @@ def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
     assert len(list((tmp_path / "logs" / "multiruns").iterdir())) == 2
 
 
-def test_slurm_launcher_config_composes():
+def test_slurm_launcher_config_asks_for_what_the_job_needs():
+    """A GPU only for a GPU job; modest CPUs and memory; requeue on SLURM's warning signal."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    from digitlab.config.location import config_dir
+    from digitlab.config.location import config_dir, register_resolvers
 
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-            return_hydra_config=True,
-        )
-    launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 60
+    register_resolvers()
+    requests = {}
+    for accelerator in ("cpu", "gpu", "ddp"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    "hydra/launcher=slurm",
+                    "hydra.launcher.partition=gpu",
+                    f"accelerator={accelerator}",
+                ],
+                return_hydra_config=True,
+            )
+        requests[accelerator] = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    cpu = requests["cpu"]
+    assert cpu["_target_"].endswith("DigitlabSlurmLauncher") and cpu["partition"] == "gpu"
+    assert cpu["gpus_per_node"] == 0 and cpu["cpus_per_task"] == 2 and cpu["mem_gb"] == 4
+    assert requests["gpu"]["gpus_per_node"] == 1 and requests["ddp"]["gpus_per_node"] == 1
+    assert cpu["max_num_timeout"] >= 1 and cpu["signal_delay_s"] > 0

@@ -24,11 +24,17 @@ def compose_config(
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+
+    from digitlab.errors import ConfigError
 
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        try:
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        except HydraException as err:  # an option that does not exist, a key not in the config
+            raise ConfigError(f"{' '.join(overrides)}: {err}") from None
     HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve outside a Hydra app
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     with open_dict(cfg):

@@ -35,8 +35,8 @@ class WriteFailed(DigitlabError):
         }.get(err.errno or 0, "Fix the cause")
         super().__init__(
             f"could not write {path}: {reason}{f' ({name})' if name else ''}. Nothing half-written was left: "
-            f"the previous version of that file, if any, is unchanged. {hint}, then run the same command with "
-            "resume=true to continue from the last checkpoint."
+            f"the previous version of that file, if any, is unchanged. {hint}, then run the command again (a "
+            "training run with resume=true, to continue from its last checkpoint)."
         )
 
 

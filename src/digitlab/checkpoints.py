@@ -5,6 +5,7 @@ run: it carries the composed config, see `record.py`)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,51 @@ def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
     return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
 
 
-def build_from_checkpoint(ckpt_path: Any, overrides: list[str] = ()) -> tuple[DictConfig, Any, Any]:
+def check_checkpoint_fits(ckpt_path: Any, cfg: DictConfig) -> None:
+    """Before training from `ckpt_path`: it is a digitlab checkpoint, and its weights fit the model `cfg`
+    builds (ConfigError otherwise, naming both models' settings)."""
+    import digitlab.build as build
+
+    checkpoint, _ = load_checkpoint(ckpt_path)
+    check_fits(checkpoint, build.model(cfg, build.datamodule(cfg).class_names), ckpt_path)
+
+
+def check_fits(checkpoint: dict[str, Any], model: Any, ckpt_path: Any) -> None:
+    """ConfigError when the checkpoint's weights are not those of `model` (another model, other sizes)."""
+    held = checkpoint.get("state_dict") or {}
+    wanted = model.state_dict()
+    differences = [f"{key} is missing" for key in wanted if key not in held]
+    differences += [f"{key} is not in this model" for key in held if key not in wanted]
+    differences += [
+        f"{key} is {list(held[key].shape)} there, {list(value.shape)} here"
+        for key, value in wanted.items()
+        if key in held and tuple(held[key].shape) != tuple(value.shape)
+    ]
+    if differences:
+        stored = OmegaConf.create(checkpoint.get(CONFIG_KEY) or {})
+        model_cfg = OmegaConf.select(stored, "model", default={}) or {}
+        settings = {k: v for k, v in OmegaConf.to_container(model_cfg).items() if k in ("_target_", "net")}
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r} does not fit this model: {'; '.join(differences[:3])}"
+            f"{'; ...' if len(differences) > 3 else ''}. The checkpoint's run trained {settings}; use the same "
+            "model settings (its .hydra/config.yaml holds them all), or leave ckpt_path out to start afresh."
+        )
+
+
+def build_from_checkpoint(
+    ckpt_path: Any, overrides: list[str] = (), check: Callable[[DictConfig], None] | None = None
+) -> tuple[DictConfig, Any, Any]:
     """`(config, datamodule, model with the checkpoint's weights)`; `overrides` (dotted `key=value`) adjust the
     stored config, e.g. `data.root=...` to evaluate on a copy of the data elsewhere."""
     import digitlab.build as build
 
     checkpoint, cfg = load_checkpoint(ckpt_path)
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    if check:  # the run's own folder is not written to: it need not exist here
+        check(OmegaConf.merge(cfg, {"paths": {"output_dir": None}}))
     datamodule = build.datamodule(cfg)
     model = build.model(cfg, datamodule.class_names)
+    check_fits(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return cfg, datamodule, model

@@ -1,8 +1,9 @@
 """Pause points for fault-injection tests. With `DIGITLAB_PAUSE_AT=<point>` and `DIGITLAB_PAUSE_MARKER=<file>`
 in its environment, a process that reaches `<point>` writes the point's name into the marker file and waits
 there while the file exists, so that a test can kill it (SIGKILL, SIGTERM) or break its disk at exactly that
-point instead of after a guessed sleep, and let it go on by deleting the marker. Without them,
-`pause_point` is one dictionary lookup.
+point instead of after a guessed sleep, and let it go on by deleting the marker. A point pauses once: when
+it is let go, `<marker>.passed` is written, and a later process with the same environment (a SLURM job
+requeued with it) passes the point. Without them, `pause_point` is one dictionary lookup.
 
 The points: `epoch_end:<epoch>` (that epoch's last.ckpt written), `mid_epoch:<epoch>` (half of that epoch's
 training batches done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
@@ -24,6 +25,10 @@ def pause_point(name: str) -> None:
     if os.environ.get(PAUSE_AT) != name:
         return
     marker = Path(os.environ[PAUSE_MARKER])
+    passed = marker.with_name(marker.name + ".passed")
+    if passed.exists():
+        return
     marker.write_text(name)
     while marker.exists():
         time.sleep(0.02)
+    passed.touch()

@@ -9,9 +9,32 @@ trial the job may be). What it returns to a sweeper is `optimized(metrics, cfg.o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from digitlab.settings import BOOLEAN, Rule, optional, whole
+
+# The run's own settings (config.yaml's top level), which `training.train` takes.
+RUN_SETTINGS = {
+    "seed": whole(0, at_most=2**32 - 1),  # numpy's seeds end there
+    "resume": BOOLEAN,
+    "lr_find": BOOLEAN,
+    "print_config": BOOLEAN,
+    "torch_threads": optional(whole(1)),
+    "ckpt_path": optional(Rule(lambda v: isinstance(v, str) and v != "", "the path of a checkpoint file")),
+    "optimized_metric": optional(
+        Rule(
+            lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(m, str) for m in v)),
+            "a metric name of metrics.json (e.g. val/acc_best) or a list of them",
+        )
+    ),
+    "tags": Rule(
+        lambda v: isinstance(v, list) and all(isinstance(t, str | int) for t in v), "a list, e.g. [a,b]"
+    ),
+    "notes": Rule(lambda v: isinstance(v, str), "a text"),
+}
 
 
 def check_job(
@@ -24,6 +47,62 @@ def check_job(
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir and not cfg.get("resume") and not cfg.get("lr_find"):
         check_holds_no_run(output_dir)
+
+
+def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, Any, list[str]]:
+    """A job as its task will see it, from its Hydra config before Hydra makes its folder: the job config
+    (`hydra.runtime.output_dir` set to `output_dir`, as Hydra's `run_job` sets it), its group choices and
+    its command line. Leaves `HydraConfig` set to this job, so `${hydra:...}` values resolve to its own."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    config = config.copy()
+    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+        config.hydra.runtime.output_dir = str(Path(str(output_dir)).absolute())
+    HydraConfig.instance().set_config(config)
+    job = config.copy()
+    with read_write(job), open_dict(job):
+        del job["hydra"]
+    return job, config.hydra.runtime.choices, list(config.hydra.overrides.task)
+
+
+def check_sweep(
+    config_loader: Any, config: DictConfig, jobs: Sequence[Sequence[str]], placed: bool = True
+) -> None:
+    """Every job of a sweep composed and checked (`check_job`) before the first one trains, as the launcher
+    will number and place it: ConfigError naming the first bad job's overrides. Whatever the launcher
+    (basic, joblib, stacked, slurm), one bad job refuses the whole sweep before any folder is made.
+    `placed=False`: the jobs stand for the trials a search may ask (`SearchSpace.corners`), whose folders
+    are not known yet; their values are checked, not their folders."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    from digitlab.config.checks import validate
+    from digitlab.errors import ConfigError
+
+    try:
+        for idx, overrides in enumerate(jobs):
+            which = f"{f'job #{idx}' if placed else 'a trial'} of this sweep ({' '.join(overrides)})"
+            try:
+                sweep_config = config_loader.load_sweep_config(config, list(overrides))
+                with open_dict(sweep_config):
+                    sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
+                HydraConfig.instance().set_config(sweep_config)
+                folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+                job = job_config(sweep_config, folder)
+                check_job(*job) if placed else validate(*job)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"{which}: {err} Nothing was run: every job of a sweep is checked before the first one trains."
+                ) from None
+            except HydraException as err:
+                raise ConfigError(
+                    f"{which} cannot be composed: {str(err).splitlines()[0]} Nothing was run: every job of a "
+                    "sweep is checked before the first one trains."
+                ) from None
+    finally:
+        HydraConfig.instance().set_config(config)
 
 
 def run_checked_job(

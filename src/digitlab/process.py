@@ -30,6 +30,9 @@ QUIET_WARNINGS = (
     # A stacked trial's scheduler is built on the trial's own optimizer, which only holds its param group
     # while the shared one steps (stacked/module.py); PyTorch's order check cannot see that step.
     (r".*`lr_scheduler.step\(\)` before `optimizer.step\(\)`.*", r"digitlab\.stacked\.module"),
+    # On a machine with SLURM's tools, Lightning suggests `srun python ...` for every run; digitlab's SLURM
+    # launcher (hydra/launcher=slurm) already runs each job under srun, and a local run is meant to be local.
+    (".*The `srun` command is available on your system but is not used.*", r"lightning\..*"),
     # Lightning's own use of a torch API deprecated in torch 2.10+ (LeafSpec); nothing for a user to change.
     (".*isinstance.treespec, LeafSpec.*", r"lightning\..*"),
 )

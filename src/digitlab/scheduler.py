@@ -21,3 +21,20 @@ def build_scheduler(factory: Callable, optimizer: Optimizer, total_steps: int):
         # chapter's BasicOptim): then only the learning rate cycles.
         kwargs["cycle_momentum"] = False
     return factory(optimizer=optimizer, **kwargs)
+
+
+def check_scheduler(factory: Callable, optimizer: Optimizer, settings: dict, name: str) -> None:
+    """Build the scheduler for real on the stand-in optimizer (`optimizer.check_optimizer`) (not stepped):
+    ConfigError naming `scheduler.<key>=<value>` when torch refuses a value."""
+    from digitlab.errors import ConfigError
+
+    shown = ", ".join(f"scheduler.{key}={value}" for key, value in settings.items()) or "its defaults"
+    try:
+        build_scheduler(factory, optimizer, total_steps=100)
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError) as err:
+        said = str(err) or type(err).__name__
+        named = [key for key in settings if key in said]
+        which = f"scheduler.{named[0]}={settings[named[0]]}" if named else shown
+        raise ConfigError(
+            f"{which} is refused by {name} (torch says: {said}). Every setting of {name}: {shown}."
+        ) from None

@@ -1,14 +1,23 @@
 """What a comparison leaves on disk: `compare.md`, `compare.csv`, `val_acc_curves.png` and one
-`<metric>_vs_<param>.png` per swept number, in `<dir>/compare/` unless told otherwise."""
+`<metric>_vs_<param>.png` per swept number, in `<dir>/compare/` unless told otherwise.
+
+The folder's `.digitlab-compare.json` lists the files a comparison wrote there. A file of the same name that
+it does not list (the user's own `compare.md` in `--out ~/paper`) is never replaced: the comparison is
+refused before anything is written.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import digitlab.atomic as atomic
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
 from digitlab.analysis.table import Comparison, compare, markdown, write_csv
+from digitlab.errors import ConfigError
 
 FOLDER = "compare"
+MANIFEST = ".digitlab-compare.json"
 
 
 def write_summary(
@@ -18,13 +27,33 @@ def write_summary(
     Returns the comparison, its Markdown table and the files written."""
     comparison = compare(root, metric)
     out = Path(out) if out else Path(root) / FOLDER
-    out.mkdir(parents=True, exist_ok=True)
     table = markdown(comparison)
-    (out / "compare.md").write_text(table)
-    write_csv(comparison, out / "compare.csv")
     figures = {"val_acc_curves.png": curves_figure(comparison)}
     for key, figure in metric_vs_param_figures(comparison).items():
         figures[f"{comparison.metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"] = figure
+    names = ["compare.md", "compare.csv", *figures]
+    earlier = check_owned(out, names)
+    atomic.write_text(out / "compare.md", table)
+    write_csv(comparison, out / "compare.csv")
     for name, figure in figures.items():
-        figure.savefig(out / name, dpi=100)
-    return comparison, table, [out / "compare.md", out / "compare.csv", *(out / name for name in figures)]
+        atomic.save_figure(figure, out / name, dpi=100)
+    atomic.write_json(out / MANIFEST, {"files": sorted(set(earlier) | set(names))})
+    return comparison, table, [out / name for name in names]
+
+
+def check_owned(out: Path, names: list[str]) -> list[str]:
+    """The files an earlier comparison wrote to `out`; ConfigError if any of `names` is there but is not one."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file: name a folder for the table and plots.")
+    try:
+        earlier = json.loads((out / MANIFEST).read_text())["files"] if (out / MANIFEST).exists() else []
+    except (ValueError, KeyError, TypeError, OSError):
+        earlier = []  # a damaged manifest claims nothing: every existing file is then the user's
+    foreign = [name for name in names if (out / name).exists() and name not in earlier]
+    if foreign:
+        raise ConfigError(
+            f"--out {str(out)!r} already holds {', '.join(foreign)}, which digitlab-compare did not write "
+            f"there (it lists what it wrote in {MANIFEST}): they would be replaced. Choose another --out "
+            "folder, or move those files away."
+        )
+    return list(earlier)

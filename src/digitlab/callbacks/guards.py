@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from digitlab.errors import DigitlabError
+from digitlab.settings import takes, whole
 
 
 class TrainingDiverged(DigitlabError):
@@ -25,12 +26,13 @@ def diverged(
     )
 
 
+@takes(check_every_n_steps=whole(1))
 class StopOnNonFiniteLoss(L.Callback):
     """Checks every step's loss. The first bad step is remembered on the device, so checking only every
     `check_every_n_steps` (one host sync each time) still names the exact step."""
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
-        self.check_every_n_steps = max(1, check_every_n_steps)
+        self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -16,8 +16,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from digitlab.rundir import Run
+from digitlab.settings import takes, whole
 
 
+@takes(max_misclassified=whole(0), every_n_epochs=whole(0))
 class Pictures(L.Callback):
     def __init__(
         self, output_dir: str | Path | None = None, max_misclassified: int = 36, every_n_epochs: int = 0

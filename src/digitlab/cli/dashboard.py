@@ -39,6 +39,23 @@ def find_storage(study: str | None, log_dir: Path) -> str:
     return str(journals[-1])
 
 
+def check_listenable(host: str, port: int) -> None:
+    """DigitlabError unless a server can listen on `host:port` now (a port in use, a host not of this
+    machine): said before the study is opened, not as the server's traceback."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as err:
+        raise DigitlabError(
+            f"--host {host} --port {port}: cannot listen there ({err.strerror or err}). Pick a free port "
+            "(e.g. --port 8081), or a host name or address of this machine."
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         apply_process_policy()
@@ -50,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default=8080, type=int)
     args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"argument --port: {args.port} is not a port number (1 to 65535)")
     try:
+        check_listenable(args.host, args.port)
         location = find_storage(args.study, args.log_dir)
+        storage = open_storage(location)  # a damaged journal: repaired, or refused in one paragraph
     except DigitlabError as err:
         print(f"digitlab-dashboard: {err}", file=sys.stderr)
         return 2
@@ -59,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"optuna-dashboard on {location}: http://{args.host}:{args.port}/dashboard/", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(open_storage(location), host=args.host, port=args.port)
+        run_server(storage, host=args.host, port=args.port)
     return 0
 
 

@@ -22,8 +22,7 @@ def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict[str, float]:
     from digitlab.checkpoints import build_from_checkpoint
     from digitlab.config.checks import validate
 
-    cfg, datamodule, model = build_from_checkpoint(ckpt_path, overrides)
-    validate(cfg)
+    cfg, datamodule, model = build_from_checkpoint(ckpt_path, overrides, check=validate)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,

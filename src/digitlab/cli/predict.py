@@ -24,15 +24,25 @@ INVERT_CHOICES = ("auto", "true", "false")
 
 def expand(patterns: list[str]) -> list[Path]:
     """Files, folders (their images, recursively) and globs, in a stable order; missing paths are kept so that
-    they are reported as unreadable."""
+    they are reported as unreadable. A glob that matches nothing, or a folder without images, is an error:
+    nothing to do is never a silent success."""
     paths: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        found: list[Path] = []
         for match in map(Path, matches):
             if match.is_dir():
-                paths += sorted(p for p in match.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                found += sorted(p for p in match.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             else:
-                paths.append(match)
+                found.append(match)
+        if not found:
+            what = "the folder" if Path(pattern).is_dir() else "the pattern"
+            raise DigitlabError(
+                f"{what} {pattern!r} holds no image to predict ({'matches nothing' if not matches else 'no file'}"
+                f" ending in {', '.join(sorted(IMAGE_SUFFIXES))}). Pass image files, folders of them, or a glob "
+                "such as 'digits/*.png' (quoted, so that the shell leaves it to digitlab)."
+            )
+        paths += found
     return paths
 
 
@@ -62,9 +72,10 @@ def predict(
 
     if invert not in INVERT_CHOICES:
         raise DigitlabError(f"invert={invert!r} is invalid: it must be one of {', '.join(INVERT_CHOICES)}.")
+    paths = expand(patterns)  # before the model is built: nothing to do is said at once
     _, _, model = build_from_checkpoint(ckpt_path)
     predictions, failures = [], []
-    for path in expand(patterns):
+    for path in paths:
         try:
             image = to_mnist_format(path, invert)
         except (OSError, ValueError) as err:

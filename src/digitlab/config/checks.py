@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +87,11 @@ class OutputDirsCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
-        from digitlab.job import check_job
+        from digitlab.job import check_job, job_config
         from digitlab.process import exit_on_error
 
         with exit_on_error("digitlab-train"):
-            check_job(*_job_config(config))
+            check_job(*job_config(config, config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
@@ -113,47 +113,6 @@ class OutputDirsCheck(Callback):
             )
 
 
-def _job_config(config: DictConfig) -> tuple[DictConfig, Any, list[str]]:
-    """A single run's job config as its task will see it (its folder is `hydra.run.dir`), its group choices
-    and its command line, before Hydra makes the folder."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    config = config.copy()
-    with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):  # as Hydra's run_job sets it
-        config.hydra.runtime.output_dir = str(Path(str(config.hydra.run.dir)).absolute())
-    HydraConfig.instance().set_config(config)
-    job = config.copy()
-    with read_write(job), open_dict(job):
-        del job["hydra"]
-    return job, config.hydra.runtime.choices, list(config.hydra.overrides.task)
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _whole_at_least_one(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-# key -> (check, what is allowed). Keys absent from a config (e.g. a model without `hidden`) are skipped.
-CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "optimizer.lr": (_positive, "a number > 0"),
-    "data.batch_size": (_whole_at_least_one, "a whole number >= 1"),
-    "data.eval_batch_size": (lambda v: v is None or _whole_at_least_one(v), "null or a whole number >= 1"),
-    "trainer.max_epochs": (_whole_at_least_one, "a whole number >= 1"),
-    "model.net.hidden": (_whole_at_least_one, "a whole number >= 1"),
-    "model.net.depth": (_whole_at_least_one, "a whole number >= 1"),
-    "model.distance": (lambda v: v in ("l1", "l2"), "l1 or l2"),
-    "model.net.stem": (lambda v: v in ("rgb", "gray"), "rgb or gray"),
-    "trainer.accelerator": (
-        lambda v: v in ("cpu", "gpu", "cuda", "mps", "auto"),
-        "cpu, gpu, cuda, mps or auto",
-    ),
-}
-# Nodes built with hydra.utils.instantiate whose keys must be arguments of their `_target_`.
-TARGETS = ("data", "model", "model.net", "loss", "optimizer", "scheduler")
 # Groups a model uses only if its config names them (the pixel-similarity baseline uses none).
 MODEL_PARTS = ("loss", "optimizer", "scheduler")
 
@@ -163,20 +122,28 @@ def validate(
 ) -> None:
     """Raise ConfigError naming the first bad key or choice, its value and what is allowed.
 
-    `choices` are Hydra's group choices (`hydra.runtime.choices`) and `overrides` the command line, used to
-    name what the user typed; without them, options are named by their `_target_`.
+    The run's own settings are checked against `job.RUN_SETTINGS`; every `_target_` node against its
+    target: its keys must be arguments of it, and its values pass the rules it declares (`settings.takes`);
+    the optimizer and scheduler are built for real on a stand-in parameter. `choices` are Hydra's group
+    choices (`hydra.runtime.choices`) and `overrides` the command line, used to name what the user typed;
+    without them, options are named by their `_target_`.
     """
-    for key, (check, allowed) in CHECKS.items():
-        value = OmegaConf.select(cfg, key, default="<absent>")
-        if value != "<absent>" and not check(value):
-            raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}.")
-    _check_combinations(cfg, dict(choices or {}), overrides)
-    for key in TARGETS:
-        _check_arguments(cfg, key, dict(choices or {}))
-    if OmegaConf.select(cfg, "ckpt_path"):
-        from digitlab.checkpoints import check_checkpoint_path
+    from digitlab.job import RUN_SETTINGS
+    from digitlab.settings import check, rules_of
 
-        check_checkpoint_path(cfg.ckpt_path)
+    choices = dict(choices or {})
+    check(RUN_SETTINGS, {key: _plain(cfg[key]) for key in RUN_SETTINGS if key in cfg})
+    for key in target_keys(cfg):
+        _check_arguments(cfg, key, choices)
+        node = OmegaConf.select(cfg, key)
+        rules = rules_of(_target(cfg, key))
+        check(rules, {name: _plain(node[name]) for name in rules if name in node}, prefix=f"{key}.")
+    _check_combinations(cfg, choices, overrides)
+    _check_optimization(cfg, choices)
+    if OmegaConf.select(cfg, "ckpt_path"):
+        from digitlab.checkpoints import check_checkpoint_fits
+
+        check_checkpoint_fits(cfg.ckpt_path, cfg)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir:
         check_creatable("paths.output_dir", output_dir)
@@ -189,6 +156,53 @@ def validate(
                 f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
                 "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
             )
+
+
+def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """The dotted keys of every `_target_` node of `cfg` (Hydra's own node and interpolations, such as the
+    model's `optimizer: ${optimizer}`, left out: the node they point at is listed under its own key)."""
+    keys = []
+    for name in cfg:
+        if prefix == "" and name == "hydra":
+            continue
+        if OmegaConf.is_interpolation(cfg, name):
+            continue
+        node = cfg._get_node(name)
+        if isinstance(node, DictConfig) and not node._is_none():
+            key = f"{prefix}{name}"
+            if "_target_" in node:
+                keys.append(key)
+            keys += target_keys(node, f"{key}.")
+    return keys
+
+
+def _check_optimization(cfg: DictConfig, choices: dict[str, Any]) -> None:
+    """The optimizer and scheduler the model uses, built for real on a stand-in parameter."""
+    from digitlab.build import instantiate
+    from digitlab.optimizer import check_optimizer
+    from digitlab.scheduler import check_scheduler
+
+    model = cfg.get("model")
+    if model is None or cfg.get("optimizer") is None or "optimizer" not in model:
+        return
+    settings = _settings(cfg.optimizer)
+    optimizer = check_optimizer(
+        instantiate(cfg.optimizer, _convert_="all"), settings, _chosen("optimizer", cfg, choices)
+    )
+    if cfg.get("scheduler") is not None and "scheduler" in model:
+        scheduler = _chosen("scheduler", cfg, choices)
+        check_scheduler(
+            instantiate(cfg.scheduler, _convert_="all"), optimizer, _settings(cfg.scheduler), scheduler
+        )
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _settings(node: DictConfig) -> dict[str, Any]:
+    values = OmegaConf.to_container(node, resolve=True)
+    return {key: value for key, value in values.items() if not str(key).startswith("_")}
 
 
 def _chosen(group: str, cfg: DictConfig, choices: dict[str, Any]) -> str:

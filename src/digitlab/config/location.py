@@ -31,8 +31,19 @@ def register_resolvers() -> None:
       used in hydra.sweep.dir, which Hydra resolves before its runtime config exists.
     - `${first_set:a,b}`: the first of its arguments that is not null (the run's name is the experiment's,
       else the model's).
+    - `${gpus_for:accelerator,devices}`: the GPUs a job asks SLURM for: none unless it trains on a GPU.
     """
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
     if not OmegaConf.has_resolver("first_set"):
         OmegaConf.register_new_resolver("first_set", _first_set)
+    if not OmegaConf.has_resolver("gpus_for"):
+        OmegaConf.register_new_resolver("gpus_for", _gpus_for)
+
+
+def _gpus_for(accelerator: str, devices: object) -> int:
+    if str(accelerator) not in ("gpu", "cuda"):
+        return 0
+    return (
+        devices if isinstance(devices, int) and devices > 0 else 1
+    )  # devices=-1: all of one GPU node's; ask 1

@@ -21,7 +21,7 @@ from digitlab.data.folders import prepare_folder
 from digitlab.data.images import load_split
 from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
 from digitlab.data.offline import OfflineWheel
-from digitlab.errors import ConfigError
+from digitlab.settings import BOOLEAN, FOLDER, number, optional, takes, whole
 
 
 class TensorBatches(Dataset):
@@ -122,6 +122,17 @@ def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     return batch
 
 
+@takes(
+    root=optional(FOLDER),
+    batch_size=whole(1),
+    eval_batch_size=optional(whole(1)),
+    shuffle=BOOLEAN,
+    seed=whole(0),
+    download_timeout=number(above=0),
+    offline=BOOLEAN,
+    check_counts=BOOLEAN,
+    device_resident=BOOLEAN,
+)
 class DigitsDataModule(L.LightningDataModule):
     """Shared by both datamodules; a subclass only names its `layout`."""
 
@@ -155,9 +166,6 @@ class DigitsDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters(logger=False)  # in checkpoints; RunResults logs the composed config
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"data.{key}={value!r} is invalid: it must be a whole number >= 1.")
         self.root = root
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import digitlab.atomic as atomic
 from digitlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,10 @@ def list_images(split_dir: Path, class_names: tuple[str, ...]) -> list[tuple[int
     stable order. Plain strings, not Paths: a split holds up to 60k files and this runs on every start."""
     items = []
     for label, name in enumerate(class_names):
-        names = sorted(f for f in os.listdir(split_dir / name) if not f.startswith("."))
+        try:
+            names = sorted(f for f in os.listdir(split_dir / name) if not f.startswith("."))
+        except OSError as err:
+            raise _unreadable(os.fspath(split_dir / name), err) from None
         items.extend((label, f"{name}/{f}") for f in names)
     return items
 
@@ -46,13 +50,28 @@ def _digest(split_dir: Path, items: list[tuple[int, str]], entry) -> str:
 
 
 def _listing(path: str) -> bytes:
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise _unreadable(path, err) from None
     return f"{st.st_size}:{st.st_mtime_ns}".encode()
 
 
 def _content(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: str, err: OSError) -> DataError:
+    """A dangling link, a link loop, a file the user may not read: the file and the OS's reason."""
+    link = f" (a link to {os.readlink(path)!r})" if os.path.islink(path) else ""
+    return DataError(
+        f"{path!r}{link} cannot be read: {err.strerror or err}. Fix or remove that file, or point data.root at "
+        "another copy of the dataset."
+    )
 
 
 def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) -> str:
@@ -61,8 +80,7 @@ def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) 
     if memo.exists():
         return memo.read_text().strip()
     key = _digest(split_dir, items, _content)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    memo.write_text(key)
+    atomic.write_text(memo, key)
     return key
 
 
@@ -103,7 +121,6 @@ def load_split(
     log.info("decoding %d PNGs in %s (once; cached as %s)", len(items), split_dir, cache.name)
     images = torch.from_numpy(np.stack([decode_png(split_dir / relative) for _, relative in items]))
     labels = torch.tensor([label for label, _ in items], dtype=torch.int64)
-    partial = cache.with_suffix(f".{os.getpid()}.tmp")
-    torch.save({"images": images, "labels": labels}, partial)
-    partial.replace(cache)  # atomic: a concurrent or interrupted run never sees half a cache file
+    # Atomic: a concurrent or interrupted run never sees half a cache file.
+    atomic.write_atomically(cache, lambda file: torch.save({"images": images, "labels": labels}, file))
     return images, labels

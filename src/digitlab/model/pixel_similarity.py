@@ -12,6 +12,7 @@ import torch
 
 from digitlab.errors import ConfigError
 from digitlab.model.module import DigitClassifier
+from digitlab.settings import one_of, takes
 
 # Distance between images over their last two (pixel) dimensions, as the chapter's mnist_distance.
 DISTANCES = {
@@ -20,16 +21,13 @@ DISTANCES = {
 }
 
 
+@takes(distance=one_of(*DISTANCES))
 class PixelSimilarity(DigitClassifier):
     """Nearest class mean by `distance`: `l1` = mean absolute difference (the chapter's `mnist_distance`),
     `l2` = root mean squared difference."""
 
     def __init__(self, distance: str = "l1", class_names: Sequence[str] = ("7", "3")) -> None:
         super().__init__(class_names, binary=False)
-        if distance not in DISTANCES:
-            raise ConfigError(
-                f"model.distance={distance!r} is invalid: it must be one of {', '.join(DISTANCES)}."
-            )
         self.distance = distance
         self.automatic_optimization = False  # nothing to optimize: the means are computed, not learned
         n = len(self.class_names)

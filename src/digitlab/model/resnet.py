@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from digitlab.errors import ConfigError
+from digitlab.settings import BOOLEAN, one_of, takes, whole
 
 STEMS = ("rgb", "gray")
 
@@ -25,14 +26,13 @@ def _to_channels_last(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tupl
     return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
 
 
+@takes(num_outputs=whole(1), stem=one_of(*STEMS), pretrained=BOOLEAN, channels_last=BOOLEAN)
 def resnet18(
     num_outputs: int, stem: str = "rgb", pretrained: bool = False, channels_last: bool = False
 ) -> nn.Module:
     from torchvision.models import ResNet18_Weights
     from torchvision.models import resnet18 as torchvision_resnet18
 
-    if stem not in STEMS:
-        raise ConfigError(f"model.net.stem={stem!r} is invalid: it must be one of {', '.join(STEMS)}.")
     if pretrained:
         weights = ResNet18_Weights.IMAGENET1K_V1
         try:

@@ -58,6 +58,17 @@ class SearchSpace:
         """One job's command line: the sampled values, then the fixed overrides."""
         return [f"{key}={_format(value)}" for key, value in params.items()] + list(self.fixed)
 
+    def corners(self) -> list[list[str]]:
+        """Jobs that between them take every value a trial can be given that matters to a check: each choice
+        and both ends of each interval, one parameter at a time (the others at their first value)."""
+        values = {key: _ends(dist) for key, dist in self.distributions.items()}
+        first = {key: ends[0] for key, ends in values.items()}
+        jobs: dict[tuple[str, ...], None] = {}
+        for key, ends in values.items():
+            for value in ends:
+                jobs[tuple(self.overrides({**first, key: value}))] = None
+        return [list(job) for job in jobs] or [list(self.fixed)]
+
     def grid(self) -> dict[str, list]:
         """Every value of every parameter, for GridSampler; refuses continuous intervals."""
         grid = {}
@@ -129,6 +140,12 @@ def _distribution(override: Override, line: str) -> BaseDistribution:
     # choice(...), a,b,c, shuffle(...): every value as Hydra would pass it on a command line
     choices = tuple(override.sweep_iterator(transformer=Transformer.encode))
     return CategoricalDistribution(choices)
+
+
+def _ends(dist: BaseDistribution) -> list:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]  # type: ignore[attr-defined]
 
 
 def _format(value: object) -> str:

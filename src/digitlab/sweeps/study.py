@@ -17,6 +17,7 @@ reach the study through `open_study`, so a job in another process, or on another
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -41,6 +42,7 @@ TENSORBOARD = "tensorboard"  # its event files
 WORKER = "worker"  # host:pid of the worker that asked it
 STALE = "stale"  # its worker died while it ran; the same parameters were enqueued again
 RETRY_OF = "retry_of"  # the stale trial this one repeats
+GONE = "gone:"  # study user attribute per finished trial whose run folder was lost and which was run again
 WORKERS = "workers"  # study user attribute: how many workers have joined
 HEARTBEAT = "heartbeat:"  # study user attribute per worker (`heartbeat:<host:pid>`): its last beat, unix time
 GRACE_BEATS = 4  # a worker silent for this many heartbeat intervals is gone
@@ -147,17 +149,28 @@ def directions(direction: str | Sequence[str]) -> list[str]:
     return values
 
 
+IDENTITY = "digitlab:identity"  # the study user attribute that says what the study searches
+
+
 def create_study(
-    location: StudyLocation, directions: list[str], sampler: optuna.samplers.BaseSampler
+    location: StudyLocation,
+    directions: list[str],
+    sampler: optuna.samplers.BaseSampler,
+    identity: dict[str, Any] | None = None,
 ) -> optuna.Study:
-    """The study, created on first use and loaded after; its directions must be the ones asked for."""
-    study = optuna.create_study(
-        study_name=location.name,
-        storage=location.storage,
-        sampler=sampler,
-        directions=directions,
-        load_if_exists=True,
-    )
+    """The study, created on first use and loaded after; its directions, and its identity (the search
+    space and objective it was created with, `search_identity`), must be the ones asked for: trials of two
+    different searches are never mixed in one study."""
+    try:  # loaded first: a study that is refused below is not written to at all
+        study = optuna.load_study(study_name=location.name, storage=location.storage, sampler=sampler)
+    except KeyError:
+        study = optuna.create_study(
+            study_name=location.name,
+            storage=location.storage,
+            sampler=sampler,
+            directions=directions,
+            load_if_exists=True,  # another worker may create it meanwhile
+        )
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
         raise ConfigError(
@@ -165,7 +178,32 @@ def create_study(
             f"{location.described} was created with {stored}. Continue it with the same direction, or start "
             "another study (hydra.sweeper.study_name=<new name>)."
         )
+    if identity is not None:
+        held = study.user_attrs.get(IDENTITY)
+        if held is None:
+            study.set_user_attr(IDENTITY, identity)  # a new study, or one from before identities
+        elif held != identity:
+            differ = [key for key in identity if identity.get(key) != held.get(key)]
+            shown = "; ".join(f"{key}: {held.get(key)} there, {identity.get(key)} here" for key in differ)
+            raise ConfigError(
+                f"{location.described} belongs to another search ({shown}): its trials and this search's would be "
+                "mixed. Continue it with the search it was made by, or start another study: "
+                "hydra.sweeper.study_name=<new name> (and hydra.sweep.dir=<new folder> for a journal study)."
+            )
     return study
+
+
+def search_identity(distributions: dict[str, Any], objective: list[str] | None) -> dict[str, Any]:
+    """What makes a study the study it is, as JSON: each parameter's distribution and the metrics it
+    optimizes (the directions are the study's own)."""
+    from optuna.distributions import distribution_to_json
+
+    return {
+        "search_space": {
+            key: json.loads(distribution_to_json(d)) for key, d in sorted(distributions.items())
+        },
+        "objective": list(objective or []),
+    }
 
 
 def load_study(location: StudyLocation, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
@@ -208,6 +246,33 @@ class Worker:
             self.study.set_user_attr(WORKERS, before + 1)
             return before
 
+    def check_runs(self, rerun: bool) -> None:
+        """A finished trial whose run folder is gone from this machine is reported; with `rerun`
+        (resume=true) its parameters are asked again, as an orphan's are, and it no longer counts."""
+        with self._lock:
+            attrs = self.study.user_attrs
+            for trial in self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+            ):
+                folder = trial.user_attrs.get(RUN_DIR)
+                worker = str(trial.user_attrs.get(WORKER, ""))
+                if replaced(attrs, trial) or not folder or worker.rpartition(":")[0] != socket.gethostname():
+                    continue  # a folder on another machine is that machine's to see
+                if Path(folder).is_dir():
+                    continue
+                if not rerun:
+                    log.warning(
+                        "trial %d's run folder %s is gone; with resume=true it is run again",
+                        trial.number,
+                        folder,
+                    )
+                    continue
+                log.warning(
+                    "trial %d's run folder %s is gone: its parameters are asked again", trial.number, folder
+                )
+                self.study.set_user_attr(f"{GONE}{trial.number}", folder)  # a finished trial takes none
+                self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+
     def leave(self) -> None:
         """Stop beating (the study keeps the last beat)."""
         self._stop.set()
@@ -220,10 +285,11 @@ class Worker:
         retried first."""
         with self._lock:
             self._retry_orphans()
+            attrs = self.study.user_attrs
             taken = sum(
                 1
                 for trial in self.study.get_trials(deepcopy=False)
-                if trial.state != TrialState.WAITING and not trial.user_attrs.get(STALE)
+                if trial.state != TrialState.WAITING and not replaced(attrs, trial)
             )
             trials = [self.study.ask() for _ in range(max(0, min(n, self.n_trials - taken)))]
             for trial in trials:
@@ -254,6 +320,12 @@ class Worker:
     def _beat_until_stopped(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             self._beat()
+
+
+def replaced(study_attrs: dict[str, Any], trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether another trial repeats this one (its worker died, or its run folder was lost); `study_attrs`:
+    the study's user attributes, read once."""
+    return bool(trial.user_attrs.get(STALE)) or f"{GONE}{trial.number}" in study_attrs
 
 
 def _orphaned(worker: str | None, last_beat: float | None, grace_s: float) -> str:

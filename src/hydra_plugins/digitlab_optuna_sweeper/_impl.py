@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.job import check_sweep
 from digitlab.process import exit_on_error
 from digitlab.sweeps.search_space import SearchSpace, parse_search_space
-from digitlab.sweeps.study import Worker, create_study, directions, locate
+from digitlab.sweeps.study import Worker, create_study, directions, locate, search_identity
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class OptunaSweeperImpl:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
+        self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -69,17 +71,21 @@ class OptunaSweeperImpl:
         assert self.config is not None
         with exit_on_error("digitlab-train"):
             space, objective, metrics, extend = self._checked(arguments)
+            # Every choice and both ends of every interval, composed and checked before the first trial.
+            check_sweep(self.hydra_context.config_loader, self.config, space.corners(), placed=False)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         with exit_on_error("digitlab-train"):  # a damaged or foreign journal: one paragraph
             location = locate(self.config.hydra.sweeper, sweep_dir)
-            study = create_study(location, objective, optuna.samplers.RandomSampler())
+            identity = search_identity(space.distributions, metrics)
+            study = create_study(location, objective, optuna.samplers.RandomSampler(), identity)
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metrics)  # optuna-dashboard's axis titles
         worker = Worker(study, location, self.n_trials, self.heartbeat_s)
         study.sampler = self._sampler(space, worker.join())
+        worker.check_runs(rerun=bool(self.config.get("resume")))
         log.info(
             "Optuna %s: %d trials in all, %d at a time; sampler %s, pruner %s; directions %s",
             location.described,

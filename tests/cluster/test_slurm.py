@@ -1,0 +1,270 @@
+"""digitlab on a real SLURM cluster (`make test-cluster`): a single-node cluster with accounting started on
+this machine by `slurm_up.sh` (slurmctld, slurmd, munge, slurmdbd with MariaDB), never a mock of it.
+
+Kill and signal points are deterministic: a job waits at a `digitlab.faults` pause point (its marker file)
+until the test has cancelled or signalled it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.conftest import REPO, tiny_overrides
+
+pytestmark = pytest.mark.cluster
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("starting a SLURM cluster needs root and apt")
+    subprocess.run(["bash", str(HERE / "slurm_up.sh")], check=True, capture_output=True, timeout=900)
+    yield
+    subprocess.run(["scancel", "--user", "root"], check=False)
+    subprocess.run(["bash", str(HERE / "slurm_down.sh")], check=False, timeout=120)
+
+
+def train(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitlab.cli.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return proc
+
+
+def wait_for(path: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def jobs_of(sweep: Path) -> list[str]:
+    """The SLURM job ids of a sweep (running or pending), from squeue."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %o"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if str(sweep) in line]
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_a_grid_runs_through_slurm_with_the_default_config(slurm, sample_root, tmp_path):
+    sweep = tmp_path / "grid"
+    proc = train(
+        "-m",
+        "hydra/launcher=slurm",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1,0.5"),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert len(runs) == 2 and all(metrics(r)["status"] == "completed" for r in runs)
+    assert (sweep / "compare" / "compare.md").is_file()
+    script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
+    assert "--gpus-per-node=0" in script or "gpus" not in script  # no GPU asked for a CPU job
+    assert "--cpus-per-task=2" in script and "--mem=4GB" in script
+    assert "srun` command is available" not in proc.stdout + proc.stderr
+
+
+def test_a_request_the_cluster_refuses_is_one_paragraph(slurm, sample_root, tmp_path):
+    proc = train(
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=no_such_partition",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1,0.5"),
+        f"hydra.sweep.dir={tmp_path / 'refused'}",
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "sbatch refused" in output and "invalid partition" in output.lower()
+
+
+def test_a_job_signalled_before_its_time_limit_requeues_and_ends_as_one_uninterrupted_run(
+    slurm, sample_root, tmp_path
+):
+    overrides = tiny_overrides(
+        sample_root, tmp_path, "model=mlp", "optimizer.momentum=0.9", "trainer.max_epochs=3"
+    )
+    train(*overrides, f"hydra.run.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    marker = tmp_path / "paused"
+    sweep = tmp_path / "requeued"
+    env = {"DIGITLAB_PAUSE_AT": "mid_epoch:1", "DIGITLAB_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.train",
+            "-m",
+            "hydra/launcher=slurm",
+            *overrides,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(marker)
+    (job,) = jobs_of(sweep) or [
+        subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()[0]
+    ]
+    # What SLURM sends `signal_delay_s` ahead of the time limit (--signal=USR2@...), sent now.
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    marker.unlink()
+    deadline = time.monotonic() + 120
+    while (
+        "Restarts=1"
+        not in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    ):
+        assert time.monotonic() < deadline, "the job was not requeued"
+        time.sleep(0.5)
+    subprocess.run(
+        ["scontrol", "update", f"jobid={job}", "StartTime=now"], check=False
+    )  # skip SLURM's requeue delay
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-3000:]
+    (run,) = [p.parent for p in sweep.glob("*/metrics.json")]
+    resumed, reference = metrics(run), metrics(tmp_path / "reference")
+    for key in ("status", "epochs", "steps", "val/acc", "val/acc_best"):
+        assert resumed[key] == reference[key], key
+    assert resumed["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-5, abs=1e-7)
+
+
+def test_a_cancelled_job_is_one_failed_trial_and_the_search_goes_on(slurm, sample_root, tmp_path):
+    marker = tmp_path / "paused"
+    study_dir = tmp_path / "study"
+    args = [
+        "hparams_search=linear_lr",
+        "hydra/launcher=slurm",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.study_name=cancel",
+        *tiny_overrides(sample_root, tmp_path),
+        f"hydra.sweep.dir={study_dir}",
+    ]
+    env = {"DIGITLAB_PAUSE_AT": "epoch_end:0", "DIGITLAB_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitlab.cli.train", *args],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(marker)
+    jobs = sorted(jobs_of(study_dir))
+    first = next(j for j in jobs if j.endswith("_0"))
+    subprocess.run(["scancel", first], check=True)
+    time.sleep(1)
+    marker.unlink()
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+    study = optuna.load_study(
+        study_name="cancel",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study_dir / "study.journal"))
+        ),
+    )
+    states = [t.state.name for t in study.trials]
+    # n_trials counts the failed trial too (Optuna's count): one FAIL, the search went on to the others.
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") + states.count("PRUNED") == 2, states
+    assert f"SLURM job {first} ended CANCELLED" in output, output[-3000:]
+
+
+def test_an_sbatch_array_of_workers_shares_one_study(slurm, sample_root, tmp_path):
+    study_dir = tmp_path / "shared"
+    command = " ".join(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.train",
+            "hparams_search=linear_lr",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.study_name=shared",
+            *tiny_overrides(sample_root, tmp_path),
+            f"hydra.sweep.dir={study_dir}",
+        ]
+    )
+    out = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--array=0-1",
+            "--cpus-per-task=1",
+            "--mem=2G",
+            f"--output={tmp_path}/w-%a.out",
+            "--wait",
+            f"--chdir={tmp_path}",
+            "--wrap",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.returncode == 0, out.stderr + "".join(p.read_text() for p in tmp_path.glob("w-*.out"))[-3000:]
+    study = optuna.load_study(
+        study_name="shared",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study_dir / "study.journal"))
+        ),
+    )
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(4)), numbers
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+
+
+def test_an_optuna_search_prunes_trials_running_as_slurm_jobs(slurm, sample_root, tmp_path):
+    from tests.test_optuna import LR_SEARCH, search
+
+    train(
+        *search(
+            sample_root,
+            tmp_path,
+            "hydra/launcher=slurm",
+            "hydra.sweeper.n_jobs=2",
+            "trainer.max_epochs=4",
+            "hydra.sweeper.n_trials=8",
+            LR_SEARCH,
+            "optimized_metric=val/loss",
+            "hydra.sweeper.direction=minimize",
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=2",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+            study="pruned",
+        ),
+        cwd=tmp_path,
+    )
+    study = optuna.load_study(
+        study_name="pruned",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "pruned" / "study.journal"))
+        ),
+    )
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 8 and "PRUNED" in states and "COMPLETE" in states and "FAIL" not in states, states
+    pruned = next(t for t in study.trials if t.state.name == "PRUNED")
+    record = metrics(Path(pruned.user_attrs["run_dir"]))
+    assert record["status"] == "pruned" and record["epochs"] == len(pruned.intermediate_values)

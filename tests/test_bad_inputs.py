@@ -1,0 +1,224 @@
+"""Every bad value is a clear error before any work: one table of what a hurried user types, across every
+entry point and launcher. Each case must exit non-zero (1, or 2 for a usage error), print no traceback,
+name what was typed, create no file or folder, and leave the user's data as it was.
+
+The entry points run in-process (their console-script functions, with `sys.argv` set), so the table stays
+fast; output is captured at the file-descriptor level, so nothing printed escapes the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import cli, tiny_overrides
+
+TRAIN, EVAL, PREDICT, COMPARE, DASHBOARD = "train", "eval", "predict", "compare", "dashboard"
+
+# (entry point, arguments, what the message must name). `{...}` are filled from `places`.
+CASES = [
+    # run settings
+    (TRAIN, ["seed=abc"], "seed='abc'"),
+    (TRAIN, ["seed=-5"], "seed=-5"),
+    (TRAIN, ["seed=1.5"], "seed=1.5"),
+    (TRAIN, ["seed=99999999999"], "seed=99999999999"),
+    (TRAIN, ["resume=maybe"], "resume='maybe'"),
+    (TRAIN, ["lr_find=yes"], "lr_find='yes'"),
+    (TRAIN, ["torch_threads=0"], "torch_threads=0"),
+    (TRAIN, ["tags=abc"], "tags='abc'"),
+    (TRAIN, ["print_config=2"], "print_config=2"),
+    # optimizer and scheduler: built for real on a stand-in parameter
+    (TRAIN, ["optimizer.lr=-1"], "optimizer.lr=-1"),
+    (TRAIN, ["optimizer.lr=0"], "optimizer.lr=0"),
+    (TRAIN, ["optimizer.lr=inf"], "optimizer.lr=inf"),
+    (TRAIN, ["optimizer.lr=nan"], "optimizer.lr=nan"),
+    (TRAIN, ["optimizer.lr=fast"], "optimizer.lr='fast'"),
+    (TRAIN, ["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1"),
+    (TRAIN, ["optimizer.momentum=-0.5"], "optimizer.momentum=-0.5"),
+    (TRAIN, ["optimizer=adam", "optimizer.betas=[0.9]"], "optimizer.betas=[0.9]"),
+    (TRAIN, ["optimizer=adam", "optimizer.betas=[0.9,1.5]"], "optimizer.betas=[0.9, 1.5]"),
+    (TRAIN, ["optimizer=adamw", "optimizer.eps=-1"], "optimizer.eps=-1"),
+    (TRAIN, ["optimizer=basic_optim", "optimizer.lr=-2"], "optimizer.lr=-2"),
+    (TRAIN, ["+optimizer.betas=[0.9,0.99]"], "optimizer.betas is not a setting of torch.optim.SGD"),
+    (TRAIN, ["optimizer=nesterov"], "optimizer/nesterov"),
+    (TRAIN, ["scheduler=one_cycle", "scheduler.pct_start=2"], "scheduler.pct_start=2"),
+    (TRAIN, ["scheduler=cosine", "scheduler.eta_min=-1"], "scheduler.eta_min=-1"),
+    (TRAIN, ["scheduler=step"], "scheduler/step"),
+    # data
+    (TRAIN, ["data.batch_size=0"], "data.batch_size=0"),
+    (TRAIN, ["data.batch_size=many"], "data.batch_size='many'"),
+    (TRAIN, ["data.eval_batch_size=-3"], "data.eval_batch_size=-3"),
+    (TRAIN, ["data.download_timeout=0"], "data.download_timeout=0"),
+    (TRAIN, ["data.shuffle=sometimes"], "data.shuffle='sometimes'"),
+    (TRAIN, ["data.root={missing}"], "data.root='{missing}'"),
+    (TRAIN, ["data=mnist", "loss=mnist_loss"], "loss=mnist_loss"),
+    (TRAIN, ["data=fashion"], "data/fashion"),
+    # model
+    (TRAIN, ["model=mlp", "model.net.hidden=0"], "model.net.hidden=0"),
+    (TRAIN, ["model=mlp", "model.net.depth=-1"], "model.net.depth=-1"),
+    (TRAIN, ["model=mlp", "model.net.hidden=wide"], "model.net.hidden='wide'"),
+    (TRAIN, ["model=pixel_similarity", "model.distance=l3"], "model.distance='l3'"),
+    (TRAIN, ["model=pixel_similarity", "optimizer=adam"], "optimizer=adam does not apply"),
+    (TRAIN, ["model=resnet18", "loss=cross_entropy", "model.net.stem=bw"], "model.net.stem='bw'"),
+    (TRAIN, ["model=resnet18", "loss=cross_entropy", "model.net.pretrained=maybe"], "pretrained='maybe'"),
+    (TRAIN, ["model=transformer"], "model/transformer"),
+    (TRAIN, ["+model.net.width=3"], "model.net.width is not a setting"),
+    # trainer, callbacks, loggers, accelerator
+    (TRAIN, ["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    (TRAIN, ["trainer.max_epochs=2.5"], "trainer.max_epochs=2.5"),
+    (TRAIN, ["trainer.accelerator=tpu"], "trainer.accelerator='tpu'"),
+    (TRAIN, ["accelerator=gpu"], "accelerator=gpu"),
+    (TRAIN, ["callbacks/early_stopping=val_loss", "callbacks.early_stopping.patience=-1"], "patience=-1"),
+    (TRAIN, ["callbacks.pictures.max_misclassified=-1"], "callbacks.pictures.max_misclassified=-1"),
+    (TRAIN, ["callbacks.stop_on_nonfinite_loss.check_every_n_steps=0"], "check_every_n_steps=0"),
+    (TRAIN, ["logger=null"], "logger=null"),
+    (TRAIN, ["debug=verbose"], "debug/verbose"),
+    # paths and checkpoints
+    (TRAIN, ["paths.log_dir=/proc/digitlab_logs"], "paths.log_dir='/proc/digitlab_logs'"),
+    (TRAIN, ["hydra.run.dir={text}/run"], "hydra.run.dir='{text}/run'"),
+    (TRAIN, ["ckpt_path={missing}"], "ckpt_path='{missing}'"),
+    (TRAIN, ["ckpt_path={text}"], "ckpt_path='{text}'"),
+    (TRAIN, ["ckpt_path={mlp_ckpt}"], "does not fit this model"),
+    (TRAIN, ["model=mlp", "model.net.hidden=64", "ckpt_path={mlp_ckpt}"], "net.1.weight is [8, 784]"),
+    # a sweep is checked whole, whatever the launcher
+    (TRAIN, ["-m", "optimizer.lr=0.5,-1"], "optimizer.lr=-1 is invalid"),
+    (TRAIN, ["-m", "hydra/launcher=stacked", "optimizer.lr=0.5,-1"], "job #1 of this sweep"),
+    (TRAIN, ["-m", "hydra/launcher=joblib", "seed=0,abc"], "seed='abc'"),
+    (TRAIN, ["-m", "model=mlp", "model.net.hidden=8,0", "seed=0,1"], "model.net.hidden=0"),
+    (TRAIN, ["hparams_search=mlp", "model.net.hidden=choice(16,0)"], "model.net.hidden=0"),
+    (TRAIN, ["hparams_search=mlp", "optimizer.momentum=-1"], "optimizer.momentum=-1"),
+    (TRAIN, ["hparams_search=mlp", "optimizer.lr=interval(-1,1)"], "optimizer.lr=-1.0 is invalid"),
+    (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.direction=sideways"], "sideways"),
+    # digitlab-eval
+    (EVAL, [], "usage: digitlab-eval"),
+    (EVAL, ["ckpt_path={missing}"], "ckpt_path='{missing}'"),
+    (EVAL, ["ckpt_path={text}"], "ckpt_path='{text}'"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "model.net.hidden=64"], "net.1.weight is [8, 784]"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "data.batch_size=0"], "data.batch_size=0"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "model.net.hiden=8"], "model.net.hiden"),
+    # digitlab-predict
+    (PREDICT, [], "usage: digitlab-predict"),
+    (PREDICT, ["ckpt_path={mlp_ckpt}", "{empty}"], "'{empty}' holds no image"),
+    (PREDICT, ["ckpt_path={mlp_ckpt}", "{empty}/*.png"], "'{empty}/*.png' holds no image"),
+    (PREDICT, ["ckpt_path={text}", "{image}"], "ckpt_path='{text}'"),
+    (PREDICT, ["ckpt_path={mlp_ckpt}", "invert=maybe", "{image}"], "invert='maybe'"),
+    # digitlab-compare
+    (COMPARE, ["{missing}"], "{missing}"),
+    (COMPARE, ["{empty}"], "{empty}"),
+    (COMPARE, ["{run}", "--metric", "val/accc"], "val/accc"),
+    (COMPARE, ["{run}", "--out", "{text}"], "--out '{text}'"),
+    (COMPARE, ["{run}", "--out", "{mine}"], "compare.md"),
+    (COMPARE, [], "usage: digitlab-compare"),
+    # digitlab-dashboard
+    (DASHBOARD, ["{empty}"], "'{empty}' is not an Optuna study"),
+    (DASHBOARD, ["{text}"], "is not an Optuna journal"),
+    (DASHBOARD, ["--port", "0", "{empty}"], "--port: 0"),
+    (DASHBOARD, ["--port", "abc"], "--port"),
+    (DASHBOARD, ["--host", "no-such-host.invalid", "{empty}"], "no-such-host.invalid"),
+]
+
+
+def _entry(program: str):
+    if program == TRAIN:
+        from digitlab.cli.train import cli
+
+        return cli
+    module = {EVAL: "evaluate", PREDICT: "predict", COMPARE: "compare", DASHBOARD: "dashboard"}[program]
+    return __import__(f"digitlab.cli.{module}", fromlist=["main"]).main
+
+
+def run_entry(program: str, args: list[str], capfd, monkeypatch, cwd: Path) -> tuple[int, str]:
+    """Run the console script `digitlab-<program> args` in this process: its exit code and output."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"digitlab-{program}", *args])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    capfd.readouterr()
+    try:
+        code = _entry(program)(*([] if program == TRAIN else [args]))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    out, err = capfd.readouterr()
+    return int(code or 0), out + err
+
+
+def listing(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder` with a digest of its bytes: what a case must leave unchanged."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        relative = str(path.relative_to(folder))
+        found[relative] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return found
+
+
+@pytest.fixture(scope="module")
+def places(sample_root, tmp_path_factory) -> dict[str, str]:
+    """Real things for the cases to point at: an mlp run's checkpoint, a text file, an empty folder..."""
+    base = tmp_path_factory.mktemp("places")
+    overrides = tiny_overrides(sample_root, base, "model=mlp", "model.net.hidden=8", "trainer.max_epochs=1")
+    cli(*overrides, f"hydra.run.dir={base / 'run'}", cwd=base)
+    (base / "empty").mkdir()
+    (base / "notes.txt").write_text("not a checkpoint\n")
+    (base / "mine").mkdir()
+    (base / "mine" / "compare.md").write_text("my own table\n")
+    image = base / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    return {
+        "mlp_ckpt": str(base / "run" / "checkpoints" / "last.ckpt"),
+        "run": str(base / "run"),
+        "text": str(base / "notes.txt"),
+        "empty": str(base / "empty"),
+        "mine": str(base / "mine"),
+        "image": str(image),
+        "missing": str(base / "no_such_thing"),
+    }
+
+
+@pytest.mark.parametrize(("program", "args", "named"), CASES, ids=[f"{c[0]}:{' '.join(c[1])}" for c in CASES])
+def test_a_bad_input_is_one_clear_paragraph_before_any_work(
+    program, args, named, places, sample_root, tmp_path, capfd, monkeypatch
+):
+    fill = {**places, "tmp": str(tmp_path)}
+    args = [a.format(**fill) for a in args]
+    if program == TRAIN:  # the case's own values come last, so they win
+        flags = [a for a in args if a.startswith("-")]
+        args = [*flags, *tiny_overrides(sample_root, tmp_path)[:4], *(a for a in args if a not in flags)]
+    watched = [Path(places["run"]).parent, sample_root]
+    before = [listing(folder) for folder in watched]
+    code, output = run_entry(program, args, capfd, monkeypatch, tmp_path)
+    assert code in (1, 2), output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert named.format(**fill) in output, output[-3000:]
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "data").exists(), "nothing is written"
+    assert [listing(folder) for folder in watched] == before, "the user's files are unchanged"
+
+
+def test_the_table_covers_every_entry_point_and_launcher():
+    assert len(CASES) >= 60
+    assert {c[0] for c in CASES} == {TRAIN, EVAL, PREDICT, COMPARE, DASHBOARD}
+    typed = " ".join(" ".join(c[1]) for c in CASES)
+    for launcher in ("stacked", "joblib"):
+        assert f"hydra/launcher={launcher}" in typed
+    assert "hparams_search=" in typed and "-m" in typed
+
+
+def test_the_python_api_refuses_before_any_work(sample_root, tmp_path):
+    from digitlab.api import run
+    from digitlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seed='abc' is invalid"):
+        run([*tiny_overrides(sample_root, tmp_path), "seed=abc"], output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="optimizer=nesterov"):
+        run(["optimizer=nesterov"], output_dir=tmp_path / "run")
+    assert os.listdir(tmp_path) == []
