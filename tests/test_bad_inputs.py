@@ -95,6 +95,17 @@ CASES = [
     (TRAIN, ["hparams_search=mlp", "optimizer.lr=interval(-1,1)"], "optimizer.lr=-1.0 is invalid"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.direction=sideways"], "sideways"),
+    (
+        TRAIN,
+        ["hparams_search=linear_lr", "hydra.sweeper.storage=postgresql+pg8000://u@127.0.0.1:1/db"],
+        "pg8000",
+    ),
+    (
+        TRAIN,
+        ["hparams_search=linear_lr", "hydra.sweeper.storage=postgresql://u:pw@127.0.0.1:1/db"],
+        "u@127.0.0.1:1/db cannot",
+    ),
+    (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.storage=nosuchdb://x/y"], "nosuchdb://"),
     # digitlab-eval
     (EVAL, [], "usage: digitlab-eval"),
     (EVAL, ["ckpt_path={missing}"], "ckpt_path='{missing}'"),
@@ -115,6 +126,8 @@ CASES = [
     (COMPARE, ["{run}", "--out", "{text}"], "--out '{text}'"),
     (COMPARE, ["{run}", "--out", "{mine}"], "compare.md"),
     (COMPARE, [], "usage: digitlab-compare"),
+    (COMPARE, ["--study", "{missing}"], "--study '{missing}' is not an Optuna study"),
+    (COMPARE, ["--study", "{empty}"], "--study '{empty}' is not an Optuna study"),
     # digitlab-dashboard
     (DASHBOARD, ["{empty}"], "'{empty}' is not an Optuna study"),
     (DASHBOARD, ["{text}"], "is not an Optuna journal"),
@@ -141,6 +154,8 @@ def run_entry(program: str, args: list[str], capfd, monkeypatch, cwd: Path) -> t
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [f"digitlab-{program}", *args])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("PGPASSWORD", "")  # recorded, so that a password a case moves there is removed after
+    monkeypatch.delenv("PGPASSWORD")
     capfd.readouterr()
     try:
         code = _entry(program)(*([] if program == TRAIN else [args]))

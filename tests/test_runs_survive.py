@@ -109,7 +109,11 @@ def test_a_diverging_job_fails_and_the_sweep_goes_on(sample_root, tmp_path):
         cwd=tmp_path,
         check=False,
     )
-    assert "training diverged" in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "training diverged" in output and "Traceback" not in output, output[-3000:]
+    # Reported after the rest, with the others' compare table, and the exit code says it.
+    assert proc.returncode == 1 and "1 of the 2 jobs of this sweep failed, the first: #0" in proc.stderr
+    assert "| 0.5 |" in proc.stdout and (sweep / "compare" / "compare.md").is_file()
     jobs = sorted(sweep.glob("[0-9]_*"))
     statuses = [json.loads((job / "metrics.json").read_text())["status"] for job in jobs]
     assert statuses == ["failed", "completed"]

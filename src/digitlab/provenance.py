@@ -23,7 +23,7 @@ def collect() -> dict[str, Any]:
     return {
         "code": {"commit": commit, "dirty": bool(diff), "diff_sha256": _sha(diff) if diff else None},
         "versions": _versions(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": [Path(sys.argv[0]).name, *map(hide_passwords, sys.argv[1:])],
         "python": sys.version.split()[0],
         "host": socket.gethostname(),
     }
@@ -73,3 +73,10 @@ def _versions() -> dict[str, str | None]:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hide_passwords(text: str) -> str:
+    """`scheme://user:secret@host` -> `scheme://user:***@host`: a storage URL typed with its password."""
+    import re
+
+    return re.sub(r"(://[^/:@\s]+:)[^@\s]+@", r"\1***@", text)

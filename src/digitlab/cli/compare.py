@@ -20,7 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as the command, not called from Python
         apply_process_policy()
     parser = argparse.ArgumentParser(prog="digitlab-compare", description=__doc__.splitlines()[0])
-    parser.add_argument("dir", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
+    parser.add_argument("dir", nargs="?", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
+    parser.add_argument(
+        "--study",
+        default=None,
+        help="list every trial of an Optuna study instead: a storage URL (postgresql://...) or a study folder",
+    )
+    parser.add_argument(
+        "--study-name", default=None, help="which study of that storage (if it holds several)"
+    )
     parser.add_argument(
         "--metric", default=None, help="rank by this metric (default: the runs' optimized_metric)"
     )
@@ -28,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="where to write the table and plots (default: <dir>/compare)"
     )
     args = parser.parse_args(argv)
+    if args.study:
+        return list_trials(args.study, args.study_name)
+    if not args.dir:
+        parser.error("a folder of runs to compare, or --study <storage>, is needed")
     try:
         comparison, table, written = write_summary(args.dir, args.metric, args.out)
     except DigitlabError as err:
@@ -44,6 +56,21 @@ def main(argv: list[str] | None = None) -> int:
         if run.unreadable:
             print(f"unreadable: {run.path} ({run.unreadable})")
     print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
+    return 0
+
+
+def list_trials(where: str, name: str | None) -> int:
+    """Every trial of the study, with the host and run folder of each (workers on several machines)."""
+    from digitlab.analysis.trials import markdown_rows, trial_rows
+    from digitlab.sweeps.database import mask
+
+    try:
+        study_name, rows = trial_rows(where, name)
+    except DigitlabError as err:
+        print(f"digitlab-compare: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(rows)} trials of study {study_name!r} in {mask(where) if '://' in where else where}:\n")
+    print(markdown_rows(rows))
     return 0
 
 

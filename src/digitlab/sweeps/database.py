@@ -1,7 +1,7 @@
 """A study in a database (`hydra.sweeper.storage=postgresql://...`, `sqlite:///...`): workers on several
 machines share nothing but it, so everything they coordinate goes through it.
 
-- `connect`: Optuna's `RDBStorage`, with Optuna's own trial heartbeat and `RetryFailedTrialCallback` (a trial
+- `connect`: Optuna's `RDBStorage`, with Optuna's own trial heartbeat and `RetryHeartbeatStaleTrialCallback` (a trial
   whose worker stopped beating is failed and retried exactly once). Any number of workers may start at once
   on an empty database: creating the tables races, and a worker that loses the race connects again. A
   missing driver is one paragraph naming the extra to install.
@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,36 +51,47 @@ def without_password(url: str) -> str:
     """The URL without its password; a PostgreSQL password goes to `PGPASSWORD` for this process and every
     job it starts (libpq reads it), so it is written nowhere. Other databases keep theirs (and it is masked
     wherever digitlab shows the URL)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
 
     parsed = make_url(url)
     if parsed.password is None or not parsed.drivername.startswith("postgresql"):
         return url
     os.environ["PGPASSWORD"] = str(parsed.password)
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    bare = URL.create(
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query
+    )
+    return bare.render_as_string(hide_password=False)
 
 
 def connect(url: str, heartbeat_s: float, grace_s: float) -> Any:
     """Optuna's RDBStorage on `url`, its tables created if need be."""
     import optuna
     import sqlalchemy.exc
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     _check_driver(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry_once = RetryHeartbeatStaleTrialCallback(max_retry=1)
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=max(1, round(heartbeat_s)),
-                grace_period=max(2, round(grace_s)),
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
-                engine_kwargs={"pool_pre_ping": True},
-            )
+            # The heartbeat's API is experimental since Optuna 2.8, and unchanged since.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=max(1, round(heartbeat_s)),
+                    grace_period=max(2, round(grace_s)),
+                    heartbeat_stale_trial_callback=retry_once,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
             # Two workers creating the tables of an empty database at once: one wins (DuplicateTable,
             # UniqueViolation on alembic_version); the other finds them made when it connects again.
             if attempt == CONNECT_ATTEMPTS:
-                raise ConfigError(f"{mask(url)}: the study's tables could not be created ({_first_line(err)}).") from None
+                raise ConfigError(
+                    f"{mask(url)}: the study's tables could not be created ({_first_line(err)})."
+                ) from None
             time.sleep(random.uniform(0.1, 0.5) * attempt)
         except sqlalchemy.exc.OperationalError as err:
             raise ConfigError(
@@ -99,7 +111,11 @@ def _check_driver(url: str) -> None:
     except ImportError as err:
         scheme = url.split("://", 1)[0]
         extra = DRIVER_EXTRAS.get(scheme.split("+", 1)[0]) if "+" not in scheme else None
-        fix = f"pip install 'digitlab[{extra}]'" if extra else f"install the Python driver {err.name or scheme!r}"
+        fix = (
+            f"pip install 'digitlab[{extra}]'"
+            if extra
+            else f"install the Python driver {err.name or scheme!r}"
+        )
         raise ConfigError(
             f"hydra.sweeper.storage={mask(url)} needs a database driver that is not installed ({err}): {fix}."
         ) from None

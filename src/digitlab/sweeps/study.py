@@ -5,12 +5,16 @@ reach the study through `open_study`, so a job in another process, or on another
 - Storage: `hydra.sweeper.storage: null` is Optuna's journal file `<sweep dir>/study.journal` (safe for several
   processes on one file system); a path is a journal file there; anything with `://` is an Optuna storage URL
   (`sqlite:///study.db`, `postgresql://...`).
-- Workers: every `digitlab-train` pointed at the study is a worker. Counting the trials and asking new ones
-  happens under a lock file in the sweep dir, so each number appears once and the total stops at `n_trials`.
+- Workers: every `digitlab-train` pointed at the study is a worker, known as `host:pid:<random id>`. Counting
+  the trials and asking new ones happens under a lock (a lock file in the sweep dir for a journal; a lock in
+  the database for a database, `database.lock`, so workers on machines that share no folder coordinate), so
+  each number appears once and the total stops at `n_trials`. A worker whose study is full waits for the
+  trials other workers still run, so the study is never reported complete with a trial left RUNNING.
   Each worker seeds its sampler with `seed + <workers before it>`: a single worker is reproducible, and two
   workers do not propose the same random start-up trials.
-- A trial left RUNNING by a worker that is gone (a killed search) is marked FAIL (user attr `stale`) and its
-  parameters are enqueued again, so the search does not lose it. Gone: on this host, its process no longer
+- A trial left RUNNING by a worker that is gone (a killed search) is marked FAIL and its parameters are
+  asked again, once, so the search does not lose it. In a database this is Optuna's own trial heartbeat and
+  `RetryHeartbeatStaleTrialCallback`. In a journal (user attr `stale`), gone means: on this host, its process no longer
   runs; on any host, its heartbeat (a study user attribute refreshed every `hydra.sweeper.heartbeat_s`) is
   older than 4 beats. Workers check when they join and before each batch.
 """
@@ -23,6 +27,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +44,14 @@ DIRECTIONS = ("minimize", "maximize")
 # Trial user attributes (shown by optuna-dashboard):
 RUN_DIR = "run_dir"  # the trial's run folder
 TENSORBOARD = "tensorboard"  # its event files
-WORKER = "worker"  # host:pid of the worker that asked it
+WORKER = "worker"  # host:pid:id of the worker that asked it
 STALE = "stale"  # its worker died while it ran; the same parameters were enqueued again
 RETRY_OF = "retry_of"  # the stale trial this one repeats
 GONE = "gone:"  # study user attribute per finished trial whose run folder was lost and which was run again
 WORKERS = "workers"  # study user attribute: how many workers have joined
-HEARTBEAT = "heartbeat:"  # study user attribute per worker (`heartbeat:<host:pid>`): its last beat, unix time
+HEARTBEAT = (
+    "heartbeat:"  # study user attribute per worker (`heartbeat:<host:pid:id>`): its last beat, unix time
+)
 GRACE_BEATS = 4  # a worker silent for this many heartbeat intervals is gone
 
 log = logging.getLogger(__name__)
@@ -58,20 +65,32 @@ class StudyLocation:
 
     @property
     def described(self) -> str:
-        where = self.storage if isinstance(self.storage, str) else self.sweep_dir / JOURNAL
+        from digitlab.sweeps.database import mask
+
+        if isinstance(self.storage, optuna.storages.RDBStorage):
+            where = mask(self.storage.url)
+        else:
+            where = mask(self.storage) if isinstance(self.storage, str) else self.sweep_dir / JOURNAL
         return f"study {self.name!r} in {where}"
+
+    @property
+    def in_database(self) -> bool:
+        return isinstance(self.storage, optuna.storages.RDBStorage)
 
 
 def locate(sweeper: Any, sweep_dir: str | Path) -> StudyLocation:
     """Where the study of a sweeper config (`hydra.sweeper`) lives, for the sweeper and for its jobs alike."""
+    from digitlab.sweeps.database import connect
+
     sweep_dir = Path(sweep_dir)
     name = sweeper.get("study_name") or sweep_dir.name
     storage = sweeper.get("storage")
     if storage is None or "://" not in str(storage):
         path = sweep_dir / JOURNAL if storage is None else Path(storage)
         path.parent.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(path)
-    return StudyLocation(name, storage, sweep_dir)
+        return StudyLocation(name, open_storage(path), sweep_dir)
+    heartbeat_s = float(sweeper.get("heartbeat_s") or 30.0)
+    return StudyLocation(name, connect(str(storage), heartbeat_s, GRACE_BEATS * heartbeat_s), sweep_dir)
 
 
 def open_storage(where: str | Path) -> str | optuna.storages.BaseStorage:
@@ -218,18 +237,27 @@ def load_study(location: StudyLocation, pruner: optuna.pruners.BasePruner | None
 
 class Worker:
     """One sweeping process's share of a study: it joins once, then asks batches of trials, and while it
-    runs it beats: `heartbeat:<host:pid>` (a study user attribute) is refreshed every `heartbeat_s`."""
+    runs it beats: `heartbeat:<host:pid:id>` (a study user attribute) is refreshed every `heartbeat_s`."""
 
     def __init__(
         self, study: optuna.Study, location: StudyLocation, n_trials: int, heartbeat_s: float = 30.0
     ) -> None:
         from filelock import FileLock
 
+        from digitlab.sweeps import database
+
         self.study = study
         self.n_trials = n_trials
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # Unique across machines and containers that share a host name; host and pid say where it runs.
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.heartbeat_s = heartbeat_s
-        self._lock = FileLock(location.sweep_dir / LOCK)
+        self.in_database = location.in_database
+        file_lock = FileLock(location.sweep_dir / LOCK)
+        self._locked = (
+            (lambda: database.lock(location.storage, f"digitlab-study:{location.name}"))
+            if self.in_database
+            else (lambda: file_lock)
+        )
         self._stop = threading.Event()
         self._beating: threading.Thread | None = None
 
@@ -240,7 +268,7 @@ class Worker:
             target=self._beat_until_stopped, name="optuna-heartbeat", daemon=True
         )
         self._beating.start()
-        with self._lock:
+        with self._locked():
             self._retry_orphans()
             before = int(self.study.user_attrs.get(WORKERS, 0))
             self.study.set_user_attr(WORKERS, before + 1)
@@ -249,14 +277,14 @@ class Worker:
     def check_runs(self, rerun: bool) -> None:
         """A finished trial whose run folder is gone from this machine is reported; with `rerun`
         (resume=true) its parameters are asked again, as an orphan's are, and it no longer counts."""
-        with self._lock:
+        with self._locked():
             attrs = self.study.user_attrs
             for trial in self.study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
             ):
                 folder = trial.user_attrs.get(RUN_DIR)
                 worker = str(trial.user_attrs.get(WORKER, ""))
-                if replaced(attrs, trial) or not folder or worker.rpartition(":")[0] != socket.gethostname():
+                if replaced(attrs, trial) or not folder or worker.split(":")[0] != socket.gethostname():
                     continue  # a folder on another machine is that machine's to see
                 if Path(folder).is_dir():
                     continue
@@ -282,21 +310,40 @@ class Worker:
     def ask(self, n: int) -> list[optuna.Trial]:
         """Up to `n` trials, fewer when the study is near `n_trials` (counting every worker's trials; a
         stale trial is replaced by its retry, so it does not count). Orphans of workers that died since are
-        retried first."""
-        with self._lock:
-            self._retry_orphans()
-            attrs = self.study.user_attrs
-            taken = sum(
-                1
-                for trial in self.study.get_trials(deepcopy=False)
-                if trial.state != TrialState.WAITING and not replaced(attrs, trial)
-            )
-            trials = [self.study.ask() for _ in range(max(0, min(n, self.n_trials - taken)))]
-            for trial in trials:
-                trial.set_user_attr(WORKER, self.name)
-            return trials
+        retried first. When the study is full but other workers' trials still run, it waits for them to end
+        or to be found orphaned (then it runs their retry): [] means no trial of the study is left running."""
+        waiting_said = False
+        while True:
+            with self._locked():
+                self._retry_orphans()
+                attrs = self.study.user_attrs
+                trials = self.study.get_trials(deepcopy=False)
+                retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+                taken = sum(
+                    1
+                    for trial in trials
+                    if trial.state != TrialState.WAITING
+                    and not replaced(attrs, trial)
+                    and trial.number not in retried
+                )
+                count = max(0, min(n, self.n_trials - taken))
+                if count or not any(t.state == TrialState.RUNNING for t in trials):
+                    asked = [self.study.ask() for _ in range(count)]
+                    for trial in asked:
+                        trial.set_user_attr(WORKER, self.name)
+                        self._beat_trial(trial._trial_id)
+                    return asked
+            if not waiting_said:
+                log.info("the study is full; waiting for the trials other workers still run")
+                waiting_said = True
+            time.sleep(min(self.heartbeat_s, 5.0))
 
     def _retry_orphans(self) -> None:
+        if self.in_database:
+            # Optuna's own: a RUNNING trial whose heartbeat is older than the grace period is failed, and
+            # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`).
+            optuna.storages.fail_stale_trials(self.study)
+            return
         beats = {
             k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
         }
@@ -316,6 +363,14 @@ class Worker:
 
     def _beat(self) -> None:
         self.study.set_user_attr(HEARTBEAT + self.name, time.time())
+        if self.in_database:  # Optuna's trial heartbeat, for the trials this worker runs
+            for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.user_attrs.get(WORKER) == self.name:
+                    self._beat_trial(trial._trial_id)
+
+    def _beat_trial(self, trial_id: int) -> None:
+        if self.in_database:
+            self.study._storage.record_heartbeat(trial_id)
 
     def _beat_until_stopped(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -329,11 +384,11 @@ def replaced(study_attrs: dict[str, Any], trial: optuna.trial.FrozenTrial) -> bo
 
 
 def _orphaned(worker: str | None, last_beat: float | None, grace_s: float) -> str:
-    """Why the worker `host:pid` is gone ("" if it may be alive): on this host, its process no longer
+    """Why the worker `host:pid:id` is gone ("" if it may be alive): on this host, its process no longer
     runs; on any host, it has not beaten for `grace_s` (clocks of hosts are assumed to agree within it)."""
     if not worker or ":" not in worker:
         return ""
-    host, _, pid = worker.rpartition(":")
+    host, pid = worker.split(":")[:2]
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)

@@ -15,14 +15,19 @@ log = logging.getLogger(__name__)
 
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from digitlab.analysis.summary import write_summary
-        from digitlab.errors import DigitlabError
+        report_sweep(Path(config.hydra.sweep.dir))
 
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            comparison, table, written = write_summary(sweep_dir)
-        except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
-            log.warning("no sweep summary: %s", err)
-            return
-        print(f"\n{len(comparison.runs)} runs under {sweep_dir}, ranked by {comparison.metric}:\n\n{table}")
-        print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
+
+def report_sweep(sweep_dir: Path) -> None:
+    """Write and print the sweep's comparison (when a sweep ends, and before a sweep with failed jobs
+    reports them)."""
+    from digitlab.analysis.summary import write_summary
+    from digitlab.errors import DigitlabError
+
+    try:
+        comparison, table, written = write_summary(sweep_dir)
+    except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
+        log.warning("no sweep summary: %s", err)
+        return
+    print(f"\n{len(comparison.runs)} runs under {sweep_dir}, ranked by {comparison.metric}:\n\n{table}")
+    print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")

@@ -1,36 +1,69 @@
 """The class Hydra discovers and instantiates from `conf/hydra/sweeper/checked.yaml`. Hydra's own
 `BasicSweeper` composes each batch's jobs just before launching it, so a bad job is found only after the
-jobs of earlier batches trained, and then only if it does not compose; this one checks every job of every
-batch (`digitlab.job.check_sweep`) before the sweep folder is made. The check is imported when a sweep
-starts, so plugin discovery stays light."""
+jobs of earlier batches trained, and then only if it does not compose; and its first failed job ends the
+sweep with a traceback and no compare table. This one checks every job of every batch
+(`digitlab.job.check_sweep`) before the sweep folder is made, and runs every job: failures are reported
+after the rest, with their compare table. The check is imported when a sweep starts, so plugin discovery
+stays light."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
 
 class CheckedSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
+        from digitlab.errors import DigitlabError
         from digitlab.job import check_sweep
         from digitlab.process import exit_on_error
+        from digitlab.sweeps.summary import report_sweep
 
-        assert self.config is not None and self.hydra_context is not None
+        assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        jobs = [job for batch in self.overrides for job in batch]
         started = time.perf_counter()
         with exit_on_error("digitlab-train"):
             check_sweep(self.hydra_context.config_loader, self.config, jobs)
         log.info("checked %d jobs in %.1f s", len(jobs), time.perf_counter() - started)
-        return super().sweep(arguments)
+
+        # Hydra's BasicSweeper.sweep from here, but a failed job (an error, a dead SLURM job) does not end the
+        # sweep: the other jobs run, the compare table is written for them, then the failures are reported.
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns, failed, idx = [], [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            results = self.launcher.launch(batch, initial_job_idx=idx)
+            failed += [(idx + i, r) for i, r in enumerate(results) if r.status == JobStatus.FAILED]
+            idx += len(batch)
+            returns.append(results)
+        if failed:
+            report_sweep(sweep_dir)
+            said = "; ".join(
+                f"#{i} ({' '.join(r.overrides or [])}): {r._return_value}" for i, r in failed[:3]
+            )
+            with exit_on_error("digitlab-train"):
+                raise DigitlabError(
+                    f"{len(failed)} of the {len(jobs)} jobs of this sweep failed, the first: {said}"
+                    f"{' ...' if len(failed) > 3 else ''}. The others' results and compare table are in {sweep_dir}; "
+                    "run the same command with resume=true (and hydra.sweep.dir=<that folder>) to retry the "
+                    "failed jobs only."
+                )
+        return returns
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Done for every job before the sweep began (`sweep`)."""

@@ -25,7 +25,7 @@ from digitlab.errors import ConfigError, DigitlabError
 from digitlab.job import check_sweep
 from digitlab.process import exit_on_error
 from digitlab.sweeps.search_space import SearchSpace, parse_search_space
-from digitlab.sweeps.study import Worker, create_study, directions, locate, search_identity
+from digitlab.sweeps.study import RUN_DIR, WORKER, Worker, create_study, directions, locate, search_identity
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,16 @@ class OptunaSweeperImpl:
             space, objective, metrics, extend = self._checked(arguments)
             # Every choice and both ends of every interval, composed and checked before the first trial.
             check_sweep(self.hydra_context.config_loader, self.config, space.corners(), placed=False)
+        self._keep_password_out_of_files()
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        with exit_on_error("digitlab-train"):  # a damaged or foreign journal: one paragraph
+        # The study first: a damaged or foreign journal, a database that cannot be reached or lacks its
+        # driver, another search's study: one paragraph, and no sweep folder made for a database study.
+        with exit_on_error("digitlab-train"):
             location = locate(self.config.hydra.sweeper, sweep_dir)
             identity = search_identity(space.distributions, metrics)
             study = create_study(location, objective, optuna.samplers.RandomSampler(), identity)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metrics)  # optuna-dashboard's axis titles
@@ -99,6 +102,29 @@ class OptunaSweeperImpl:
             self._run(study, worker, space, objective, extend, sweep_dir)
         finally:
             worker.leave()
+
+    def _keep_password_out_of_files(self) -> None:
+        """A password typed in the storage URL leaves the configs that are saved (multirun.yaml, each job's
+        .hydra/) and the overrides its jobs are composed from; libpq finds it in PGPASSWORD."""
+        from omegaconf import open_dict, read_write
+
+        from digitlab.sweeps.database import without_password
+
+        assert self.config is not None
+        typed = self.config.hydra.sweeper.get("storage")
+        if not typed or "://" not in str(typed) or without_password(str(typed)) == typed:
+            return
+        clean = without_password(str(typed))
+        hydra = self.config.hydra
+        with read_write(hydra.sweeper), read_write(hydra.overrides), open_dict(hydra.sweeper):
+            self.config.hydra.sweeper.storage = clean
+            self.config.hydra.overrides.hydra = [
+                f"hydra.sweeper.storage={clean}"
+                if o.split("=", 1)[0].lstrip("+") == "hydra.sweeper.storage"
+                else o
+                for o in self.config.hydra.overrides.hydra
+            ]
+        self.storage = clean
 
     def _run(
         self,
@@ -265,6 +291,9 @@ class OptunaSweeperImpl:
                 "best_params": best.params,
                 "best_value": best.value,
                 "best_trial": best.number,
+                # Several workers on several machines: where the best trial ran, and its run folder there.
+                "best_trial_worker": best.user_attrs.get(WORKER),
+                "best_trial_run_dir": best.user_attrs.get(RUN_DIR),
             }
         else:
             results = {
