@@ -383,7 +383,7 @@ class CountingLoader:
 
 
 def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
-    """Job by job, the stacked launcher's `SweepConfigCache` gives the config Hydra's own loader gives (its
+    """Job by job, the sweepers' `SweepConfigCache` gives the config Hydra's own loader gives (its
     `hydra` node included) or Hydra's own error, and composes once per shape of override list."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -392,7 +392,7 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
     from omegaconf import OmegaConf
 
     from digitlab.config.location import config_dir
-    from hydra_plugins.digitlab_stacked_launcher._compose import SweepConfigCache
+    from digitlab.sweeps.compose import SweepConfigCache
 
     lrs = [
         ["experiment=fastbook_linear", f"optimizer.lr={lr}", f"seed={s}"] for lr in (0.1, 3) for s in (0, 2)

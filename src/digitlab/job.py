@@ -50,20 +50,17 @@ def check_job(
 
 
 def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, Any, list[str]]:
-    """A job as its task will see it, from its Hydra config before Hydra makes its folder: the job config
-    (`hydra.runtime.output_dir` set to `output_dir`, as Hydra's `run_job` sets it), its group choices and
-    its command line. Leaves `HydraConfig` set to this job, so `${hydra:...}` values resolve to its own."""
+    """A job as its task will see it, from its Hydra config before Hydra makes its folder: the config with
+    `hydra.runtime.output_dir` set to `output_dir` (in place, as Hydra's `run_job` sets it; the checks read
+    past the `hydra` node, so it is not copied away), its group choices and its command line. Leaves
+    `HydraConfig` set to this job, so `${hydra:...}` values resolve to its own."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    config = config.copy()
     with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
         config.hydra.runtime.output_dir = str(Path(str(output_dir)).absolute())
     HydraConfig.instance().set_config(config)
-    job = config.copy()
-    with read_write(job), open_dict(job):
-        del job["hydra"]
-    return job, config.hydra.runtime.choices, list(config.hydra.overrides.task)
+    return config, config.hydra.runtime.choices, list(config.hydra.overrides.task)
 
 
 def check_sweep(
@@ -88,7 +85,6 @@ def check_sweep(
                 sweep_config = config_loader.load_sweep_config(config, list(overrides))
                 with open_dict(sweep_config):
                     sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
-                HydraConfig.instance().set_config(sweep_config)
                 folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
                 job = job_config(sweep_config, folder)
                 check_job(*job) if placed else validate(*job)

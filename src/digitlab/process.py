@@ -33,6 +33,9 @@ QUIET_WARNINGS = (
     # On a machine with SLURM's tools, Lightning suggests `srun python ...` for every run; digitlab's SLURM
     # launcher (hydra/launcher=slurm) already runs each job under srun, and a local run is meant to be local.
     (".*The `srun` command is available on your system but is not used.*", r"lightning\..*"),
+    # resume=true continues in the run's own checkpoints/ folder, which of course holds its checkpoints; a new
+    # run is never started in a folder that holds one (`config.checks.check_holds_no_run`).
+    (".*Checkpoint directory .* exists and is not empty.*", r"lightning\..*"),
     # Lightning's own use of a torch API deprecated in torch 2.10+ (LeafSpec); nothing for a user to change.
     (".*isinstance.treespec, LeafSpec.*", r"lightning\..*"),
 )

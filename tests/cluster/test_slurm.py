@@ -57,7 +57,8 @@ def wait_for(path: Path, timeout: float = 300) -> None:
 
 
 def jobs_of(sweep: Path) -> list[str]:
-    """The SLURM job ids of a sweep (running or pending), from squeue."""
+    """The SLURM job ids of a sweep (running or pending), from squeue (its submission script lives in the
+    sweep folder)."""
     out = subprocess.run(["squeue", "-h", "-o", "%i %o"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if str(sweep) in line]
 
@@ -82,6 +83,12 @@ def test_a_grid_runs_through_slurm_with_the_default_config(slurm, sample_root, t
     assert "--gpus-per-node=0" in script or "gpus" not in script  # no GPU asked for a CPU job
     assert "--cpus-per-task=2" in script and "--mem=4GB" in script
     assert "srun` command is available" not in proc.stdout + proc.stderr
+
+
+def test_a_local_run_on_a_machine_with_srun_says_nothing_about_srun(slurm, sample_root, tmp_path):
+    assert shutil.which("srun")
+    proc = train(*tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1"), cwd=tmp_path)
+    assert "srun" not in proc.stdout + proc.stderr
 
 
 def test_a_request_the_cluster_refuses_is_one_paragraph(slurm, sample_root, tmp_path):
@@ -126,9 +133,7 @@ def test_a_job_signalled_before_its_time_limit_requeues_and_ends_as_one_uninterr
         text=True,
     )
     wait_for(marker)
-    (job,) = jobs_of(sweep) or [
-        subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()[0]
-    ]
+    (job,) = jobs_of(sweep)
     # What SLURM sends `signal_delay_s` ahead of the time limit (--signal=USR2@...), sent now.
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     marker.unlink()
@@ -268,3 +273,95 @@ def test_an_optuna_search_prunes_trials_running_as_slurm_jobs(slurm, sample_root
     pruned = next(t for t in study.trials if t.state.name == "PRUNED")
     record = metrics(Path(pruned.user_attrs["run_dir"]))
     assert record["status"] == "pruned" and record["epochs"] == len(pruned.intermediate_values)
+
+
+def test_a_job_that_reaches_its_time_limit_requeues_and_finishes_in_its_next_allocation(
+    slurm, sample_root, tmp_path
+):
+    """The real thing: a 2-minute limit, SLURM's own warning 90 s ahead of it. The job waits at the end of
+    epoch 1 until SLURM has warned it, so the warning lands mid-run whatever the machine's speed."""
+    overrides = tiny_overrides(
+        sample_root, tmp_path, "model=mlp", "optimizer.momentum=0.9", "trainer.max_epochs=3"
+    )
+    train(*overrides, f"hydra.run.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    marker = tmp_path / "paused"
+    sweep = tmp_path / "limited"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.train",
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.timeout_min=2",
+            "hydra.launcher.signal_delay_s=90",
+            *overrides,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "DIGITLAB_PAUSE_AT": "epoch_end:1", "DIGITLAB_PAUSE_MARKER": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(marker)
+    deadline = time.monotonic() + 150
+    while not any("Received SIGTERM" in log.read_text() for log in sweep.glob("*/train.log")):
+        assert time.monotonic() < deadline, "SLURM never warned the job of its time limit"
+        time.sleep(0.5)
+    (job,) = jobs_of(sweep)
+    marker.unlink()
+    deadline = time.monotonic() + 120
+    while (
+        "Restarts=1"
+        not in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    ):
+        assert time.monotonic() < deadline, "the job was not requeued"
+        time.sleep(0.5)
+    subprocess.run(
+        ["scontrol", "update", f"jobid={job}", "StartTime=now"], check=False
+    )  # skip SLURM's requeue delay
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-3000:]
+    (run,) = [p.parent for p in sweep.glob("*/metrics.json")]
+    resumed, reference = metrics(run), metrics(tmp_path / "reference")
+    for key in ("status", "epochs", "steps", "val/acc", "val/acc_best"):
+        assert resumed[key] == reference[key], key
+    assert resumed["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-5, abs=1e-7)
+
+
+def test_a_job_that_waits_says_why_and_a_cancelled_job_fails_the_sweep_in_one_paragraph(
+    slurm, sample_root, tmp_path
+):
+    sweep = tmp_path / "waiting"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.train",
+            "-m",
+            "hydra/launcher=slurm",
+            "+hydra.launcher.additional_parameters={begin: now+1hour}",  # PENDING, reason BeginTime
+            *tiny_overrides(sample_root, tmp_path),
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:  # the launcher's own log, as the user sees it
+        lines.append(line)
+        if "is still PENDING after" in line:
+            break
+    assert "BeginTime" in lines[-1], "".join(lines)[-3000:]
+    (job,) = jobs_of(sweep)
+    subprocess.run(["scancel", job], check=True)
+    output = "".join(lines) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert (
+        f"SLURM job {job}" in output
+        and "CANCELLED" in output
+        and "1 of the 1 jobs of this sweep failed" in output
+    )

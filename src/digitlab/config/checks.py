@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import tempfile
@@ -213,9 +214,20 @@ def _chosen(group: str, cfg: DictConfig, choices: dict[str, Any]) -> str:
 
 
 def _target(cfg: DictConfig, key: str) -> Any:
+    return _object(OmegaConf.select(cfg, f"{key}._target_"))
+
+
+@functools.cache
+def _object(path: str) -> Any:
+    """What a `_target_` names, looked up once per process (a sweep checks hundreds of jobs)."""
     from hydra.utils import get_object
 
-    return get_object(OmegaConf.select(cfg, f"{key}._target_"))
+    return get_object(path)
+
+
+@functools.cache
+def _parameters(target: Any) -> Any:
+    return inspect.signature(target).parameters
 
 
 def _check_combinations(cfg: DictConfig, choices: dict[str, Any], overrides: Sequence[str]) -> None:
@@ -246,7 +258,7 @@ def _check_arguments(cfg: DictConfig, key: str, choices: dict[str, Any]) -> None
     node = OmegaConf.select(cfg, key)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
-    parameters = inspect.signature(_target(cfg, key)).parameters
+    parameters = _parameters(_target(cfg, key))
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     for name in node:

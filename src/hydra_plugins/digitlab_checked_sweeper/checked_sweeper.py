@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class CheckedSweeper(BasicSweeper):
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        from digitlab.sweeps.compose import install
+
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        install(hydra_context)  # each job is composed twice (checked, then launched): once is enough
+
     def sweep(self, arguments: list[str]) -> Any:
         from digitlab.errors import DigitlabError
         from digitlab.job import check_sweep

@@ -61,8 +61,11 @@ class OptunaSweeperImpl:
         self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from digitlab.sweeps.compose import install
+
         self.config = config
         self.hydra_context = hydra_context
+        install(hydra_context)  # a search's trials differ in plain values: composed from one template
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )

@@ -19,12 +19,11 @@ class StackedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from ._compose import SweepConfigCache
+        from digitlab.sweeps.compose import install
 
-        # In place: the sweeper composes every job of a batch through this same context to check it
-        # (`Sweeper.validate_batch_is_legal`) before the launcher composes it again; both reuse the work.
-        if not isinstance(hydra_context.config_loader, SweepConfigCache):
-            hydra_context.config_loader = SweepConfigCache(hydra_context.config_loader)
+        # The sweeper composes every job through this same context to check it (`job.check_sweep`) before
+        # the launcher composes it again; both reuse the work.
+        install(hydra_context)
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function

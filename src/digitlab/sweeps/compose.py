@@ -2,8 +2,9 @@
 
 A grid such as `optimizer.lr=0.03,0.1,0.3,1,3,10 seed=0,1,2,3` gives jobs whose overrides differ only in the
 values of plain config keys. Hydra composes every one of them from scratch, twice: once when the sweeper
-checks its batch (`Sweeper.validate_batch_is_legal`) and once when the launcher sets the job up, about
-0.17 s each on a 2-core machine, which is as long as a stacked trial takes to train. Composition does not
+checks the sweep (`job.check_sweep`) and once when the launcher sets the job up, about 0.17 s each on a
+2-core machine, which is as long as a stacked trial takes to train. digitlab's sweepers install it on the
+Hydra context they share with their launcher (`install`). Composition does not
 depend on those values: Hydra builds the defaults list from the group overrides, merges it, and only then
 sets the plain values (`ConfigLoaderImpl._apply_overrides_to_config`). `SweepConfigCache` does the first
 part once per shape of override list and the second part per job, with Hydra's own function, then fills the
@@ -32,6 +33,10 @@ class SweepConfigCache(ConfigLoader):
         self._parser = OverridesParser.create()
         # (master config id, override lines with the plain values left out) -> (master, composed template)
         self._templates: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled with the launcher into a SLURM job (submitit): the loader travels, the cache is rebuilt.
+        return (SweepConfigCache, (self.loader,))
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         overrides = self._parser.parse_overrides(list(sweep_overrides))
@@ -103,6 +108,13 @@ class SweepConfigCache(ConfigLoader):
 
     def compute_defaults_list(self, *args: Any, **kwargs: Any) -> Any:
         return self.loader.compute_defaults_list(*args, **kwargs)
+
+
+def install(hydra_context: Any) -> None:
+    """Compose through the cache from now on, for the sweeper and the launcher of this Hydra context alike
+    (the context object is shared, so it is replaced in place)."""
+    if not isinstance(hydra_context.config_loader, SweepConfigCache):
+        hydra_context.config_loader = SweepConfigCache(hydra_context.config_loader)
 
 
 def _overlap(key: str, other: str) -> bool:
