@@ -552,3 +552,35 @@ def test_a_study_keeps_its_identity_and_reruns_a_trial_whose_folder_is_gone(samp
     study = load(tmp_path / "s")
     assert len(study.trials) == 3 and study.trials[2].params == study.trials[0].params
     assert (trial_dirs(tmp_path / "s")[2] / "metrics.json").is_file()
+
+
+def test_workers_started_at_once_on_a_new_sqlite_file_share_one_study(sample_root, tmp_path):
+    """Creating the tables of a new database races (`UNIQUE constraint failed: alembic_version`): every worker
+    must come through, and the study hold each trial number once."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "digitlab.cli.train",
+                *search(
+                    sample_root,
+                    tmp_path / f"w{i}",
+                    "hydra.sweeper.n_trials=4",
+                    f"hydra.sweeper.storage={url}",
+                ),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    for proc in procs:
+        output = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+    study = optuna.load_study(study_name="s", storage=url)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)

@@ -6,7 +6,7 @@ machines share nothing but it, so everything they coordinate goes through it.
   on an empty database: creating the tables races, and a worker that loses the race connects again. A
   missing driver is one paragraph naming the extra to install.
 - `lock`: a lock held in the database (PostgreSQL's advisory lock; for SQLite, whose file is on one machine,
-  a lock file beside it): counting and asking trials under it keeps each trial number once and the total at
+  a lock file beside it; other databases, untested, fall back to a lock file and say so): counting and asking trials under it keeps each trial number once and the total at
   `n_trials`, and gives each worker its own sampler stream.
 - Passwords never reach a log or a file: `mask` hides them wherever a URL is shown, and `without_password`
   moves one typed in the URL to `PGPASSWORD` (read by libpq, inherited by the jobs) before the URL is saved
@@ -145,6 +145,9 @@ def lock(storage: Any, name: str) -> Iterator[None]:
         return
     from filelock import FileLock
 
+    if engine.dialect.name != "sqlite":
+        # No lock of this database's own is used: the workers must then share the folder of the lock file.
+        log.warning("%s: workers coordinate through a lock file in %s", engine.dialect.name, os.getcwd())
     database = engine.url.database or "memory"
     with FileLock(f"{database}.{hashlib.sha256(name.encode()).hexdigest()[:8]}.lock"):
         yield
