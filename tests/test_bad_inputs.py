@@ -211,7 +211,8 @@ def test_a_bad_input_is_one_clear_paragraph_before_any_work(
     watched = [Path(places["run"]).parent, sample_root]
     before = [listing(folder) for folder in watched]
     code, output = run_entry(program, args, capfd, monkeypatch, tmp_path)
-    assert code in (1, 2), output[-3000:]
+    usage = "usage:" in output  # argparse's own (or the CLI's usage line): exit 2, as argparse exits
+    assert code == (2 if usage else 1), output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert named.format(**fill) in output, output[-3000:]
     assert not (tmp_path / "logs").exists() and not (tmp_path / "data").exists(), "nothing is written"

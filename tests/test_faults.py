@@ -253,9 +253,9 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
     assert "| 1 | 16 | 0.2 | 2 | 1/1 |" in proc.stdout  # the one readable run is ranked
     assert (sweep / "compare" / "val_acc_curves.png").stat().st_size > 0
-    assert compare_main([str(sweep), "--metric", "val/accc"]) == 2
+    assert compare_main([str(sweep), "--metric", "val/accc"]) == 1
     # Compare never replaces a file it did not write; its own it may write again.
-    assert compare_main([str(sweep), "--out", str(mine)]) == 2
+    assert compare_main([str(sweep), "--out", str(mine)]) == 1
     assert (mine / "compare.md").read_text() == "my own table\n" and not (mine / "compare.csv").exists()
     assert compare_main([str(sweep)]) == 0
 
@@ -306,6 +306,6 @@ def test_a_journal_cut_by_a_killed_worker_is_repaired_and_a_foreign_file_refused
         text=True,
         cwd=tmp_path,
     )
-    assert dashboard.returncode == 2 and "Traceback" not in dashboard.stderr, dashboard.stderr
+    assert dashboard.returncode == 1 and "Traceback" not in dashboard.stderr, dashboard.stderr
     assert "is not an Optuna journal" in dashboard.stderr
     assert (foreign / "study.journal").read_text() == "my notes, not a journal\n"

@@ -516,9 +516,9 @@ def test_dashboard_serves_the_newest_study_over_http(pruned_study, tmp_path):
 def test_dashboard_names_what_is_not_a_study(tmp_path, capsys):
     from digitlab.cli.dashboard import main
 
-    assert main([str(tmp_path / "nowhere")]) == 2
+    assert main([str(tmp_path / "nowhere")]) == 1
     assert "is not an Optuna study" in capsys.readouterr().err
-    assert main(["--log-dir", str(tmp_path)]) == 2
+    assert main(["--log-dir", str(tmp_path)]) == 1
     assert "no Optuna study under" in capsys.readouterr().err
 
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         comparison, table, written = write_summary(args.dir, args.metric, args.out)
     except DigitlabError as err:
         print(f"digitlab-compare: {err}", file=sys.stderr)
-        return 2
+        return 1  # 2 is argparse's, for a command line it cannot parse
     incomplete = [r for r in comparison.runs if not r.completed]
     print(
         f"{len(comparison.runs)} runs under {args.dir}, ranked by {comparison.metric}"

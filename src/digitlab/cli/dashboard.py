@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = open_storage(location)  # a damaged journal: repaired, or refused in one paragraph
     except DigitlabError as err:
         print(f"digitlab-dashboard: {err}", file=sys.stderr)
-        return 2
+        return 1  # 2 is argparse's, for a command line it cannot parse
     from optuna_dashboard import run_server
 
     print(f"optuna-dashboard on {location}: http://{args.host}:{args.port}/dashboard/", flush=True)

@@ -142,55 +142,66 @@ def _request(params: dict[str, Any]) -> str:
 
 
 def _wait(jobs: list[Any]) -> None:
-    """Until every job has a result or is dead, saying why a job waits when it waits long."""
+    """Until every job has a result or is dead, saying why a job waits when it waits long. One squeue call
+    per poll for the whole batch (submitit's watcher batches its sacct calls likewise)."""
     started = time.monotonic()
     said: dict[str, float] = {}
     unlisted: dict[str, float] = {}
     while True:
-        waiting = [job for job in jobs if not job.paths.result_pickle.exists() and not _dead(job, unlisted)]
+        waiting = [job for job in jobs if not job.paths.result_pickle.exists()]
+        listed = _squeue(waiting)
+        waiting = [job for job in waiting if not _dead(job, listed, unlisted)]
         if not waiting:
             return
         now = time.monotonic()
         if now - started > PENDING_SAID_AFTER_S:
-            for job, reason in _pending_reasons(waiting).items():
-                if now - said.get(job.job_id, -1e9) >= PENDING_SAID_EVERY_S:
+            for job in waiting:
+                state, reason = listed.get(job.job_id, ("", ""))
+                if state == "PENDING" and now - said.get(job.job_id, -1e9) >= PENDING_SAID_EVERY_S:
                     log.warning(
-                        "SLURM job %s is still PENDING after %.0f s: %s", job.job_id, now - started, reason
+                        "SLURM job %s is still PENDING after %.0f s: %s (%s)",
+                        job.job_id,
+                        now - started,
+                        reason,
+                        EXPLAINED.get(reason, "see squeue"),
                     )
                     said[job.job_id] = now
         time.sleep(POLL_S)
 
 
-def _dead(job: Any, unlisted: dict[str, float]) -> bool:
+EXPLAINED = {
+    "PartitionConfig": "the request exceeds what the partition allows (CPUs, memory, GPUs or time)",
+    "Resources": "waiting for free CPUs, memory or GPUs",
+    "Priority": "other jobs are ahead of it",
+    "ReqNodeNotAvail": "a node it needs is down or drained",
+    "BeginTime": "it may not start before its begin time",
+}
+
+
+def _squeue(jobs: list[Any]) -> dict[str, tuple[str, str]]:
+    """`{job id: (state, reason)}` for the jobs SLURM still lists (array tasks one by one)."""
+    if not jobs:
+        return {}
+    arrays = sorted({job.job_id.split("_")[0] for job in jobs})
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T %r", "-j", ",".join(arrays)], capture_output=True, text=True
+    ).stdout
+    return {
+        parts[0]: (parts[1], parts[2] if len(parts) > 2 else "")
+        for parts in (line.split(" ", 2) for line in out.splitlines())
+        if len(parts) >= 2
+    }
+
+
+def _dead(job: Any, listed: dict[str, tuple[str, str]], unlisted: dict[str, float]) -> bool:
     state = job.watcher.get_state(job.job_id, mode="standard").split(" ")[0]
     if state in DEAD or state == "COMPLETED":
         return True  # COMPLETED without a result file: the job's process died after SLURM's step ended
-    listed = subprocess.run(["squeue", "-h", "-j", job.job_id], capture_output=True, text=True).stdout.strip()
-    if listed:
+    if job.job_id in listed:
         unlisted.pop(job.job_id, None)
         return False
     first = unlisted.setdefault(job.job_id, time.monotonic())
     return time.monotonic() - first > GONE_AFTER_S
-
-
-def _pending_reasons(jobs: list[Any]) -> dict[Any, str]:
-    out = subprocess.run(
-        ["squeue", "-h", "-t", "PENDING", "-o", "%i %r", "-j", ",".join(job.job_id for job in jobs)],
-        capture_output=True,
-        text=True,
-    ).stdout
-    reasons = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    explain = {
-        "PartitionConfig": "the request exceeds what the partition allows (CPUs, memory, GPUs or time)",
-        "Resources": "waiting for free CPUs, memory or GPUs",
-        "Priority": "other jobs are ahead of it",
-        "ReqNodeNotAvail": "a node it needs is down or drained",
-    }
-    return {
-        job: f"{reasons[job.job_id]} ({explain.get(reasons[job.job_id], 'see squeue')})"
-        for job in jobs
-        if job.job_id in reasons
-    }
 
 
 def _result(job: Any, overrides: list[str]) -> JobReturn:
