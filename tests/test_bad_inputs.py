@@ -103,7 +103,7 @@ CASES = [
     (
         TRAIN,
         ["hparams_search=linear_lr", "hydra.sweeper.storage=postgresql://u:pw@127.0.0.1:1/db"],
-        "u@127.0.0.1:1/db cannot",
+        "storage=postgresql://u@127.0.0.1:1/db",  # the password never shown; with or without its driver
     ),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.storage=nosuchdb://x/y"], "nosuchdb://"),
     # digitlab-eval
