@@ -81,9 +81,9 @@ def test_compare_cli_writes_elsewhere_and_rejects_empty_dirs(lr_sweep, tmp_path,
     assert "4 runs under" in out and "ranked by val/loss" in out
     assert (tmp_path / "cmp" / "compare.csv").is_file()
     (tmp_path / "empty").mkdir()
-    assert compare_main([str(tmp_path / "empty")]) == 2
+    assert compare_main([str(tmp_path / "empty")]) == 1
     assert "no digitlab runs under" in capsys.readouterr().err
-    assert compare_main([str(tmp_path / "missing")]) == 2
+    assert compare_main([str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
