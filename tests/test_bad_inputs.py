@@ -106,6 +106,11 @@ CASES = [
         "storage=postgresql://u@127.0.0.1:1/db",  # the password never shown; with or without its driver
     ),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.storage=nosuchdb://x/y"], "nosuchdb://"),
+    (
+        TRAIN,
+        ["hparams_search=linear_lr", "hydra.sweeper.storage=postgresql://u:pw@host:notaport/db"],
+        "not a database URL",
+    ),
     # digitlab-eval
     (EVAL, [], "usage: digitlab-eval"),
     (EVAL, ["ckpt_path={missing}"], "ckpt_path='{missing}'"),

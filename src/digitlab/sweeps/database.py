@@ -53,7 +53,10 @@ def without_password(url: str) -> str:
     wherever digitlab shows the URL)."""
     from sqlalchemy.engine import URL, make_url
 
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: `connect` says so in one paragraph
+        return url
     if parsed.password is None or not parsed.drivername.startswith("postgresql"):
         return url
     os.environ["PGPASSWORD"] = str(parsed.password)

@@ -72,11 +72,11 @@ class OptunaSweeperImpl:
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None
+        self._keep_password_out_of_files()  # first: every job is composed from the config it leaves
         with exit_on_error("digitlab-train"):
             space, objective, metrics, extend = self._checked(arguments)
             # Every choice and both ends of every interval, composed and checked before the first trial.
             check_sweep(self.hydra_context.config_loader, self.config, space.corners(), placed=False)
-        self._keep_password_out_of_files()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # The study first: a damaged or foreign journal, a database that cannot be reached or lacks its
         # driver, another search's study: one paragraph, and no sweep folder made for a database study.

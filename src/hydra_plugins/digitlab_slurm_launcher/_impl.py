@@ -62,6 +62,8 @@ def run_in_job(
     if warned:
         allowed = int(params.get("max_num_timeout") or 0)
         if restarts < allowed:
+            # submitit's own requeue (`scontrol requeue`), which its signal handler calls right away; here the
+            # fit has first stopped at a batch boundary with its checkpoint written.
             submitit.JobEnvironment()._requeue(allowed - restarts - 1)
             log.warning(
                 "SLURM signalled this job ahead of its end: checkpointed and requeued (%d of %d)",
