@@ -81,7 +81,7 @@ def test_a_single_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(
     run_until_killed(args, point, tmp_path)
     assert not (tmp_path / "run" / "metrics.json").exists()
     for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):
-        torch.load(ckpt, weights_only=False)  # nothing truncated in place, even killed mid-write
+        torch.load(ckpt, weights_only=True)  # nothing truncated in place, even killed mid-write
     cli(*args[3:], "resume=true", cwd=tmp_path)
     assert_same_run(metrics(tmp_path / "run"), reference)
 
@@ -92,7 +92,7 @@ def test_sigterm_mid_epoch_resumes_from_that_batch(reference, sample_root, tmp_p
     assert "Traceback" not in output and "resume=true" in output
     interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
     # Lightning stops at the end of the batch that follows the signal: in the middle of epoch 1 (steps 7-12).
-    assert 6 < torch.load(interrupted, weights_only=False)["global_step"] < 12
+    assert 6 < torch.load(interrupted, weights_only=True)["global_step"] < 12
     assert metrics(tmp_path / "run")["status"] == "interrupted"
     resumed = cli(*args[3:], "resume=true", cwd=tmp_path)
     assert "interrupted.ckpt" in resumed.stdout + resumed.stderr
@@ -148,7 +148,7 @@ def test_a_full_disk_is_one_paragraph_and_resume_finishes_the_run(sample_root, t
     assert "No space left on device (ENOSPC)" in output and "resume=true" in output
     assert output.count("could not write") == 1, output[-3000:]  # the first error, not a later one
     for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
-        torch.load(ckpt, weights_only=False)  # whatever is there is whole
+        torch.load(ckpt, weights_only=True)  # whatever is there is whole
     assert not list(run_dir.rglob("*.partial"))
     # Space is freed: the same command with resume=true ends as the uninterrupted run.
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)

@@ -48,7 +48,7 @@ def test_pixel_similarity_means_are_the_class_means(sample_root, tmp_path):
     metrics, run_dir = run(
         tiny_overrides(sample_root, tmp_path, "experiment=fastbook_baseline"), output_dir=tmp_path / "r"
     )
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     from digitlab.data import MnistSampleDataModule
 
     dm = MnistSampleDataModule(root=str(sample_root), data_dir=str(tmp_path / "data"), check_counts=False)

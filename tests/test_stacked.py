@@ -105,7 +105,7 @@ def test_stacked_checkpoints_hold_what_a_single_runs_hold(sweeps):
     basic, stacked = (by_name(sweep) for sweep in sweeps)
     for name, run in stacked.items():
         ours, theirs = (
-            torch.load(r.checkpoints / "last.ckpt", weights_only=False) for r in (run, basic[name])
+            torch.load(r.checkpoints / "last.ckpt", weights_only=True) for r in (run, basic[name])
         )
         assert ours.keys() == theirs.keys()
         torch.testing.assert_close(ours["loops"], theirs["loops"])  # with the training order's generator
@@ -364,7 +364,7 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
         1
     )
     assert f"at step {step} (epoch 0)" in output
-    left = torch.load(diverged / "checkpoints" / "interrupted.ckpt", weights_only=False)
+    left = torch.load(diverged / "checkpoints" / "interrupted.ckpt", weights_only=True)
     assert left["global_step"] == int(step) < 6, "the epoch has 6 steps: it left before its end"
 
 
@@ -491,7 +491,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         assert metrics["val/acc"] == single["val/acc"]
         # The losses are near 0 on this tiny set: the final weights say more.
         ours, theirs = (
-            torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+            torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
             for run in (trial, alone / trial.name)
         )
         for name, weight in theirs.items():

@@ -131,7 +131,7 @@ def test_compiled_net_gives_the_eager_numbers_and_checkpoints(sample_root, tmp_p
         assert compiled[key] == eager[key], key
     assert compiled["val/loss"] == pytest.approx(eager["val/loss"], rel=1e-5)
     weights = [
-        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         for d in (eager_dir, compiled_dir)
     ]
     assert weights[0].keys() == weights[1].keys()  # a compiled run's checkpoint loads as an eager one's

@@ -45,8 +45,8 @@ def callbacks(cfg: DictConfig) -> list[Any]:
 
 def trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """The Lightning Trainer of `cfg.trainer`; `kwargs` (logger, callbacks, ...) are added to it. Its
-    checkpoints are written atomically (`checkpoints.AtomicCheckpointIO`)."""
-    from digitlab.checkpoints import AtomicCheckpointIO
+    checkpoints are written atomically and read as data (`checkpoints.CheckpointFiles`)."""
+    from digitlab.checkpoints import CheckpointFiles
 
-    plugins = [*(kwargs.pop("plugins", None) or []), AtomicCheckpointIO()]
+    plugins = [*(kwargs.pop("plugins", None) or []), CheckpointFiles()]
     return instantiate(cfg.trainer, plugins=plugins, **kwargs)

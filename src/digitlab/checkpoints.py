@@ -1,10 +1,19 @@
 """Checkpoints: how they are written (atomically, through Lightning's own `CheckpointIO` extension point),
 found again (the newest intact one, for `resume=true`) and read (a checkpoint alone is enough to rebuild its
-run: it carries the composed config, see `record.py`)."""
+run: it carries the composed config, see `record.py`).
+
+A checkpoint is a pickle, and a pickle can name any function to call while it is read. Every checkpoint
+digitlab opens, its own readers' and Lightning's (`fit(ckpt_path=...)` reads through `CheckpointFiles`), is
+read by `read_checkpoint` with PyTorch's restricted unpickler (`weights_only=True`): tensors and plain
+containers of plain values, which is all a digitlab or Lightning checkpoint holds. Anything else is refused
+before it is built.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,21 +48,57 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
     write_atomically(path, write)
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Every checkpoint Lightning writes for a run (ModelCheckpoint's, last.ckpt, interrupted.ckpt) goes
-    through `save_checkpoint`: a full disk or a read-only folder leaves the previous checkpoint, never a
-    truncated one."""
+class CheckpointFiles(TorchCheckpointIO):
+    """The trainer's checkpoint IO. Every checkpoint Lightning writes for a run (ModelCheckpoint's,
+    last.ckpt, interrupted.ckpt) goes through `save_checkpoint`: a full disk or a read-only folder leaves the
+    previous checkpoint, never a truncated one. Every checkpoint it reads (`fit(ckpt_path=...)`) goes through
+    `read_checkpoint`, as data, whatever `weights_only` Lightning was given."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         save_checkpoint(checkpoint, path)
 
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> Any:
+        return read_checkpoint(path, map_location=map_location or "cpu")
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+
+class ForeignObjects(ConfigError):
+    """A file that holds objects digitlab does not load: reading it would call code named inside it."""
+
+    def __init__(self, path: str | Path, names: str) -> None:
+        self.path, self.names = str(path), names
+        super().__init__(f"{path} {self.refusal()}")
+
+    def refusal(self) -> str:
+        return (
+            f"holds objects digitlab does not load ({self.names}). A checkpoint is read as data only "
+            "(tensors and plain values: torch.load with weights_only=True), so a file that would run code when "
+            "opened is refused, not opened. Use a checkpoint written by digitlab-train; if this one is yours, "
+            "train it again with this version."
+        )
+
+
+# How PyTorch's restricted unpickler names the global it refused ("Unsupported global: GLOBAL posix.system
+# ...", "... GLOBAL __main__.X was not an allowed global by default ...").
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint at `path`, read as data (`weights_only=True`); `ForeignObjects` when it holds anything
+    else. A damaged file raises what torch raises for it."""
+    import pickle
+
     import torch
 
-    # weights_only=False: Lightning checkpoints hold optimizer and loop state beyond tensors. Only load
-    # checkpoints you trust (your own runs').
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings():
+            # A plain pickle (not torch.save's zip) makes torch warn about its protocol before refusing it.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = sorted(set(_REFUSED_GLOBAL.findall(str(err))))
+        if refused:
+            raise ForeignObjects(path, ", ".join(refused)) from None
+        raise
 
 
 def newest_intact(folder: Path) -> Path | None:
@@ -68,6 +113,9 @@ def newest_intact(folder: Path) -> Path | None:
             # and interrupted.ckpt (an interruption right after it).
             preference = {"last.ckpt": 2, "interrupted.ckpt": 0}.get(path.name, 1)
             rank = (int(state["global_step"]), int(state["epoch"]), preference)
+        except ForeignObjects as err:
+            log.warning("resume: %s is skipped: it %s", path, err.refusal())
+            continue
         except Exception as err:  # a damaged file of any kind is skipped, never fatal
             log.warning("resume: %s is damaged and skipped (%s: %s)", path, type(err).__name__, err)
             continue
@@ -97,6 +145,8 @@ def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
     path = check_checkpoint_path(ckpt_path)
     try:
         checkpoint = read_checkpoint(path)
+    except ForeignObjects as err:
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} {err.refusal()}") from None
     except Exception as err:
         raise ConfigError(
             f"ckpt_path={str(ckpt_path)!r} is not a readable checkpoint ({type(err).__name__}: {err})."

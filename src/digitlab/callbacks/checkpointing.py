@@ -9,7 +9,7 @@
   error, a diverged loss). Lightning's OnExceptionCheckpoint would also make every later `fit()` without a
   `ckpt_path` resume from the newest checkpoint it finds; here resuming stays explicit.
 
-Both write through `checkpoints.AtomicCheckpointIO` (the trainer's checkpoint IO, see `build.trainer`).
+Both write through `checkpoints.CheckpointFiles` (the trainer's checkpoint IO, see `build.trainer`).
 """
 
 from __future__ import annotations

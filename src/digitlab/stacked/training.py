@@ -373,7 +373,7 @@ def train_stack(
         if resume_from and all(resume_from):
             ckpt_path = Path(tmp) / "stack.ckpt"
             torch.save(stacked_checkpoint(resume_from, records.state_key, type(data).__qualname__), ckpt_path)
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     import optuna
 
     outcomes: list[dict[str, Any] | Exception] = []
