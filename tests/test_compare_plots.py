@@ -1,5 +1,5 @@
 """digitlab-compare's plots, read as a researcher reads them: swept numbers spanning decades on a log axis,
-and a legend that stays readable for a 24-run sweep (seeds grouped, as the table groups them)."""
+and a legend that stays readable for a 24-run sweep (a mean and band per setting, as the table groups them)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def fake_sweep(root, lrs, seeds=range(4)):
         with SummaryWriter(run / "tensorboard") as writer:
             for step in range(3):
                 writer.add_scalar("val/acc", accuracy - 0.01 * (2 - step), step)
+                writer.add_scalar("epoch", step, step)  # as Lightning logs it
         (run / "metrics.json").write_text(json.dumps({"val/acc": accuracy, "val/acc_best": accuracy}))
     return root
 
@@ -47,5 +48,7 @@ def test_the_curves_legend_groups_seeds_for_24_runs(tmp_path):
     assert len(comparison.runs) == 24 and len(comparison.groups) == 6
     figure = curves_figure(comparison)
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert len(labels) == 6 and all(label.endswith("(4 seeds)") for label in labels)
-    assert len(figure.axes[0].get_lines()) == 24  # every run is drawn, one colour per setting
+    assert len(labels) == 6 and all(label.endswith("(n=4)") for label in labels)
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 6 and all(list(line.get_xdata()) == [1, 2, 3] for line in lines)
+    assert len(figure.axes[0].collections) == 6  # each mean in its band over the 4 seeds

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from digitlab.api import compose_config
-from digitlab.checkpoints import build_from_checkpoint
+from digitlab.build import build_from_checkpoint
 from digitlab.rundir import Run, find_runs
 from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key

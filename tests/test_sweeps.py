@@ -62,13 +62,15 @@ def test_hparams_of_a_multirun_show_one_row_per_run(lr_sweep):
 
 def test_sweep_summary_groups_seeds(lr_sweep):
     table = (lr_sweep / "compare" / "compare.md").read_text().splitlines()
-    assert table[0].startswith("| rank | optimizer.lr | runs | seeds | val/acc | val/acc std |"), table[0]
+    assert table[0].startswith("| rank | optimizer.lr | runs | seeds | val/acc_best | val/acc |"), table[0]
     rows = [line.split(" | ") for line in table[2:]]
-    assert sorted(row[1] for row in rows) == ["0.5", "2.0"] and all(
+    assert sorted(row[1] for row in rows) == ["0.5", "2"] and all(
         row[2] == "2/2" and row[3] == "0,1" for row in rows
     )
     csv_lines = (lr_sweep / "compare" / "compare.csv").read_text().splitlines()
-    assert len(csv_lines) == 3 and csv_lines[0].startswith("rank,optimizer.lr,runs,seeds,val/acc")
+    assert len(csv_lines) == 3 and csv_lines[0].startswith(
+        "rank,optimizer.lr,runs,seeds,val/acc_best,val/acc_best std,val/acc,"
+    )
     with Image.open(lr_sweep / "compare" / "val_acc_curves.png") as png:
         assert png.size == (800, 450)
     with Image.open(lr_sweep / "compare" / "val_acc_best_vs_optimizer.lr.png") as png:

@@ -62,4 +62,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     atomic.write_text(
         run_dir.hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides)))
     )
+    # The part of Hydra's own record that a CLI run has and readers use: which option of each group ran.
+    hydra_record = {"hydra": {"runtime": {"choices": choices}}}
+    atomic.write_text(run_dir.hydra_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create(hydra_record)))
     return run_checked_job(cfg, choices, overrides), run_dir.path

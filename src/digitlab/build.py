@@ -1,12 +1,14 @@
-"""A composed config -> the objects of a run: datamodule, model, loggers, callbacks, trainer. The one place
-that calls `hydra.utils.instantiate`; training, eval, predict, the checkpoint loader and the tests use it.
+"""A composed config -> the objects of a run: datamodule, model, loggers, callbacks, trainer; or a checkpoint
+-> its config, datamodule and model (`build_from_checkpoint`, for eval and predict). The one place that calls
+`hydra.utils.instantiate`; training, eval, predict and the tests use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from digitlab.errors import DigitlabError
 
@@ -46,7 +48,35 @@ def callbacks(cfg: DictConfig) -> list[Any]:
 def trainer(cfg: DictConfig, **kwargs: Any) -> Any:
     """The Lightning Trainer of `cfg.trainer`; `kwargs` (logger, callbacks, ...) are added to it. Its
     checkpoints are written atomically and read as data (`checkpoints.CheckpointFiles`)."""
-    from digitlab.checkpoints import CheckpointFiles
+    from digitlab.checkpoints import CheckpointFiles  # here: it imports Lightning, which checks need not
 
     plugins = [*(kwargs.pop("plugins", None) or []), CheckpointFiles()]
     return instantiate(cfg.trainer, plugins=plugins, **kwargs)
+
+
+def check_checkpoint_fits(ckpt_path: Any, cfg: DictConfig) -> None:
+    """Before training from `ckpt_path`: it is a digitlab checkpoint, and its weights fit the model `cfg`
+    builds (ConfigError otherwise, naming both models' settings)."""
+    import digitlab.checkpoints as checkpoints
+
+    checkpoint, _ = checkpoints.load_checkpoint(ckpt_path)
+    checkpoints.check_fits(checkpoint, model(cfg, datamodule(cfg).class_names), ckpt_path)
+
+
+def build_from_checkpoint(
+    ckpt_path: Any, overrides: list[str] = (), check: Callable[[DictConfig], None] | None = None
+) -> tuple[DictConfig, Any, Any]:
+    """`(config, datamodule, model with the checkpoint's weights)`; `overrides` (dotted `key=value`) adjust the
+    stored config, e.g. `data.root=...` to evaluate on a copy of the data elsewhere."""
+    import digitlab.checkpoints as checkpoints
+
+    checkpoint, cfg = checkpoints.load_checkpoint(ckpt_path)
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    if check:  # the run's own folder is not written to: it need not exist here
+        check(OmegaConf.merge(cfg, {"paths": {"output_dir": None}}))
+    data = datamodule(cfg)
+    net = model(cfg, data.class_names)
+    checkpoints.check_fits(checkpoint, net, ckpt_path)
+    net.load_state_dict(checkpoint["state_dict"])
+    net.eval()
+    return cfg, data, net

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from digitlab.atomic import write_atomically
 from digitlab.errors import ConfigError
 from digitlab.faults import pause_point
-from digitlab.rundir import CONFIG_KEY
+from digitlab.rundir import CONFIG_KEY, Run
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,15 @@ def newest_intact(folder: Path) -> Path | None:
     return best[1] if best else None
 
 
+def resume_checkpoint(run_dir: str | Path) -> str | None:
+    """The checkpoint an unfinished run continues from: the newest intact one in its checkpoints/."""
+    run = Run(run_dir)
+    path = newest_intact(run.checkpoints)
+    if path is not None:
+        log.info("resume: continuing %s from %s", run.path, path)
+    return str(path) if path is not None else None
+
+
 def check_checkpoint_path(ckpt_path: Any) -> Path:
     """The path, or a ConfigError naming it and what is expected."""
     path = Path(str(ckpt_path)).expanduser()
@@ -158,15 +166,6 @@ def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
     return checkpoint, OmegaConf.create(checkpoint[CONFIG_KEY])
 
 
-def check_checkpoint_fits(ckpt_path: Any, cfg: DictConfig) -> None:
-    """Before training from `ckpt_path`: it is a digitlab checkpoint, and its weights fit the model `cfg`
-    builds (ConfigError otherwise, naming both models' settings)."""
-    import digitlab.build as build
-
-    checkpoint, _ = load_checkpoint(ckpt_path)
-    check_fits(checkpoint, build.model(cfg, build.datamodule(cfg).class_names), ckpt_path)
-
-
 def check_fits(checkpoint: dict[str, Any], model: Any, ckpt_path: Any) -> None:
     """ConfigError when the checkpoint's weights are not those of `model` (another model, other sizes)."""
     held = checkpoint.get("state_dict") or {}
@@ -187,22 +186,3 @@ def check_fits(checkpoint: dict[str, Any], model: Any, ckpt_path: Any) -> None:
             f"{'; ...' if len(differences) > 3 else ''}. The checkpoint's run trained {settings}; use the same "
             "model settings (its .hydra/config.yaml holds them all), or leave ckpt_path out to start afresh."
         )
-
-
-def build_from_checkpoint(
-    ckpt_path: Any, overrides: list[str] = (), check: Callable[[DictConfig], None] | None = None
-) -> tuple[DictConfig, Any, Any]:
-    """`(config, datamodule, model with the checkpoint's weights)`; `overrides` (dotted `key=value`) adjust the
-    stored config, e.g. `data.root=...` to evaluate on a copy of the data elsewhere."""
-    import digitlab.build as build
-
-    checkpoint, cfg = load_checkpoint(ckpt_path)
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    if check:  # the run's own folder is not written to: it need not exist here
-        check(OmegaConf.merge(cfg, {"paths": {"output_dir": None}}))
-    datamodule = build.datamodule(cfg)
-    model = build.model(cfg, datamodule.class_names)
-    check_fits(checkpoint, model, ckpt_path)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    return cfg, datamodule, model

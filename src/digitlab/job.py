@@ -4,6 +4,8 @@ and the stacked launcher for the jobs it checks and stacks), as Hydra's launcher
 A job is checked whole before any work (`check_job`: the composed config, and that its folder holds no
 earlier run unless it resumes it), then trained (`training.train`, which resumes and reports to the Optuna
 trial the job may be). What it returns to a sweeper is `optimized(metrics, cfg.optimized_metric)`.
+`OutputDirsCheck` (a Hydra callback, conf/hydra/default.yaml) checks a single run's job, and the run or sweep
+folder, before Hydra makes that folder.
 """
 
 from __future__ import annotations
@@ -12,41 +14,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from digitlab.settings import BOOLEAN, Rule, optional, whole
-
-# The run's own settings (config.yaml's top level), which `training.train` takes.
-RUN_SETTINGS = {
-    "seed": whole(0, at_most=2**32 - 1),  # numpy's seeds end there
-    "resume": BOOLEAN,
-    "lr_find": BOOLEAN,
-    "print_config": BOOLEAN,
-    "torch_threads": optional(whole(1)),
-    "ckpt_path": optional(Rule(lambda v: isinstance(v, str) and v != "", "the path of a checkpoint file")),
-    "optimized_metric": optional(
-        Rule(
-            lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(m, str) for m in v)),
-            "a metric name of metrics.json (e.g. val/acc_best) or a list of them",
-        )
-    ),
-    "tags": Rule(
-        lambda v: isinstance(v, list) and all(isinstance(t, str | int) for t in v), "a list, e.g. [a,b]"
-    ),
-    "notes": Rule(lambda v: isinstance(v, str), "a text"),
-}
+import digitlab.config.checks as checks
 
 
 def check_job(
     cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> None:
     """ConfigError naming the first bad value, choice or folder of this job."""
-    from digitlab.config.checks import check_holds_no_run, validate
-
-    validate(cfg, choices, overrides)
+    checks.validate(cfg, choices, overrides)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir and not cfg.get("resume") and not cfg.get("lr_find"):
-        check_holds_no_run(output_dir)
+        checks.check_holds_no_run(output_dir)
 
 
 def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, Any, list[str]]:
@@ -75,7 +56,6 @@ def check_sweep(
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
-    from digitlab.config.checks import validate
     from digitlab.errors import ConfigError
 
     try:
@@ -87,7 +67,7 @@ def check_sweep(
                     sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
                 folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
                 job = job_config(sweep_config, folder)
-                check_job(*job) if placed else validate(*job)
+                check_job(*job) if placed else checks.validate(*job)
             except ConfigError as err:
                 raise ConfigError(
                     f"{which}: {err} Nothing was run: every job of a sweep is checked before the first one trains."
@@ -116,3 +96,36 @@ def optimized(metrics: dict[str, Any], names: str | Sequence[str] | None) -> flo
     if names is None or isinstance(names, str):
         return metrics.get(names) if names else None
     return [metrics.get(name) for name in names]
+
+
+class OutputDirsCheck(Callback):
+    """Hydra makes the run folder (or the sweep folder) before digitlab's code runs, and an unwritable one
+    ends in its traceback; this checks it first, naming the key the user set (`paths.log_dir` when the
+    folder is under it, else `hydra.run.dir` / `hydra.sweep.dir`). For a single run it also checks the whole
+    job (`check_job`) there, so that a refused command leaves no run folder behind."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+        from digitlab.process import exit_on_error
+
+        with exit_on_error("digitlab-train"):
+            check_job(*job_config(config, config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, dir_key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from digitlab.process import exit_on_error
+
+        HydraConfig.instance().set_config(config)  # what Hydra does before it resolves the folder itself
+        with exit_on_error("digitlab-train"):
+            folder = Path(OmegaConf.select(config, dir_key)).absolute()
+            log_dir = Path(config.paths.log_dir).absolute()
+            typed = {o.split("=", 1)[0] for o in config.hydra.overrides.hydra}
+            under_log_dir = log_dir in (folder, *folder.parents) and dir_key not in typed
+            checks.check_creatable(
+                "paths.log_dir" if under_log_dir else dir_key, log_dir if under_log_dir else folder
+            )

@@ -80,15 +80,6 @@ class Run:
     def hydra_dir(self) -> Path:
         return self.path / HYDRA_DIR
 
-    def resume_checkpoint(self) -> str | None:
-        """The checkpoint an unfinished run continues from: the newest intact one (see `checkpoints.py`)."""
-        from digitlab.checkpoints import newest_intact
-
-        path = newest_intact(self.checkpoints)
-        if path is not None:
-            log.info("resume: continuing %s from %s", self.path, path)
-        return str(path) if path is not None else None
-
     def write_config(self, config: dict[str, Any]) -> None:
         atomic.write_json(self.path / CONFIG_JSON, config)
 

@@ -28,6 +28,22 @@ def parallel_jobs() -> int:
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 
+def quiet_sweep_job() -> int | None:
+    """This job's number in a sweep whose console is quiet (see `console.py`); None for a single run, or
+    when `-v` asked for every job's full output."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from digitlab.console import verbose
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or verbose(hydra_cfg.verbose):
+        return None
+    return int(hydra_cfg.job.num)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the experiment `cfg` describes (already validated); return its final metrics (`metrics.json`)."""
     run = rundir.Run(cfg.paths.output_dir)
@@ -46,7 +62,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)  # jobs side by side must not each claim every core
         log.info("torch threads per job: %d", threads)
-    ckpt_path = cfg.get("ckpt_path") or (run.resume_checkpoint() if cfg.get("resume") else None)
+    from digitlab.checkpoints import resume_checkpoint
+
+    ckpt_path = cfg.get("ckpt_path") or (resume_checkpoint(run.path) if cfg.get("resume") else None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build.datamodule(cfg)
     model = build.model(cfg, datamodule.class_names)
@@ -68,6 +86,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks += [pruning] if pruning else []
     callbacks.append(RunResults(run.path, hparams_from_config(cfg), config, outcome=pruning))
     quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
+    job = quiet_sweep_job()
+    if job is not None:  # a sweep's job: no bar, and the model summary once, by the sweep's first job
+        from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+        quiet = {"enable_progress_bar": False, "enable_model_summary": job == 0}
+        drop = ProgressBar if job == 0 else (ProgressBar, ModelSummary)
+        callbacks = [callback for callback in callbacks if not isinstance(callback, drop)]
     trainer = build.trainer(cfg, logger=loggers or False, callbacks=callbacks, **quiet)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 

@@ -1,11 +1,17 @@
-"""The comparison of runs: the overrides that differ between them, final and best val/acc and val/loss,
-epochs and wall time, ranked by a metric. Runs that differ only in `seed` form one row (a `Group`) with mean
-and standard deviation. Rendered as Markdown and CSV here; plotted by `plots.py`.
+"""The comparison of runs, grouped by what really differs between them: each run's resolved config
+(`config.json`), not the override strings that were typed (`optimizer.lr=1` and `optimizer.lr=1.0` are one
+setting; `model=mlp` typed or chosen by an experiment is one model). Runs whose trained settings are equal but
+for the seed form one `Group` (mean, standard deviation, n). The table's columns are the settings that differ
+among the compared runs: a group choice (`model`, `optimizer`, ...) when options of a group were compared, and
+each value that differs beyond what those choices explain (`model.net.hidden` among MLPs, `optimizer.lr`).
+
+A metric whose scale depends on a setting (a loss, on the loss function) is ranked within each value of that
+setting, never across them: the blocks are ranked apart and the output says so.
 
 Runs of an Optuna search also show their `status` (completed, pruned, incomplete: pruned ones rank after the
 completed ones, as their metric stopped early). When the runs optimized several metrics (a list in
 `optimized_metric`, with the sweeper's list of directions), the rows on the Pareto front are marked and ranked
-first.
+first. Rendered as Markdown and CSV here; plotted by `plots.py`.
 """
 
 from __future__ import annotations
@@ -18,33 +24,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digitlab.config.hparams import is_plumbing
+from digitlab.config.hparams import HPARAM_GROUPS, trained_settings
 from digitlab.errors import DigitlabError
 from digitlab.rundir import COMPLETED, PRUNED, Run, find_runs
 
 SEED = "seed"
+# The final record's columns, the ranked metric first among them; each val/ metric with its spread.
+COLUMNS = ("val/acc_best", "val/acc", "val/loss", "epochs", "wall_time_s")
+# Metrics on a scale set by a group's settings: a loss means nothing across loss functions.
+SCALED_BY = {"loss": "loss"}
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, str]:
-    """The settings an override list chose: Hydra's own and plumbing keys left out (tags and notes, plumbing
-    too, get columns of their own)."""
-    settings = {}
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if not key.startswith(("hydra.", "hydra/")) and not is_plumbing(key):
-            settings[key] = value
-    return settings
+def display(value: Any) -> str:
+    """A setting as a column shows it: numbers at 4 significant digits (1e-05, 0.443, 128)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 @dataclass
 class Group:
-    """Runs with the same settings except the seed."""
+    """Runs with the same trained settings except the seed."""
 
-    settings: dict[str, str]
+    settings: dict[str, Any]  # the comparison's columns -> this group's value
     runs: list[Run] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-
+    block: tuple = ()  # the values of the settings the ranked metric's scale depends on
     pareto: bool = False
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={display(v)}" for k, v in self.settings.items())
 
     @property
     def completed(self) -> list[Run]:
@@ -64,27 +76,25 @@ class Group:
         return statistics.stdev(values) if len(values) > 1 else None
 
 
-COLUMNS = ("val/acc", "val/acc_best", "val/loss", "val/loss_best", "epochs", "wall_time_s")
-
-
 @dataclass
 class Comparison:
     root: Path
     metric: str
-    swept: list[str]  # override keys that differ between runs, seed excluded
+    swept: list[str]  # the settings that differ between runs (group choices, then values), seed excluded
     groups: list[Group]
     runs: list[Run]
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, direction), multi-objective
+    blocks: list[str] = field(default_factory=list)  # the columns the metric is ranked within
 
     @property
     def shows_status(self) -> bool:
         return any(run.status != COMPLETED for run in self.runs)
 
     @property
-    def extra_metrics(self) -> list[str]:
-        """Ranked-by metrics that are not among the standard columns (e.g. `parameters`)."""
+    def metrics(self) -> list[str]:
+        """The metric columns: the ranked (and optimized) ones first, then the standard ones."""
         names = [name for name, _ in self.objectives] or [self.metric]
-        return [name for name in names if name not in COLUMNS]
+        return list(dict.fromkeys([*names, *COLUMNS]))
 
     @property
     def annotated(self) -> bool:
@@ -99,12 +109,17 @@ class Comparison:
         return {run.path: short(run.provenance) for run in self.runs if not run.unreadable}
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per group, numbers as numbers (CSV); `markdown` renders them for people."""
         rows = []
         codes = self.codes
         mixed_code = len(set(codes.values())) > 1
-        for rank, group in enumerate(self.groups, start=1):
+        rank, block = 0, None
+        for group in self.groups:
+            rank = rank + 1 if group.block == block else 1
+            block = group.block
             seeds = [str(run.setting(SEED)) for run in group.completed]
-            row: dict[str, Any] = {"rank": rank, **{k: group.settings.get(k, "-") for k in self.swept}}
+            row: dict[str, Any] = {"rank": rank}
+            row |= {k: display(group.settings[k]) if k in group.settings else "-" for k in self.swept}
             row |= {"runs": f"{len(group.completed)}/{len(group.runs)}", "seeds": ",".join(seeds)}
             if self.shows_status:
                 row["status"] = group.status
@@ -117,18 +132,20 @@ class Comparison:
                     "tags": _joined(r.setting("tags") for r in group.runs),
                     "notes": _joined([r.setting("notes")] for r in group.runs),
                 }
-            for column in COLUMNS:
+            for column in self.metrics:
                 row[column] = group.mean(column)
                 if column == "epochs" and row[column] is not None:
                     row[column] = round(row[column])
-                if column == "wall_time_s" and row[column] is not None:
+                elif column == "wall_time_s" and row[column] is not None:
                     row[column] = round(row[column], 1)
-                if column.startswith("val/"):
+                elif _spread(column):
                     row[f"{column} std"] = group.std(column)
-            for name in self.extra_metrics:
-                row[name] = group.mean(name)
             rows.append(row)
         return rows
+
+
+def _spread(column: str) -> bool:
+    return column not in ("epochs", "wall_time_s", "parameters")
 
 
 def compare(root: str | Path, metric: str | None = None) -> Comparison:
@@ -158,28 +175,6 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
             objectives = list(zip(optimized, direction, strict=True))
         optimized = optimized[0]
     metric = metric or optimized or "val/acc_best"
-    settings = {run.path: parse_overrides(run.overrides) if not run.unreadable else {} for run in runs}
-    keys = sorted({key for s in settings.values() for key in s})
-    swept = [k for k in keys if k != SEED and len({settings[r.path].get(k) for r in runs}) > 1]
-    extra = {metric} | {name for name, _ in objectives}
-
-    groups: dict[tuple, Group] = {}
-    for run in runs:
-        identity = tuple(settings[run.path].get(k) for k in swept)
-        group = groups.setdefault(
-            identity, Group({k: v for k, v in zip(swept, identity, strict=True) if v is not None})
-        )
-        group.runs.append(run)
-        if not run.completed:
-            continue
-        losses = [value for _, value in run.scalars.get("val/loss", [])]
-        for column in COLUMNS:
-            value = min(losses) if column == "val/loss_best" and losses else run.metrics.get(column)
-            group.values[column].append(value)
-        for name in extra - set(COLUMNS):
-            group.values[name].append(run.metrics.get(name))
-    if objectives:
-        _mark_pareto(list(groups.values()), objectives)
     finished = [run for run in readable if run.completed]
     if chosen is not None and finished and chosen not in COLUMNS:
         present = sorted({name for run in finished for name in run.metrics})
@@ -189,13 +184,70 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
                 f"{', '.join(present)}."
             )
 
+    settings = {run.path: _settings(run) for run in runs}
+    swept = differing([settings[run.path] for run in readable])
+    scale = SCALED_BY.get(_kind(metric))
+    blocks = [key for key in swept if scale and (key == scale or key.startswith(f"{scale}."))]
+    groups: dict[tuple, Group] = {}
+    for run in readable:  # an unreadable run is listed apart (`Run.unreadable`), in no group
+        mine = settings[run.path]
+        identity = tuple(_hashable(mine.get(k)) for k in swept)
+        group = groups.setdefault(identity, Group({k: mine[k] for k in swept if k in mine}))
+        group.block = tuple(_hashable(mine.get(k)) for k in blocks)
+        group.runs.append(run)
+        if run.completed:
+            for column in {*COLUMNS, metric, *(name for name, _ in objectives)}:
+                group.values[column].append(run.metrics.get(column))
+    if objectives:
+        _mark_pareto(list(groups.values()), objectives)
+
     def rank_key(group: Group) -> tuple:
         value = group.mean(metric)
         better = value if value is None or _minimized(metric) else -value
         pruned_only = all(run.status == PRUNED for run in group.completed) and bool(group.completed)
-        return (value is None, not group.pareto, pruned_only, better if better is not None else 0.0)
+        block = tuple(display(v) for v in group.block)
+        return (block, value is None, not group.pareto, pruned_only, better if better is not None else 0.0)
 
-    return Comparison(root, metric, swept, sorted(groups.values(), key=rank_key), runs, objectives)
+    ranked = sorted(groups.values(), key=rank_key)
+    return Comparison(root, metric, swept, ranked, runs, objectives, blocks)
+
+
+def _kind(metric: str) -> str:
+    """`val/loss_best` -> `loss`: what a metric measures, whatever split it was taken on."""
+    name = metric.rsplit("/", 1)[-1]
+    return "loss" if "loss" in name else name
+
+
+def _settings(run: Run) -> dict[str, Any]:
+    """A run's trained settings (the seed apart) and its group choices (`model` -> `mlp`), by key."""
+    if run.unreadable:
+        return {}
+    choices = (run.hydra.get("runtime") or {}).get("choices") or {}
+    chosen = {group: choices[group] for group in HPARAM_GROUPS if choices.get(group) is not None}
+    return chosen | trained_settings(run.config)
+
+
+def differing(settings: list[dict[str, Any]]) -> list[str]:
+    """The keys to tell these runs apart by: each group choice that differs, then each value that differs
+    and is not one function of the differing choices (`model.net._target_` follows `model`; `optimizer.lr`
+    does not). A key a run lacks counts as a value of its own."""
+    keys = sorted({key for s in settings for key in s})
+    varies = [k for k in keys if len({_hashable(s.get(k)) for s in settings}) > 1]
+    choices = [k for k in varies if "." not in k]
+    values = []
+    for key in varies:
+        if "." not in key:
+            continue
+        by_choice: dict[tuple, set] = defaultdict(set)
+        for s in settings:
+            by_choice[tuple(_hashable(s.get(c)) for c in choices)].add(_hashable(s.get(key)))
+        if not choices or any(len(seen) > 1 for seen in by_choice.values()):
+            values.append(key)
+    return choices + values
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _minimized(metric: str) -> bool:
@@ -229,20 +281,34 @@ def _joined(lists) -> str:
     return ",".join(seen)
 
 
-def _fmt(column: str, value: Any) -> str:
+def _fmt(column: str, value: Any, spread: Any = None) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float) and column.startswith(("val/", "train/")):
-        return f"{value:.4f}"
+    if column == "wall_time_s":
+        return f"{value:.1f}"
+    if isinstance(value, float):
+        text = f"{value:.4f}"
+        return f"{text} ± {spread:.4f}" if isinstance(spread, float) else text
     return str(value)
 
 
 def markdown(comparison: Comparison) -> str:
+    """The table for people: each metric's mean and standard deviation in one cell (`0.9622 ± 0.0031`)."""
     rows = comparison.rows()
-    headers = list(rows[0])
+    headers = [h for h in rows[0] if not h.endswith(" std")]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(h, row[h]) for h in headers) + " |" for row in rows]
+    lines += ["| " + " | ".join(_fmt(h, row[h], row.get(f"{h} std")) for h in headers) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def ranking_note(comparison: Comparison) -> str | None:
+    """Why the ranks restart, when the ranked metric's scale differs between blocks of runs."""
+    if not comparison.blocks:
+        return None
+    return (
+        f"{comparison.metric} is on a different scale for each {', '.join(comparison.blocks)}: the runs are "
+        f"ranked within each, not across them."
+    )
 
 
 def write_csv(comparison: Comparison, path: Path) -> None:

@@ -13,3 +13,7 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         else:
             positional.append(arg)
     return settings, positional
+
+
+def wants_help(argv: list[str]) -> bool:
+    return any(arg in ("-h", "--help") for arg in argv)

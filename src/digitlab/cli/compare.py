@@ -1,8 +1,19 @@
-"""`digitlab-compare <run, sweep or logs dir> [--metric val/acc_best] [--out DIR]`: rank the runs found.
+"""Rank the runs under a run, sweep or logs folder, grouped by what really differs between them.
 
-Prints the ranked table (runs that differ only in `seed` are one row with mean and std) and writes it as
-`compare.md` and `compare.csv`, with `val_acc_curves.png` and one `<metric>_vs_<param>.png` per swept
-number, to `<dir>/compare/` unless `--out` says otherwise.
+Runs whose resolved configs are equal but for the seed are one row (mean ± std over seeds, n); the columns
+are the settings that differ among the compared runs (a group's option, e.g. model, and each value that
+differs beyond it, e.g. optimizer.lr). A loss is ranked within each loss function, never across them.
+
+Output: the ranked table on stdout, and in <dir>/compare/ (or --out):
+  compare.md, compare.csv       the table (the CSV with each metric's std in its own column)
+  val_acc_curves.png            val/acc per epoch, one line per row (mean, ±1 std band)
+  <metric>_vs_<setting>.png     the ranked metric against each swept number, one line per setting of the rest
+Exit code: 0 when compared, 1 for a folder or option it refuses, 2 for a command line it cannot read.
+
+Examples:
+  digitlab-compare logs/multiruns/2026-12-03_10-00-00-000000
+  digitlab-compare logs/ --metric val/loss --out ~/paper/figures
+  digitlab-compare --study logs/multiruns/<search>      every trial of an Optuna study, with host and folder
 """
 
 from __future__ import annotations
@@ -19,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if argv is None:  # run as the command, not called from Python
         apply_process_policy()
-    parser = argparse.ArgumentParser(prog="digitlab-compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="digitlab-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dir", nargs="?", help="a run dir, a sweep dir (logs/multiruns/...) or logs/")
     parser.add_argument(
         "--study",
@@ -37,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.study:
+        if args.out or args.metric:
+            parser.error(
+                "--study lists the study's trials on stdout: --out and --metric apply to a folder of runs"
+            )
         return list_trials(args.study, args.study_name)
     if not args.dir:
         parser.error("a folder of runs to compare, or --study <storage>, is needed")
@@ -52,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         + ":\n"
     )
     print(table)
+    from digitlab.analysis.table import ranking_note
+
+    note = ranking_note(comparison)
+    if note:
+        print(note)
     for run in comparison.runs:
         if run.unreadable:
             print(f"unreadable: {run.path} ({run.unreadable})")

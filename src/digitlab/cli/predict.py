@@ -1,9 +1,22 @@
-"""Digits from image files: `digitlab-predict ckpt_path=<file> [invert=auto|true|false] <files, folders, globs>`.
+"""usage: digitlab-predict ckpt_path=<checkpoint> [invert=auto|true|false] <images, folders, globs>
 
-Any size and mode (RGB, RGBA, grayscale, palette) is turned into the training format: 8-bit gray, 28x28,
-white digit on black as in MNIST. `invert=auto` (default) flips images whose border is light (a dark digit
-on paper); `invert=true|false` forces it. Prints, per image, the predicted digit and its probability;
-unreadable files are reported by name and skipped, and the exit code is 1 if any failed.
+Digits from image files, with a model trained by digitlab-train.
+
+  ckpt_path=<file>         a checkpoint of a digitlab run (logs/runs/<run>/checkpoints/last.ckpt, or the best
+                           epoch's); read as data only
+  invert=auto|true|false   auto (default): flip images whose border is light (a dark digit on paper) to
+                           MNIST's white on black; true or false forces it
+  <images>                 files (png, jpg, bmp, gif, tif, webp), folders (their images, recursively) and
+                           quoted globs ("scans/*.png"); a glob that matches nothing or a folder without
+                           images is an error
+
+Any size and mode (RGB, RGBA, grayscale, palette) is turned into the training format: 8-bit gray, 28x28.
+
+Output (stdout): one line per image, tab-separated: its path, the predicted digit (a class of the model:
+3 or 7 for MNIST_SAMPLE, 0-9 for MNIST) and that digit's probability, e.g.
+  scans/a.png	7	0.9981
+Unreadable images are named on stderr and skipped. Exit code: 0 when every image was predicted, 1 if any
+could not be read or the checkpoint is refused, 2 for a command line it cannot read.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.cli.arguments import parse_args
+from digitlab.cli.arguments import parse_args, wants_help
 from digitlab.errors import DigitlabError
 from digitlab.process import apply_process_policy
 
@@ -68,7 +81,7 @@ def predict(
     """`(predictions as (path, digit, probability), failures as (path, reason))`."""
     import torch
 
-    from digitlab.checkpoints import build_from_checkpoint
+    from digitlab.build import build_from_checkpoint
 
     if invert not in INVERT_CHOICES:
         raise DigitlabError(f"invert={invert!r} is invalid: it must be one of {', '.join(INVERT_CHOICES)}.")
@@ -91,12 +104,13 @@ def predict(
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as the command, not called from Python
         apply_process_policy()
-    settings, positional = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if wants_help(argv):
+        print(__doc__)
+        return 0
+    settings, positional = parse_args(argv)
     if "ckpt_path" not in settings or not positional:
-        print(
-            "usage: digitlab-predict ckpt_path=<checkpoint> [invert=auto|true|false] <images, folders, globs>",
-            file=sys.stderr,
-        )
+        print(f"{__doc__.splitlines()[0]}\n(digitlab-predict --help says more)", file=sys.stderr)
         return 2
     try:
         predictions, failures = predict(settings["ckpt_path"], positional, settings.get("invert", "auto"))

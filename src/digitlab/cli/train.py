@@ -1,7 +1,7 @@
 """`digitlab-train [overrides]` (or `python -m digitlab.cli.train`): compose, check, train, report.
 
 The command line is checked before Hydra composes (`check_group_overrides`), the run or sweep folder before
-Hydra creates it (`OutputDirsCheck`, conf/hydra/default.yaml), the composed config before any data work
+Hydra creates it (`job.OutputDirsCheck`, conf/hydra/default.yaml), the composed config before any data work
 (`job.check_job`); each failure is one paragraph naming what was typed. The job itself is
 `job.run_checked_job`.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+import digitlab.console as console
 from digitlab.config.checks import check_group_overrides
 from digitlab.config.location import config_dir, register_resolvers
 from digitlab.errors import DigitlabError
@@ -51,8 +52,12 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     apply_process_policy()  # also in the worker processes of hydra/launcher=joblib, which never run cli()
+    quiet = multirun and not console.verbose(hydra_cfg.verbose)
+    if quiet:
+        console.quiet_console()  # this job's train.log keeps every line
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        metrics = run_checked_job(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+        metrics = run_checked_job(cfg, hydra_cfg.runtime.choices, overrides)
     except DigitlabError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -60,8 +65,13 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             raise  # the launcher marks this job failed; the sweep's other jobs still run
         sys.exit(1)
-    log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
-    report(metrics, Path(cfg.paths.output_dir), Path(log_root))
+    if quiet:
+        print(
+            console.job_line(hydra_cfg.job.num, overrides, metrics, cfg.get("optimized_metric")), flush=True
+        )
+    else:
+        log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
+        report(metrics, Path(cfg.paths.output_dir), Path(log_root))
     return optimized(metrics, cfg.get("optimized_metric"))
 
 
@@ -69,6 +79,7 @@ def cli() -> None:
     """The `digitlab-train` command."""
     apply_process_policy()
     register_resolvers()
+    sys.argv[1:] = console.take_verbose_flag(sys.argv[1:])
     with exit_on_error("digitlab-train"):
         check_group_overrides(sys.argv[1:])
     main()

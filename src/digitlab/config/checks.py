@@ -2,7 +2,8 @@
 (the `key=value` or `group=option`) and what is allowed.
 
 - `check_group_overrides`: the command line itself, before Hydra composes (a group set to null);
-- `OutputDirsCheck`: a Hydra callback that checks the run or sweep folder before Hydra creates it;
+- `check_creatable`, `check_holds_no_run`: a run or sweep folder (used by `job.OutputDirsCheck` before
+  Hydra creates it);
 - `validate`: a composed config: values in range, options that work together, every `_target_`'s keys
   accepted by it, the checkpoint and output folder usable, the accelerator present.
 """
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from digitlab.config.location import config_dir
 from digitlab.errors import ConfigError
+from digitlab.settings import BOOLEAN, Rule, optional, whole
 
 
 def check_group_overrides(overrides: Sequence[str]) -> None:
@@ -80,38 +81,25 @@ def check_holds_no_run(output_dir: str | Path) -> None:
         )
 
 
-class OutputDirsCheck(Callback):
-    """Hydra makes the run folder (or the sweep folder) before digitlab's code runs, and an unwritable one
-    ends in its traceback; this checks it first, naming the key the user set (`paths.log_dir` when the
-    folder is under it, else `hydra.run.dir` / `hydra.sweep.dir`). For a single run it also checks the whole
-    job (`job.check_job`) there, so that a refused command leaves no run folder behind."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
-        from digitlab.job import check_job, job_config
-        from digitlab.process import exit_on_error
-
-        with exit_on_error("digitlab-train"):
-            check_job(*job_config(config, config.hydra.run.dir))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.sweep.dir")
-
-    @staticmethod
-    def _check(config: DictConfig, dir_key: str) -> None:
-        from hydra.core.hydra_config import HydraConfig
-
-        from digitlab.process import exit_on_error
-
-        HydraConfig.instance().set_config(config)  # what Hydra does before it resolves the folder itself
-        with exit_on_error("digitlab-train"):
-            folder = Path(OmegaConf.select(config, dir_key)).absolute()
-            log_dir = Path(config.paths.log_dir).absolute()
-            typed = {o.split("=", 1)[0] for o in config.hydra.overrides.hydra}
-            under_log_dir = log_dir in (folder, *folder.parents) and dir_key not in typed
-            check_creatable(
-                "paths.log_dir" if under_log_dir else dir_key, log_dir if under_log_dir else folder
-            )
+# The run's own settings (config.yaml's top level), which `training.train` takes.
+RUN_SETTINGS = {
+    "seed": whole(0, at_most=2**32 - 1),  # numpy's seeds end there
+    "resume": BOOLEAN,
+    "lr_find": BOOLEAN,
+    "print_config": BOOLEAN,
+    "torch_threads": optional(whole(1)),
+    "ckpt_path": optional(Rule(lambda v: isinstance(v, str) and v != "", "the path of a checkpoint file")),
+    "optimized_metric": optional(
+        Rule(
+            lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(m, str) for m in v)),
+            "a metric name of metrics.json (e.g. val/acc_best) or a list of them",
+        )
+    ),
+    "tags": Rule(
+        lambda v: isinstance(v, list) and all(isinstance(t, str | int) for t in v), "a list, e.g. [a,b]"
+    ),
+    "notes": Rule(lambda v: isinstance(v, str), "a text"),
+}
 
 
 # Groups a model uses only if its config names them (the pixel-similarity baseline uses none).
@@ -123,13 +111,12 @@ def validate(
 ) -> None:
     """Raise ConfigError naming the first bad key or choice, its value and what is allowed.
 
-    The run's own settings are checked against `job.RUN_SETTINGS`; every `_target_` node against its
+    The run's own settings are checked against `RUN_SETTINGS`; every `_target_` node against its
     target: its keys must be arguments of it, and its values pass the rules it declares (`settings.takes`);
     the optimizer and scheduler are built for real on a stand-in parameter. `choices` are Hydra's group
     choices (`hydra.runtime.choices`) and `overrides` the command line, used to name what the user typed;
     without them, options are named by their `_target_`.
     """
-    from digitlab.job import RUN_SETTINGS
     from digitlab.settings import check, rules_of
 
     choices = dict(choices or {})
@@ -142,7 +129,7 @@ def validate(
     _check_combinations(cfg, choices, overrides)
     _check_optimization(cfg, choices)
     if OmegaConf.select(cfg, "ckpt_path"):
-        from digitlab.checkpoints import check_checkpoint_fits
+        from digitlab.build import check_checkpoint_fits
 
         check_checkpoint_fits(cfg.ckpt_path, cfg)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")

@@ -37,7 +37,13 @@ def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
         "tags": ",".join(str(tag) for tag in cfg.get("tags") or []),
         "notes": cfg.get("notes") or "",
     }
-    container = OmegaConf.to_container(cfg, resolve=True)
+    return flat | trained_settings(OmegaConf.to_container(cfg, resolve=True))
+
+
+def trained_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of the trained groups of a resolved config (`config.json`), as `group.key -> scalar`:
+    what tells two runs apart, whatever was typed to choose it."""
+    flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:
         if prefix in COPIES or is_plumbing(prefix):
@@ -52,6 +58,6 @@ def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
             flat[prefix] = str(node)
 
     for group in HPARAM_GROUPS:
-        if group in container:
-            walk(group, container[group])
+        if group in config:
+            walk(group, config[group])
     return flat

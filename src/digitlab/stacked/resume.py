@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from digitlab.callbacks.results import RunResults
-from digitlab.checkpoints import read_checkpoint
+from digitlab.checkpoints import read_checkpoint, resume_checkpoint
 from digitlab.rundir import BEST_KEY, Run
 
 STACKED_BEST_KEY = "digitlab_stacked_val_acc_best"  # each trial's BEST_KEY, in a joined checkpoint
@@ -23,7 +23,7 @@ def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
     run = Run(cfg.paths.output_dir)
     if run.completed:
         return None, None
-    checkpoint = run.resume_checkpoint()
+    checkpoint = resume_checkpoint(run.path)
     return (resume_point(checkpoint) if checkpoint else "fresh"), checkpoint
 
 

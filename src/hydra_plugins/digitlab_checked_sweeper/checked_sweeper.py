@@ -30,6 +30,7 @@ class CheckedSweeper(BasicSweeper):
         install(hydra_context)  # each job is composed twice (checked, then launched): once is enough
 
     def sweep(self, arguments: list[str]) -> Any:
+        from digitlab.console import quiet_launchers, verbose
         from digitlab.errors import DigitlabError
         from digitlab.job import check_sweep
         from digitlab.process import exit_on_error
@@ -44,6 +45,8 @@ class CheckedSweeper(BasicSweeper):
         with exit_on_error("digitlab-train"):
             check_sweep(self.hydra_context.config_loader, self.config, jobs)
         log.info("checked %d jobs in %.1f s", len(jobs), time.perf_counter() - started)
+        if not verbose(self.config.hydra.verbose):
+            quiet_launchers()  # each job prints its own line as it ends (digitlab.console)
 
         # Hydra's BasicSweeper.sweep from here, but a failed job (an error, a dead SLURM job) does not end the
         # sweep: the other jobs run, the compare table is written for them, then the failures are reported.

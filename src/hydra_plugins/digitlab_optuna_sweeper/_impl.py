@@ -21,6 +21,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from digitlab.console import quiet_launchers, shown_value, verbose
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.job import check_sweep
 from digitlab.process import exit_on_error
@@ -101,6 +102,8 @@ class OptunaSweeperImpl:
             self.pruner_cfg._target_.rsplit(".", 1)[-1],
             objective,
         )
+        if not verbose(self.config.hydra.verbose):
+            quiet_launchers()  # each trial prints its own line as it ends (digitlab.console)
         try:
             self._run(study, worker, space, objective, extend, sweep_dir)
         finally:
@@ -270,9 +273,10 @@ class OptunaSweeperImpl:
                     error = ValueError(f"it returned {value!r}, not {len(objective)} finite number(s)")
         if error is None:
             study.tell(trial, values=values)
-            shown = values[0] if len(values) == 1 else values
+            shown = " ".join(shown_value(v) for v in values)
+            params = " ".join(f"{name}={shown_value(value)}" for name, value in trial.params.items())
             best = f"; best so far: trial {study.best_trial.number}" if len(values) == 1 else ""
-            log.info("trial %d finished: %s%s", trial.number, shown, best)
+            log.info("trial %d finished (%s): %s%s", trial.number, params, shown, best)
             return None
         study.tell(trial, state=TrialState.FAIL)
         message = f"trial {trial.number} ({' '.join(ret.overrides)}) failed: {error}"

@@ -17,6 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from digitlab.console import job_line, quiet_console, verbose
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +65,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             else:
                 returns |= _train_stacked(chunk)
     for job in sorted(alone, key=lambda j: j.idx):
-        log.info("#%d runs alone: %s", job.idx, job.why)
+        # Said whatever the console's level: which jobs do not stack, and why, is what a user tunes by.
+        print(f"#{job.idx} runs alone: {job.why}", flush=True)
         returns[job.idx] = run_job(
             hydra_context=launcher.hydra_context,
             task_function=launcher.task_function,
@@ -81,7 +84,8 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
     from digitlab.stacked import resume
     from digitlab.stacked.grouping import stack_key
 
-    log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+    if verbose(launcher.config.hydra.verbose):  # quiet: each trial's line says it when the trial ends
+        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
     sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = idx
@@ -129,6 +133,9 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     from digitlab.stacked.training import train_stack
 
     apply_process_policy()
+    quiet = not verbose(chunk[0].hydra.verbose)
+    if quiet:
+        quiet_console()  # Lightning's notes for the fit; each trial's line follows it
 
     log.info("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
     started = time.perf_counter()
@@ -149,5 +156,8 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
         else:
             ret.return_value = optimized(outcome, job.cfg.get("optimized_metric"))
             ret.status = JobStatus.COMPLETED
+        if quiet:
+            metrics, error = (None, outcome) if isinstance(outcome, Exception) else (outcome, None)
+            print(job_line(job.idx, ret.overrides or [], metrics, job.cfg.get("optimized_metric"), error))
         returns[job.idx] = ret
     return returns
