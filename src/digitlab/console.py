@@ -33,12 +33,26 @@ def verbose(hydra_verbose: Any = False) -> bool:
     return os.environ.get(VERBOSE) == "1" or bool(hydra_verbose)
 
 
+SAY = "digitlab.say"  # the logger of lines a quiet console still shows (`say`)
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name == SAY
+
+
+def say(message: str, *args: Any) -> None:
+    """A line every console shows, quiet or not (and the job's train.log keeps): what a sweep's user acts on."""
+    logging.getLogger(SAY).info(message, *args)
+
+
 def quiet_console() -> None:
-    """The console handlers of the root logger (Hydra's) show warnings and errors only; file handlers (the
-    job's train.log) keep every line."""
+    """The console handlers of the root logger (Hydra's) show warnings, errors and `say` lines only; file
+    handlers (the job's train.log) keep every line."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING)
+        console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if console and not any(isinstance(f, _Quiet) for f in handler.filters):
+            handler.addFilter(_Quiet())
 
 
 def quiet_launchers() -> None:

@@ -48,7 +48,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the experiment `cfg` describes (already validated); return its final metrics (`metrics.json`)."""
     run = rundir.Run(cfg.paths.output_dir)
     if cfg.get("resume") and run.completed:
-        log.info("resume: %s is complete (metrics.json exists); skipped", run.path)
+        from digitlab.console import say
+
+        say("resume: %s is complete (metrics.json exists); skipped", run.path)
         return run.metrics
     if cfg.get("print_config"):
         print_tree(cfg)

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from digitlab.console import job_line, quiet_console, verbose
+from digitlab.console import job_line, quiet_console, say, verbose
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             else:
                 returns |= _train_stacked(chunk)
     for job in sorted(alone, key=lambda j: j.idx):
-        # Said whatever the console's level: which jobs do not stack, and why, is what a user tunes by.
-        print(f"#{job.idx} runs alone: {job.why}", flush=True)
+        say("#%d runs alone: %s", job.idx, job.why)  # which jobs do not stack, and why: what a user tunes by
         returns[job.idx] = run_job(
             hydra_context=launcher.hydra_context,
             task_function=launcher.task_function,
@@ -137,7 +136,7 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     if quiet:
         quiet_console()  # Lightning's notes for the fit; each trial's line follows it
 
-    log.info("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
+    say("#%s: %d trials stacked in one fit", ",".join(str(j.idx) for j in chunk), len(chunk))
     started = time.perf_counter()
     try:
         outcomes = train_stack(
