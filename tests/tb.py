@@ -19,6 +19,12 @@ def scalars(log_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def steps(log_dir: Path) -> dict[str, list[int]]:
+    """The step of each logged value, by tag (what TensorBoard's x axis shows)."""
+    acc = load(log_dir)
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
 def hparams(log_dir: Path) -> tuple[dict, list[str]]:
     """(hparam name -> value, metric tags) from the HParams plugin's summaries in `log_dir`."""
     contents = load(log_dir).PluginTagToContent("hparams")

@@ -106,3 +106,20 @@ def test_a_loss_is_ranked_within_each_loss_function(mixed, capsys):
     # Ranked by an accuracy, all runs share one ranking again.
     assert compare_main([str(mixed), "--out", str(mixed / "cmp")]) == 0
     assert [int(r["rank"]) for r in rows(mixed / "cmp" / "compare.csv")] == list(range(1, 6))
+
+
+def test_the_sweep_view_draws_each_row_and_ranks_what_matters(mixed):
+    from digitlab.analysis.sweep_view import importances, parallel_coordinates_figure
+
+    comparison = compare(mixed / "grid")
+    figure = parallel_coordinates_figure(comparison)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["model", "optimizer.lr", "val/acc_best"]
+    rows = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(rows) == len(comparison.groups) == 4
+    assert len(figure.axes) == 2  # the colour bar
+    found = importances(comparison)
+    assert set(found) == {"model", "optimizer.lr"} and sum(found.values()) == pytest.approx(1.0)
+    written = sorted(p.name for p in (mixed / "grid" / "compare").iterdir())
+    assert "parallel_coordinates.png" in written and "importance.png" in written
+    assert "Importance for val/acc_best" in (mixed / "grid" / "compare" / "compare.md").read_text()

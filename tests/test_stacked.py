@@ -24,7 +24,7 @@ from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
 from digitlab.stacked.resume import resume_point
 from tests.conftest import cli, tiny_overrides
-from tests.tb import hparams, scalars
+from tests.tb import hparams, scalars, steps
 
 SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "optimizer.momentum=0.5", "trainer.max_epochs=3")
 
@@ -80,6 +80,11 @@ def test_a_stacked_trial_leaves_the_run_dir_a_single_run_leaves(sweeps):
         assert set(theirs) - {"trial/pruned"} <= set(ours)
         for tag in ("val/loss", "val/acc", "train/loss"):
             assert ours[tag] == pytest.approx(theirs[tag], rel=1e-4, abs=1e-7), (name, tag)
+        # At the same steps, so that TensorBoard overlays a stacked trial's curve on its single run's.
+        ours_at, theirs_at = steps(run.tensorboard), steps(alone.tensorboard)
+        for tag in ("val/loss", "val/acc", "train/loss", "train/acc"):
+            assert ours_at[tag] == theirs_at[tag], (name, tag, ours_at[tag], theirs_at[tag])
+        assert ours_at["epoch"] == sorted(set(theirs_at["epoch"]))  # a single run logs it twice a step
         assert hparams(run.tensorboard)[0] == hparams(alone.tensorboard)[0]
         assert (run.checkpoints / "last.ckpt").is_file() and len(
             list(run.checkpoints.glob("epoch*.ckpt"))

@@ -1,5 +1,6 @@
-"""What a comparison leaves on disk: `compare.md`, `compare.csv`, `val_acc_curves.png` and one
-`<metric>_vs_<param>.png` per swept number, in `<dir>/compare/` unless told otherwise.
+"""What a comparison leaves on disk: `compare.md`, `compare.csv`, `val_acc_curves.png`, one
+`<metric>_vs_<param>.png` per swept number and, when two or more settings were swept, the sweep view:
+`parallel_coordinates.png` and `importance.png` (`sweep_view.py`); in `<dir>/compare/` unless told otherwise.
 
 The folder's `.digitlab-compare.json` lists the files a comparison wrote there. A file of the same name that
 it does not list (the user's own `compare.md` in `--out ~/paper`) is never replaced: the comparison is
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import digitlab.atomic as atomic
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
+from digitlab.analysis.sweep_view import importance_figure, importances, parallel_coordinates_figure
 from digitlab.analysis.table import Comparison, compare, markdown, write_csv
 from digitlab.errors import ConfigError
 
@@ -31,6 +33,14 @@ def write_summary(
     figures = {"val_acc_curves.png": curves_figure(comparison)}
     for key, figure in metric_vs_param_figures(comparison).items():
         figures[f"{comparison.metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"] = figure
+    parallel = parallel_coordinates_figure(comparison)
+    if parallel is not None:
+        figures["parallel_coordinates.png"] = parallel
+    found = importances(comparison)
+    if found:
+        figures["importance.png"] = importance_figure(comparison, found)
+        said = ", ".join(f"{name} {value:.2f}" for name, value in found.items())
+        table += f"\nImportance for {comparison.metric} (Optuna's PED-ANOVA over these runs): {said}\n"
     names = ["compare.md", "compare.csv", *figures]
     earlier = check_owned(out, names)
     atomic.write_text(out / "compare.md", table)

@@ -173,7 +173,10 @@ class TrialRecords(L.Callback):
                 continue
             self.records[k].validated(values)
             for logger in self.loggers[k]:
-                logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=trainer.global_step)
+                # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
+                # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
+                step = trainer.fit_loop.epoch_loop._batches_that_stepped
+                logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=step)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
 

@@ -1,0 +1,169 @@
+"""A sweep at a glance, for any sweep (a `-m` grid, a stacked sweep, an Optuna study alike): which settings
+matter, and where the good runs lie.
+
+- `importances`: Optuna's PED-ANOVA importance of each swept setting for the ranked metric, computed over the
+  compared runs (each finished run a trial of an in-memory study), so a grid gets it as a search does.
+  PED-ANOVA needs no scikit-learn (fANOVA would).
+- `parallel_coordinates_figure`: one vertical axis per swept setting and one for the metric; one line per
+  row of the table (its mean over seeds), coloured by the metric, with a colour bar.
+- `importance_figure`: the importances as bars, largest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from digitlab.analysis.table import Comparison, display
+
+LOG_SPAN = 10  # as plots.py: values spanning more than this factor sit on a log scale
+
+
+def _numbers(values: list) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def _rows(comparison: Comparison) -> list[tuple[dict, float]]:
+    """`(settings, mean metric)` of each row with a finite mean."""
+    rows = []
+    for group in comparison.groups:
+        value = group.mean(comparison.metric)
+        if value is not None and math.isfinite(value):
+            rows.append(({k: group.settings.get(k) for k in comparison.swept}, value))
+    return rows
+
+
+def importances(comparison: Comparison) -> dict[str, float]:
+    """`setting -> importance` (summing to 1 when any setting matters), largest first; empty when fewer than
+    two settings were swept or too few runs finished to tell."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    if len(comparison.swept) < 2:
+        return {}
+    distributions = {}
+    for key in comparison.swept:
+        values = [g.settings.get(key) for g in comparison.groups]
+        numbers = _numbers(values)
+        if numbers is not None and len(set(numbers)) > 1:
+            low, high = min(numbers), max(numbers)
+            distributions[key] = FloatDistribution(low, high, log=low > 0 and high / low > LOG_SPAN)
+        elif len({display(v) for v in values}) > 1:
+            distributions[key] = CategoricalDistribution(sorted({display(v) for v in values}))
+    minimize = comparison.metric.endswith(("loss", "time_s", "parameters"))
+    optuna_log = logging.getLogger("optuna")
+    level = optuna_log.level
+    optuna_log.setLevel(logging.WARNING)  # "A new study created in memory": not news here
+    try:
+        study = optuna.create_study(direction="minimize" if minimize else "maximize")
+    finally:
+        optuna_log.setLevel(level)
+    for group in comparison.groups:
+        params = {
+            key: float(group.settings[key])
+            if isinstance(d, FloatDistribution)
+            else display(group.settings.get(key))
+            for key, d in distributions.items()
+        }
+        for value in group.values[comparison.metric]:
+            if value is not None and math.isfinite(value):
+                study.add_trial(
+                    optuna.trial.create_trial(params=params, distributions=distributions, value=value)
+                )
+    if len(study.trials) < 4:
+        return {}
+    with warnings.catch_warnings():  # PED-ANOVA is experimental in Optuna 4; a small sweep draws its warnings
+        warnings.simplefilter("ignore")
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
+    if not all(math.isfinite(v) for v in found.values()) or sum(found.values()) <= 0:
+        return {}  # every run alike: nothing to rank
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
+def importance_figure(comparison: Comparison, found: dict[str, float]) -> Figure:
+    fig = Figure(figsize=(6, 0.6 * len(found) + 1.6))
+    ax = fig.subplots()
+    names = list(found)[::-1]
+    ax.barh(names, [found[n] for n in names], color="C0")
+    for y, name in enumerate(names):
+        ax.text(found[name], y, f" {found[name]:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(1.0, max(found.values()) * 1.15))
+    ax.set_xlabel(f"importance for {comparison.metric} (PED-ANOVA, sums to 1)")
+    ax.set_title(f"What matters: {len(comparison.runs)} runs, {len(comparison.groups)} settings")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def parallel_coordinates_figure(comparison: Comparison) -> Figure | None:
+    """None for fewer than two swept settings (the metric-vs-setting plot says it all then)."""
+    rows = _rows(comparison)
+    if len(comparison.swept) < 2 or len(rows) < 2:
+        return None
+    axes_keys = [*comparison.swept, comparison.metric]
+    positions: dict[str, list[float]] = {}
+    ticks: dict[str, list[tuple[float, str]]] = {}
+    for key in axes_keys:
+        values = [value if key == comparison.metric else settings.get(key) for settings, value in rows]
+        numbers = _numbers(values)
+        if numbers is not None:
+            low, high = min(numbers), max(numbers)
+            log = low > 0 and high / low > LOG_SPAN
+
+            def place(v: float, low=low, high=high, log=log) -> float:
+                scaled = [math.log10(x) if log else x for x in (v, low, high)]
+                return (scaled[0] - scaled[1]) / ((scaled[2] - scaled[1]) or 1.0)
+
+            positions[key] = [place(v) for v in numbers]
+            shown = sorted(set(numbers)) if len(set(numbers)) <= 6 else list(np.linspace(low, high, 5))
+            ticks[key] = [(place(v), display(float(v))) for v in shown]
+        else:
+            labels = sorted({display(v) for v in values})
+            where = {label: i / max(1, len(labels) - 1) for i, label in enumerate(labels)}
+            positions[key] = [where[display(v)] for v in values]
+            ticks[key] = [(where[label], label) for label in labels]
+    fig = Figure(figsize=(2.2 * len(axes_keys) + 1.5, 4.8))
+    ax = fig.subplots()
+    metric_values = [value for _, value in rows]
+    norm = Normalize(min(metric_values), max(metric_values))
+    cmap = colormaps["viridis_r" if comparison.metric.endswith("loss") else "viridis"]
+    order = sorted(range(len(rows)), key=lambda i: metric_values[i])  # the best drawn last, on top
+    if comparison.metric.endswith("loss"):
+        order.reverse()
+    xs = list(range(len(axes_keys)))
+    for i in order:
+        ax.plot(xs, [positions[key][i] for key in axes_keys], color=cmap(norm(metric_values[i])), alpha=0.85)
+    for x, key in enumerate(axes_keys):
+        ax.axvline(x, color="0.3", linewidth=1)
+        for y, label in ticks[key]:
+            ax.text(
+                x + 0.04,
+                y,
+                label,
+                fontsize=8,
+                va="center",
+                ha="left",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1},
+            )
+    ax.set_xticks(xs, axes_keys)
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(axes_keys) - 0.6)
+    ax.set_ylim(-0.06, 1.06)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+    bar.set_label(f"{comparison.metric} (mean over seeds)")
+    ax.set_title(f"{len(rows)} settings of {len(comparison.runs)} runs, one line each")
+    fig.tight_layout()
+    return fig
