@@ -37,3 +37,14 @@ def hparams(log_dir: Path) -> tuple[dict, list[str]]:
         if data.HasField("experiment"):
             metrics = [m.name.tag for m in data.experiment.metric_infos]
     return values, metrics
+
+
+def experiment(log_dir: Path) -> tuple[list[str], list[str]]:
+    """(hparam columns, metric columns) of the HParams experiment summary in `log_dir`, in their order."""
+    for content in load(log_dir).PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("experiment"):
+            return [h.name for h in data.experiment.hparam_infos], [
+                m.name.tag for m in data.experiment.metric_infos
+            ]
+    return [], []

@@ -90,9 +90,22 @@ def test_mlp_shape_and_first_layer_picture():
     model = ClassifierModule(
         net=lambda num_outputs: mlp(num_outputs), loss=MnistLoss(), optimizer=torch.optim.SGD
     )
-    images, captions = model.pictures()["first_layer_weights"]
-    assert images.shape == (30, 1, 28, 28) and len(captions) == 30
-    assert torch.equal(images[0, 0], model.net[1].weight[0].view(28, 28))  # the chapter's w[0].view(28, 28)
+    grid = model.pictures()["first_layer_weights"]
+    assert grid.images.shape == (30, 1, 28, 28) and len(grid.captions) == 30
+    assert torch.equal(
+        grid.images[0, 0], model.net[1].weight[0].view(28, 28)
+    )  # the chapter's w[0].view(28, 28)
+    assert grid.title == "first layer: all hidden units' pixel weights" and grid.cmap == "bwr"
+    wide = ClassifierModule(
+        net=lambda num_outputs: mlp(num_outputs, hidden=64), loss=MnistLoss(), optimizer=torch.optim.SGD
+    )
+    assert wide.pictures()["first_layer_weights"].title == "first layer: 30 of 64 hidden units' pixel weights"
+    linear_model = ClassifierModule(net=linear, loss=MnistLoss(), optimizer=torch.optim.SGD)
+    weights = linear_model.pictures()["first_layer_weights"]
+    # One logit, positive for the second class (7 vs 3: "3"): red pixels push towards 3.
+    assert weights.legend == ("a bright pixel pushes towards 7", "towards 3") and weights.captions == [
+        "3 vs 7"
+    ]
 
 
 def test_resnet18_gray_stem_computes_what_the_rgb_stem_computes():

@@ -14,7 +14,7 @@ from PIL import Image
 from digitlab.cli.compare import main as compare_main
 from digitlab.rundir import find_runs
 from tests.conftest import cli, tiny_overrides
-from tests.tb import hparams, scalars
+from tests.tb import experiment, hparams, scalars
 
 
 def job_dirs(sweep: Path) -> list[Path]:
@@ -58,6 +58,12 @@ def test_hparams_of_a_multirun_show_one_row_per_run(lr_sweep):
         (2.0, 1),
     ]
     assert all(len(scalars(job / "tensorboard")["val/acc"]) == 2 for job in job_dirs(lr_sweep))
+
+
+def test_the_sweeps_hparams_tab_shows_what_varies_then_the_metrics(lr_sweep):
+    columns, metrics = experiment(lr_sweep / "compare" / "hparams")
+    assert columns == ["experiment", "optimizer.lr", "seed"]
+    assert metrics == ["val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc"]
 
 
 def test_sweep_summary_groups_seeds(lr_sweep):

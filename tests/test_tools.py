@@ -124,11 +124,26 @@ def test_lr_find_suggests_a_learning_rate(sample_root, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "lr_find.json").read_text())
     assert 1e-5 <= result["suggested_lr"] <= 10
-    assert f"optimizer.lr={result['suggested_lr']:.3g}" in proc.stdout
+    # The user's own command, runnable as printed: lr_find dropped, the suggested lr added.
+    (command,) = [
+        line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("digitlab-train ")
+    ]
+    assert command.endswith(f"optimizer.lr={result['suggested_lr']:.3g}") and "lr_find=" not in command
+    assert "trainer.max_epochs=20" in command and f"data.root={sample_root}" in command
     assert (tmp_path / "run" / "lr_find.png").is_file() and not (tmp_path / "run" / "metrics.json").exists()
     from tests.tb import load
 
     assert "lr_find" in load(tmp_path / "run" / "tensorboard").Tags()["images"]
+
+
+def test_the_lr_find_plot_leaves_out_the_warm_up_and_the_divergence():
+    from digitlab.lr_find import SKIP_BEGIN, trimmed
+
+    lrs = [10 ** (-5 + i / 10) for i in range(60)]
+    losses = [0.1] * SKIP_BEGIN + [1.0 - 0.015 * i for i in range(30)] + [0.55 + 0.5 * i for i in range(20)]
+    shown_lrs, shown_losses = trimmed(lrs, losses)
+    assert shown_lrs[0] == lrs[SKIP_BEGIN] and min(shown_losses) == pytest.approx(0.55)
+    assert max(shown_losses) <= 4 * 0.55  # cut where the loss passed 4x its lowest
 
 
 def test_lr_find_without_enough_steps_says_so(sample_root, tmp_path):

@@ -1,4 +1,5 @@
-"""Pictures as RGB arrays, drawn with Pillow: a captioned grid of digits and a confusion matrix.
+"""Pictures as RGB arrays, drawn with Pillow: a captioned grid of digits (with a title and, for weights, a
+colour bar saying what each colour means) and a confusion matrix.
 
 Pillow is already loaded with torchvision, so drawing costs milliseconds; matplotlib would add about half a
 second of import to every run for the same pictures. The colours follow matplotlib's: `gray` scaled to the
@@ -8,6 +9,7 @@ images' range, `bwr` (blue - white - red, centred on 0) for weights, `Blues` for
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +19,25 @@ SCALE = 3  # screen pixels per MNIST pixel
 PAD = 8  # pixels between tiles
 CAPTION = 16  # pixels of caption above each tile
 BLUES = (np.array([247, 251, 255]), np.array([8, 48, 107]))  # matplotlib's Blues, lightest and darkest
+
+
+TITLE = 22  # pixels of title above the grid
+LEGEND = 44  # pixels of colour bar and its words below a `bwr` grid
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a model shows of itself: images `[N, 1, 28, 28]` with one caption each; `title` says what they are;
+    for signed images (`cmap="bwr"`), `legend` says what blue and red mean."""
+
+    images: torch.Tensor
+    captions: list[str]
+    cmap: str = "gray"
+    title: str = ""
+    legend: tuple[str, str] | None = None
+
+    def draw(self) -> np.ndarray:
+        return image_grid(self.images, self.captions, self.cmap, self.title, self.legend)
 
 
 def font(size: int = 11) -> ImageFont.FreeTypeFont:
@@ -39,26 +60,61 @@ def colorize(images: np.ndarray, cmap: str) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def image_grid(images: torch.Tensor, captions: list[str], cmap: str = "gray") -> np.ndarray:
-    """`[N, 1, 28, 28]` images, each under its caption, in rows of up to 10 -> an RGB array `[H, W, 3]`."""
-    tiles = colorize(images.detach().float().cpu()[:, 0].numpy(), cmap)
+def image_grid(
+    images: torch.Tensor,
+    captions: list[str],
+    cmap: str = "gray",
+    title: str = "",
+    legend: tuple[str, str] | None = None,
+) -> np.ndarray:
+    """`[N, 1, 28, 28]` images, each under its caption, in rows of up to 10, under `title`; for `bwr`, a
+    colour bar from -max|w| to +max|w| with `legend`'s words for blue and red -> an RGB array `[H, W, 3]`."""
+    values = images.detach().float().cpu()[:, 0].numpy()
+    tiles = colorize(values, cmap)
     tiles = tiles.repeat(SCALE, axis=1).repeat(SCALE, axis=2)  # nearest-neighbour upscaling
     n, cell = len(tiles), tiles.shape[1]
     cols = min(n, 10 if n > 12 else 6) or 1
     rows = math.ceil(n / cols)
-    width, height = cols * (cell + PAD) + PAD, rows * (cell + CAPTION + PAD) + PAD
+    head = TITLE if title else 0
+    foot = LEGEND if cmap == "bwr" else 0
+    width = max(cols * (cell + PAD) + PAD, 330 if (title or foot) else 0)
+    height = head + rows * (cell + CAPTION + PAD) + PAD + foot
     background = 0 if cmap == "gray" else 255
     canvas = Image.new("RGB", (width, height), (background,) * 3)
     draw, text_font = ImageDraw.Draw(canvas), font()
+    if title:
+        draw.text((PAD, head / 2 + 2), title, "white" if background == 0 else "black", font(13), anchor="lm")
+    if foot:
+        _colour_bar(draw, width, height - foot, float(np.abs(values).max()) or 1.0, legend)
     for i, (tile, text) in enumerate(zip(tiles, captions, strict=False)):
         left = PAD + (i % cols) * (cell + PAD)
-        top = PAD + (i // cols) * (cell + CAPTION + PAD)
+        top = head + PAD + (i // cols) * (cell + CAPTION + PAD)
         canvas.paste(Image.fromarray(tile), (left, top + CAPTION))
         centre = (left + cell / 2, top + (CAPTION - 2) / 2)
         box = draw.textbbox(centre, text, font=text_font, anchor="mm")
         draw.rectangle((box[0] - 3, top, box[2] + 3, top + CAPTION - 2), fill="white")
         draw.text(centre, text, "black", text_font, anchor="mm")
     return np.asarray(canvas)
+
+
+def _colour_bar(
+    draw: ImageDraw.ImageDraw, width: int, top: int, limit: float, legend: tuple[str, str] | None
+) -> None:
+    """`bwr`'s scale under the grid: blue at -limit, white at 0, red at +limit, and what each colour means."""
+    left, right = PAD, min(width - PAD, PAD + 300)
+    strip = colorize(np.linspace(-limit, limit, right - left)[None, :], "bwr")[0]
+    for x, colour in enumerate(strip):
+        draw.line((left + x, top + 4, left + x, top + 14), fill=tuple(int(c) for c in colour))
+    draw.rectangle((left, top + 4, right - 1, top + 14), outline="gray")
+    small = font(10)
+    for x, text, anchor in (
+        (left, f"{-limit:.2g}", "lt"),
+        ((left + right) / 2, "0", "mt"),
+        (right, f"+{limit:.2g}", "rt"),
+    ):
+        draw.text((x, top + 16), text, "black", small, anchor=anchor)
+    if legend:
+        draw.text((left, top + 30), f"blue: {legend[0]}   red: {legend[1]}", "black", font(11), anchor="lt")
 
 
 def confusion_image(matrix: np.ndarray, names: list[str]) -> np.ndarray:

@@ -1,9 +1,12 @@
 """The learning-rate finder: `digitlab-train <experiment> lr_find=true`.
 
 Lightning's Tuner trains for a short while with the learning rate rising exponentially and records the
-loss; the suggestion is where the loss falls fastest. The loss-vs-lr plot is saved as `<run>/lr_find.png`
-and logged to TensorBoard; the suggestion is printed with the override that uses it, and saved to
-`<run>/lr_find.json`. Nothing else is trained.
+(smoothed) loss; the suggestion is where the loss falls fastest. The loss-vs-lr plot, saved as
+`<run>/lr_find.png` and logged to TensorBoard, is trimmed as fastai's `plot_lr_find` is: the first steps
+(the smoothing's warm-up, which reads as "lowest loss at the smallest lr") and the steps after the loss
+diverged are left out, and the suggestion is marked. The command to train with it is printed (the user's
+own overrides, with `optimizer.lr` set), and the result saved to `<run>/lr_find.json`. Nothing else is
+trained.
 """
 
 from __future__ import annotations
@@ -63,18 +66,42 @@ def find_lr(
     return result
 
 
+SKIP_BEGIN = 10  # Lightning's `suggestion(skip_begin=10)`: the smoothing's warm-up steps
+DIVERGED = 4.0  # fastai's stop: the loss beyond 4x its lowest has diverged
+
+
+def trimmed(lrs: list[float], losses: list[float]) -> tuple[list[float], list[float]]:
+    """The part of the curve worth reading: after the warm-up, up to where the loss diverged."""
+    lrs, losses = list(lrs[SKIP_BEGIN:]), list(losses[SKIP_BEGIN:])
+    if not losses:
+        return lrs, losses
+    lowest = min(range(len(losses)), key=losses.__getitem__)
+    end = next(
+        (i for i in range(lowest, len(losses)) if losses[i] > DIVERGED * max(losses[lowest], 1e-12)),
+        len(losses),
+    )
+    return lrs[:end], losses[:end]
+
+
 def plot(lrs: list[float], losses: list[float], suggestion: float | None) -> Figure:
-    """Loss against learning rate (log axis), the suggestion marked: drawn on a Figure, no pyplot."""
+    """Loss against learning rate (log axis), trimmed (`trimmed`), the suggestion marked: on a Figure."""
     figure = Figure(figsize=(6, 4))
     ax = figure.subplots()
+    lrs, losses = trimmed(lrs, losses)
     ax.plot(lrs, losses)
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
+    ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss (smoothed)")
-    if suggestion is not None:
+    if suggestion is not None and lrs:
         nearest = min(range(len(lrs)), key=lambda i: abs(lrs[i] - suggestion))
+        ax.axvline(suggestion, color="red", linestyle=":", linewidth=1)
         ax.plot(
-            lrs[nearest], losses[nearest], "o", color="red", markersize=8, label=f"suggested {suggestion:.3g}"
+            lrs[nearest],
+            losses[nearest],
+            "o",
+            color="red",
+            markersize=8,
+            label=f"steepest descent: lr {suggestion:.3g}",
         )
         ax.legend()
     ax.set_title(f"lr finder: suggested lr {suggestion:.3g}" if suggestion else "lr finder")

@@ -1,6 +1,8 @@
 """Pictures in TensorBoard, what the chapter shows with show_image: the model's own pictures (the ideal
-digits of the baseline, the first layer's weights of linear and MLP), a grid of misclassified validation
-images titled with their true and predicted digits, and the confusion matrix.
+digits of the baseline, the first layer's weights of linear and MLP, with a colour bar saying what each
+colour means), the misclassified validation images with the highest loss first (fastai's
+`plot_top_losses`: each captioned with its true and predicted digit and the model's confidence in its
+prediction), and the confusion matrix.
 
 Validation batches are kept as tensors (no host sync per step); pictures are drawn (`drawing.py`) when fit
 ends, from the last validation, and every `every_n_epochs` if set. Each also lands as a PNG in
@@ -33,7 +35,7 @@ class Pictures(L.Callback):
         self.output_dir = Run(output_dir).pictures if output_dir is not None else None
         self.max_misclassified = max_misclassified
         self.every_n_epochs = every_n_epochs
-        self._batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._batches: list[tuple[torch.Tensor, ...]] = []
         self._drawn_step: int | None = None
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -45,7 +47,7 @@ class Pictures(L.Callback):
         if trainer.sanity_checking or not isinstance(outputs, dict) or "preds" not in outputs:
             return
         images, labels = batch
-        self._batches.append((images, labels, outputs["preds"]))
+        self._batches.append((images, labels, outputs["preds"], outputs["scores"]))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self.every_n_epochs:
@@ -62,33 +64,37 @@ class Pictures(L.Callback):
             return
         last = None
         if self._batches:
-            last = tuple(torch.cat([b[i] for b in self._batches]).cpu() for i in range(3))
+            last = tuple(torch.cat([b[i] for b in self._batches]).cpu() for i in range(4))
         pictures = draw_pictures(pl_module, last, self.max_misclassified)
         save_pictures(pictures, trainer.loggers, trainer.global_step, self.output_dir)
         self._drawn_step = trainer.global_step
 
 
 def draw_pictures(
-    module: L.LightningModule,
-    validation: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-    max_misclassified: int,
+    module: L.LightningModule, validation: tuple[torch.Tensor, ...] | None, max_misclassified: int
 ):
     """name -> RGB array: the module's own pictures, and from the last validation's `(images, labels,
-    predictions)` the misclassified images and the confusion matrix."""
+    predictions, scores)` the misclassified images (highest loss first) and the confusion matrix."""
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
     from digitlab.drawing import confusion_image, image_grid
 
     names = list(module.class_names)
-    pictures = {}
-    for name, (images, captions) in module.pictures().items():
-        pictures[name] = image_grid(images, captions, cmap="gray" if name == "ideal_digits" else "bwr")
+    pictures = {name: grid.draw() for name, grid in module.pictures().items()}
     if validation is not None:
-        images, labels, preds = validation
-        wrong = (preds != labels).nonzero().flatten()[:max_misclassified]
+        images, labels, preds, scores = validation
+        probabilities = module.probabilities(scores.float())
+        wrong = (preds != labels).nonzero().flatten()
+        # The loss a misclassified image costs grows as the model's belief in its true digit falls.
+        wrong = wrong[probabilities[wrong, labels[wrong]].argsort()][:max_misclassified]
         if len(wrong):
-            captions = [f"true {names[labels[i]]} / pred {names[preds[i]]}" for i in wrong.tolist()]
-            pictures["misclassified"] = image_grid(images[wrong], captions, cmap="gray")
+            captions = [
+                f"{names[labels[i]]} / {names[preds[i]]}  {probabilities[i, preds[i]]:.0%}"
+                for i in wrong.tolist()
+            ]
+            title = f"misclassified, highest loss first: {len(wrong)} of {int((preds != labels).sum())}"
+            title += " (true / predicted, confidence)"
+            pictures["misclassified"] = image_grid(images[wrong], captions, cmap="gray", title=title)
         matrix = multiclass_confusion_matrix(preds, labels, num_classes=len(names))
         pictures["confusion_matrix"] = confusion_image(matrix.numpy(), names)
     return pictures

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from digitlab.process import apply_process_policy, exit_on_error
 log = logging.getLogger(__name__)
 
 
-def report(metrics: dict[str, Any], output_dir: Path, log_root: Path) -> None:
+def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides: list[str]) -> None:
     if "suggested_lr" in metrics:
         lr = metrics["suggested_lr"]
+        kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("lr_find", "optimizer.lr")]
+        command = shlex.join(["digitlab-train", *kept, f"optimizer.lr={lr:.3g}"])
         print(f"\nSuggested learning rate: {lr:.3g}   (plot: {output_dir / 'lr_find.png'})")
-        print(f"Train with it:  digitlab-train <your overrides> optimizer.lr={lr:.3g}\n")
+        print(f"Train with it:\n  {command}\n")
         return
     shown = {k: v for k, v in metrics.items() if k.startswith("val/")}
     print("\nFinal validation metrics:")
@@ -71,7 +74,7 @@ def main(cfg: DictConfig) -> float | None:
         )
     else:
         log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
-        report(metrics, Path(cfg.paths.output_dir), Path(log_root))
+        report(metrics, Path(cfg.paths.output_dir), Path(log_root), overrides)
     return optimized(metrics, cfg.get("optimized_metric"))
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from digitlab.drawing import Grid
 from digitlab.errors import ConfigError
 from digitlab.rundir import BEST_KEY
 from digitlab.scheduler import build_scheduler
@@ -60,8 +61,8 @@ class DigitClassifier(L.LightningModule):
         """The training loss; None for models that do not learn by gradient descent."""
         return None
 
-    def pictures(self) -> dict[str, tuple[torch.Tensor, list[str]]]:
-        """What this model can show of itself: name -> (images `[N, 1, 28, 28]`, one caption per image)."""
+    def pictures(self) -> dict[str, Grid]:
+        """What this model can show of itself: name -> a captioned grid of 28x28 images."""
         return {}
 
     def on_train_start(self) -> None:
@@ -181,16 +182,34 @@ class ClassifierModule(DigitClassifier):
         self.log("train/loss", loss_sum / count, prog_bar=True)
         self.log("train/acc", correct / count)
 
-    def pictures(self) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    def pictures(self) -> dict[str, Grid]:
         """The first layer's weights as 28x28 images (the chapter's `w[0].view(28, 28)`), for nets that start
-        with a Linear layer on the pixels (linear, mlp)."""
-        first = next((m for m in self.net.modules() if isinstance(m, nn.Linear)), None)
-        if first is None or first.in_features != 28 * 28:
+        with a Linear layer on the pixels (linear, mlp), with what their colours mean."""
+        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        if not linears or linears[0].in_features != 28 * 28:
             return {}
+        first = linears[0]
         weights = first.weight.detach()[:MAX_UNITS_SHOWN]
-        return {
-            "first_layer_weights": (weights.view(-1, 1, 28, 28), [f"unit {i}" for i in range(len(weights))])
-        }
+        shown = f"{len(weights)} of {first.out_features}" if first.out_features > len(weights) else "all"
+        if len(linears) == 1:  # the output layer itself: each unit's weights argue for a class
+            if self.binary:  # one logit: a positive one is the second class (`probabilities`)
+                low, high = self.class_names
+                return {
+                    "first_layer_weights": Grid(
+                        weights.view(-1, 1, 28, 28),
+                        [f"{high} vs {low}"],
+                        "bwr",
+                        "each pixel's weight (linear model)",
+                        (f"a bright pixel pushes towards {low}", f"towards {high}"),
+                    )
+                }
+            captions = [f"digit {self.class_names[i]}" for i in range(len(weights))]
+            title, legend = "each digit's pixel weights", ("a bright pixel argues against it", "for it")
+        else:
+            captions = [f"unit {i}" for i in range(len(weights))]
+            title = f"first layer: {shown} hidden units' pixel weights"
+            legend = ("a bright pixel lowers the unit", "raises it")
+        return {"first_layer_weights": Grid(weights.view(-1, 1, 28, 28), captions, "bwr", title, legend)}
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from digitlab.drawing import Grid
 from digitlab.errors import ConfigError
 from digitlab.model.module import DigitClassifier
 from digitlab.settings import one_of, takes
@@ -65,6 +66,7 @@ class PixelSimilarity(DigitClassifier):
     def configure_optimizers(self) -> None:
         return None
 
-    def pictures(self) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    def pictures(self) -> dict[str, Grid]:
         """The ideal digits, as the chapter shows them with show_image."""
-        return {"ideal_digits": (self.class_means[:, None], [f"mean {name}" for name in self.class_names])}
+        captions = [f"mean {name}" for name in self.class_names]
+        return {"ideal_digits": Grid(self.class_means[:, None], captions, "gray", "each digit's mean image")}

@@ -164,7 +164,7 @@ class StackedClassifier(L.LightningModule):
     # Validation -----------------------------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self.last_validation: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # for pictures
+        self.last_validation: list[tuple[torch.Tensor, ...]] = []  # for pictures
         self.val_loss_sums.zero_()
         self.val_correct.zero_()
         self.val_counts.zero_()
@@ -174,7 +174,7 @@ class StackedClassifier(L.LightningModule):
         scores = self(images)
         self.val_loss_sums += self.losses(scores, labels).detach() * len(labels)
         preds = self.predict_labels(scores)  # [K, B]
-        self.last_validation.append((images, labels, preds))
+        self.last_validation.append((images, labels, preds, scores.detach()))
         hits = (preds == labels).to(self.val_correct.dtype)
         classes = nn.functional.one_hot(labels, len(self.class_names)).to(hits.dtype)  # [B, C]
         self.val_correct += hits @ classes
@@ -200,13 +200,14 @@ class StackedClassifier(L.LightningModule):
         values = {name: column.tolist() for name, column in columns.items()}  # one host sync per epoch
         self.on_epoch_metrics([{n: v[k] for n, v in values.items()} for k in range(self.size)])
 
-    def last_predictions(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """`(images, labels, trial k's predictions)` of the last validation, on the CPU."""
+    def last_predictions(self, k: int) -> tuple[torch.Tensor, ...] | None:
+        """`(images, labels, trial k's predictions, trial k's scores)` of the last validation, on the CPU."""
         if not getattr(self, "last_validation", None):
             return None
         images = torch.cat([b[0] for b in self.last_validation]).cpu()
         labels = torch.cat([b[1] for b in self.last_validation]).cpu()
-        return images, labels, torch.cat([b[2][k] for b in self.last_validation]).cpu()
+        preds = torch.cat([b[2][k] for b in self.last_validation]).cpu()
+        return images, labels, preds, torch.cat([b[3][k] for b in self.last_validation]).cpu()
 
 
 class TrialSchedulers:

@@ -1,5 +1,6 @@
 """A Hydra callback: when a multirun ends, its comparison (table, CSV, plots) is written to
-`<sweep dir>/compare/`, so every sweep and Optuna study leaves its summary beside its jobs."""
+`<sweep dir>/compare/`, with the HParams experiment TensorBoard shows for it (`compare/hparams/`), so every
+sweep and Optuna study leaves its summary beside its jobs."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class SweepSummary(Callback):
 def report_sweep(sweep_dir: Path) -> None:
     """Write and print the sweep's comparison (when a sweep ends, and before a sweep with failed jobs
     reports them)."""
+    from digitlab.analysis.hparams_experiment import write_hparams_experiment
     from digitlab.analysis.summary import write_summary
     from digitlab.errors import DigitlabError
 
@@ -29,5 +31,6 @@ def report_sweep(sweep_dir: Path) -> None:
     except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
         log.warning("no sweep summary: %s", err)
         return
+    write_hparams_experiment(comparison, written[0].parent)
     print(f"\n{len(comparison.runs)} runs under {sweep_dir}, ranked by {comparison.metric}:\n\n{table}")
     print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
