@@ -191,7 +191,9 @@ def test_pruned_trials_stop_early_and_say_so_everywhere(pruned_study):
 
 
 def test_compare_shows_status_and_ranks_pruned_trials_last(pruned_study):
-    table = (pruned_study / "compare" / "compare.md").read_text().splitlines()
+    table = [
+        r for r in (pruned_study / "compare" / "compare.md").read_text().splitlines() if r.startswith("|")
+    ]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     statuses = [row.strip("|").split("|")[header.index("status")].strip() for row in table[2:]]
     assert set(statuses) == {"completed", "pruned"}
@@ -252,9 +254,12 @@ def test_a_killed_search_leaves_its_running_trial_failed_and_asked_again(sample_
     )
     try:
         journal = tmp_path / "s" / JOURNAL
-        # Killed once trial 0 reported an epoch: it is RUNNING in the study with checkpoints on disk.
+        # Killed once trial 0 reported an epoch and wrote its last.ckpt (after the report, at the epoch's
+        # end): it is RUNNING in the study with checkpoints on disk.
         wait_for(
-            lambda: journal.is_file() and any(t.intermediate_values for t in load(tmp_path / "s").trials)
+            lambda: journal.is_file()
+            and any(t.intermediate_values for t in load(tmp_path / "s").trials)
+            and any((tmp_path / "s").glob("0_*/checkpoints/last.ckpt"))
         )
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
@@ -337,7 +342,9 @@ def test_multi_objective_search_finds_a_pareto_front(sample_root, tmp_path):
     study = load(tmp_path / "s")
     assert len(study.directions) == 2 and all(len(t.values) == 2 for t in study.trials)
     front = {t.number for t in study.best_trials}
-    table = (tmp_path / "s" / "compare" / "compare.md").read_text().splitlines()
+    table = [
+        r for r in (tmp_path / "s" / "compare" / "compare.md").read_text().splitlines() if r.startswith("|")
+    ]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert {"pareto", "parameters"} <= set(header)
     marked = [row.strip("|").split("|")[header.index("pareto")].strip() for row in table[2:]]
