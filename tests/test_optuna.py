@@ -257,9 +257,11 @@ def test_a_killed_search_leaves_its_running_trial_failed_and_asked_again(sample_
         # Killed once trial 0 reported an epoch and wrote its last.ckpt (after the report, at the epoch's
         # end): it is RUNNING in the study with checkpoints on disk.
         wait_for(
-            lambda: journal.is_file()
-            and any(t.intermediate_values for t in load(tmp_path / "s").trials)
-            and any((tmp_path / "s").glob("0_*/checkpoints/last.ckpt"))
+            lambda: (
+                journal.is_file()
+                and any(t.intermediate_values for t in load(tmp_path / "s").trials)
+                and any((tmp_path / "s").glob("0_*/checkpoints/last.ckpt"))
+            )
         )
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
