@@ -62,7 +62,8 @@ def quiet_launchers() -> None:
 
 
 def shown_value(value: Any) -> str:
-    """A number as a person reads it: 4 significant digits (0.4430, 1e-05, 128); anything else as it is."""
+    """A number as a person reads it: 4 significant digits (0.443, 1e-05, 128); anything else as it is. The
+    one rule for the console's lines and the comparison's tables and plots."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -17,7 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from digitlab.analysis.table import Comparison, Group, display
+from digitlab.analysis.table import Comparison, Group
+from digitlab.console import shown_value as display
 from digitlab.rundir import COMPLETED, Run
 
 LOG_SPAN = 10  # a swept number whose values span more than this factor is drawn on a log axis

@@ -21,7 +21,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from digitlab.analysis.table import Comparison, display
+from digitlab.analysis.table import Comparison
+from digitlab.console import shown_value as display
 
 LOG_SPAN = 10  # as plots.py: values spanning more than this factor sit on a log scale
 

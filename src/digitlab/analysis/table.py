@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from digitlab.config.hparams import HPARAM_GROUPS, trained_settings
+from digitlab.console import shown_value as display
 from digitlab.errors import DigitlabError
 from digitlab.rundir import COMPLETED, PRUNED, Run, find_runs
 
@@ -33,15 +34,6 @@ SEED = "seed"
 COLUMNS = ("val/acc_best", "val/acc", "val/loss", "epochs", "wall_time_s")
 # Metrics on a scale set by a group's settings: a loss means nothing across loss functions.
 SCALED_BY = {"loss": "loss"}
-
-
-def display(value: Any) -> str:
-    """A setting as a column shows it: numbers at 4 significant digits (1e-05, 0.443, 128)."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 @dataclass
