@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +95,22 @@ def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> s
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
+
+
+def run_until_killed(args: list[str], point: str, cwd: Path, sig: int = signal.SIGKILL) -> str:
+    """Start `args`, wait until it reaches the pause point `point`, kill it there; its output."""
+    marker = cwd / f"paused-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "DIGITLAB_PAUSE_AT": point, "DIGITLAB_PAUSE_MARKER": str(marker)}
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"never reached {point}: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    if sig != signal.SIGKILL:
+        marker.unlink()  # let it go on to handle the signal
+    return proc.communicate(timeout=300)[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import cli, tiny_overrides
+from tests.conftest import cli, run_until_killed, tiny_overrides
 
 # The numbers a resumed run must reproduce; the rest (timings, the error of an earlier attempt) may differ.
 SAME = ("status", "epochs", "steps", "parameters", "val/acc", "val/acc_best", "val/acc_3", "val/acc_7")
@@ -26,25 +26,6 @@ CLOSE = ("val/loss", "train/loss", "train/acc", "val/acc_macro")
 
 def train_args(sample_root: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "digitlab.cli.train", *tiny_overrides(sample_root, tmp_path, *extra)]
-
-
-def run_until_killed(args: list[str], point: str, cwd: Path, sig: int = signal.SIGKILL) -> str:
-    """Start `args`, wait until it reaches the pause point `point`, kill it there; its output."""
-    marker = cwd / f"paused-{os.getpid()}-{time.monotonic_ns()}"
-    env = {**os.environ, "DIGITLAB_PAUSE_AT": point, "DIGITLAB_PAUSE_MARKER": str(marker)}
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"never reached {point}: {proc.communicate()[0][-3000:]}")
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    if sig != signal.SIGKILL:
-        marker.unlink()  # let it go on to handle the signal
-    return proc.communicate(timeout=300)[0]
 
 
 def assert_same_run(resumed: dict, reference: dict) -> None:
@@ -72,7 +53,7 @@ RUN = ("model=mlp", "optimizer.momentum=0.9", "optimizer.lr=0.05", "trainer.max_
 
 @pytest.mark.parametrize(
     "point",
-    ["mid_epoch:1", "epoch_end:1", "checkpoint_write:last.ckpt@1", "before_metrics"],
+    ["mid_epoch:1", "mid_validation:1", "epoch_end:1", "checkpoint_write:last.ckpt@1", "before_metrics"],
 )
 def test_a_single_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(
     point, reference, sample_root, tmp_path
@@ -86,17 +67,29 @@ def test_a_single_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(
     assert_same_run(metrics(tmp_path / "run"), reference)
 
 
-def test_sigterm_mid_epoch_resumes_from_that_batch(reference, sample_root, tmp_path):
+@pytest.mark.parametrize("point", ["mid_epoch:1", "mid_validation:1", "epoch_end:1"])
+def test_sigterm_anywhere_resumes_to_the_uninterrupted_metrics_and_steps(
+    point, reference, sample_root, tmp_path
+):
     args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={tmp_path / 'run'}"]
-    output = run_until_killed(args, "mid_epoch:1", tmp_path, signal.SIGTERM)
+    output = run_until_killed(args, point, tmp_path, signal.SIGTERM)
     assert "Traceback" not in output and "resume=true" in output
-    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
-    # Lightning stops at the end of the batch that follows the signal: in the middle of epoch 1 (steps 7-12).
-    assert 6 < torch.load(interrupted, weights_only=True)["global_step"] < 12
     assert metrics(tmp_path / "run")["status"] == "interrupted"
+    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    if point == "mid_epoch:1":
+        # Lightning stops at the end of the batch that follows the signal: in epoch 1 (steps 7-12).
+        assert 6 < torch.load(interrupted, weights_only=True)["global_step"] < 12
+    if point == "mid_validation:1":
+        # Lightning would resume a half-validated epoch without validating it (see CheckpointOnInterrupt).
+        assert not interrupted.exists() and "repeats that epoch from last.ckpt" in output
     resumed = cli(*args[3:], "resume=true", cwd=tmp_path)
-    assert "interrupted.ckpt" in resumed.stdout + resumed.stderr
+    if point != "mid_validation:1":
+        assert "interrupted.ckpt" in resumed.stdout + resumed.stderr
     assert_same_run(metrics(tmp_path / "run"), reference)
+    from tests.tb import load
+
+    steps = [event.step for event in load(tmp_path / "run" / "tensorboard").Scalars("val/acc")]
+    assert steps == [5, 11, 17], "every epoch validated once, at its single run's step"
 
 
 def test_a_damaged_last_checkpoint_is_passed_over(reference, sample_root, tmp_path):

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from digitlab.rundir import Run, find_runs
 from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
 from digitlab.stacked.resume import resume_point
-from tests.conftest import cli, tiny_overrides
+from tests.conftest import cli, run_until_killed, tiny_overrides
 from tests.tb import hparams, scalars, steps
 
 SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "optimizer.momentum=0.5", "trainer.max_epochs=3")
@@ -462,13 +461,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
             "data.batch_size=2",
         ),
     ]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)  # into a later epoch, far from the last
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=120)[0]
+    output = run_until_killed(args, "mid_epoch:5", tmp_path, signal.SIGTERM)  # far from the last epoch
     trials = sorted(sweep.glob("[0-9]_*"))
     assert len(trials) == 2 and "2 trials stacked in one fit" in output
     for trial in trials:

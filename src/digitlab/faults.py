@@ -6,7 +6,8 @@ it is let go, `<marker>.passed` is written, and a later process with the same en
 requeued with it) passes the point. Without them, `pause_point` is one dictionary lookup.
 
 The points: `epoch_end:<epoch>` (that epoch's last.ckpt written), `mid_epoch:<epoch>` (half of that epoch's
-training batches done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
+training batches done), `mid_validation:<epoch>` (that epoch trained, its first validation batch
+done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
 `checkpoint_write:<file name>@<epoch>` (the checkpoint's bytes are on disk under a temporary name, not yet
 renamed into place).
 """

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 import digitlab.build as build
 from digitlab.atomic import WriteFailed
+from digitlab.callbacks.checkpointing import worth_an_interrupted_checkpoint
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import PRUNED_SCALAR
@@ -249,7 +250,7 @@ class TrialRecords(L.Callback):
         """Ctrl-C, SIGTERM or an error: every trial still training keeps `interrupted.ckpt` and its record,
         as a single run does (a write the disk refuses is the error already being reported)."""
         active = [k for k in range(len(self.runs)) if self.active(k)]
-        if (trainer.global_step or trainer.current_epoch) and not isinstance(exception, WriteFailed):
+        if worth_an_interrupted_checkpoint(trainer, exception):
             try:
                 for k in active:
                     self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
