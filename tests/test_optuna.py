@@ -173,6 +173,9 @@ def test_pruned_trials_stop_early_and_say_so_everywhere(pruned_study):
         assert trial.user_attrs[RUN_DIR] == str(run.path) and trial.user_attrs[TENSORBOARD] == str(
             run.tensorboard
         )
+        lr = trial.params["optimizer.lr"]
+        assert f"optimizer.lr={lr:.4g}," in run.path.name, "the folder shows 4 significant digits"
+        assert run.config["optimizer"]["lr"] == lr, "the run trains with the value drawn"
         assert sorted(trial.intermediate_values) == list(range(run.metrics["epochs"]))  # one report per epoch
         assert (run.checkpoints / "last.ckpt").is_file(), "a pruned run keeps its checkpoints"
         pruned = scalars(run.tensorboard)["trial/pruned"][-1]

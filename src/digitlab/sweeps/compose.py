@@ -8,7 +8,8 @@ Hydra context they share with their launcher (`install`). Composition does not
 depend on those values: Hydra builds the defaults list from the group overrides, merges it, and only then
 sets the plain values (`ConfigLoaderImpl._apply_overrides_to_config`). `SweepConfigCache` does the first
 part once per shape of override list and the second part per job, with Hydra's own function, then fills the
-`hydra.overrides.task` and `hydra.job.override_dirname` fields as `load_configuration` does. Anything it
+`hydra.overrides.task` field as `load_configuration` does. Whichever path composed it, a job's
+`hydra.job.override_dirname` (its folder name) shows floats at 4 significant digits. Anything it
 cannot prove equal (a group, `+`/`~`, a `hydra.` key, a dict or list value, keys that overlap) goes to
 Hydra's loader unchanged; tests compare the two.
 """
@@ -23,6 +24,8 @@ from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
+
+from digitlab.console import shown_value
 
 
 class SweepConfigCache(ConfigLoader):
@@ -40,6 +43,21 @@ class SweepConfigCache(ConfigLoader):
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         overrides = self._parser.parse_overrides(list(sweep_overrides))
+        cfg = self._compose(master_config, sweep_overrides, overrides)
+        # The job's folder name (`hydra.sweep.subdir`) with numbers as people read them: an Optuna lr
+        # 0.012345678901 names `optimizer.lr=0.01235`; the job number before it keeps names unique.
+        dirname = cfg.hydra.job.config.override_dirname
+        cfg.hydra.job.override_dirname = get_overrides_dirname(
+            overrides=[_shown(o) for o in overrides if not o.is_hydra_override()],
+            kv_sep=dirname.kv_sep,
+            item_sep=dirname.item_sep,
+            exclude_keys=dirname.exclude_keys,
+        )
+        return cfg
+
+    def _compose(
+        self, master_config: DictConfig, sweep_overrides: list[str], overrides: list[Override]
+    ) -> DictConfig:
         plain = self._plain(overrides)
         if not plain:
             return self.loader.load_sweep_config(master_config, list(sweep_overrides))
@@ -58,13 +76,6 @@ class SweepConfigCache(ConfigLoader):
         ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)  # Hydra's own setter: its checks, its errors
         task = [o for o in overrides if not o.is_hydra_override()]
         cfg.hydra.overrides.task = [o.input_line for o in task]
-        dirname = cfg.hydra.job.config.override_dirname
-        cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task,
-            kv_sep=dirname.kv_sep,
-            item_sep=dirname.item_sep,
-            exclude_keys=dirname.exclude_keys,
-        )
         OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
         return cfg
 
@@ -115,6 +126,19 @@ def install(hydra_context: Any) -> None:
     (the context object is shared, so it is replaced in place)."""
     if not isinstance(hydra_context.config_loader, SweepConfigCache):
         hydra_context.config_loader = SweepConfigCache(hydra_context.config_loader)
+
+
+def _shown(override: Override) -> Override:
+    """`override` with a float value of more than 4 significant digits written as `console.shown_value`
+    writes it, for a folder name; a value as short as that stays as typed (`optimizer.lr=2.0`)."""
+    if override.type != OverrideType.CHANGE or override.is_sweep_override():
+        return override
+    value = override.value()
+    if not isinstance(value, float) or float(shown_value(value)) == value:
+        return override
+    shown = copy.copy(override)
+    shown.input_line = f"{override.get_key_element()}={shown_value(value)}"
+    return shown
 
 
 def _overlap(key: str, other: str) -> bool:
