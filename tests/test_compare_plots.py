@@ -10,12 +10,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
 from digitlab.analysis.table import compare
+from digitlab.rundir import Run
 
 LRS = ["0.03", "0.1", "0.3", "1.0", "3.0", "10.0"]
 
 
 def fake_sweep(root, lrs, seeds=range(4)):
-    """Run dirs in the real layout (.hydra/, tensorboard/, metrics.json), without training."""
+    """Run dirs in the real layout (.hydra/, event files, metrics.json), without training; the first keeps
+    its event files in tensorboard/, as runs before 2026-12 did, which compare still reads."""
     for number, (lr, seed) in enumerate((lr, seed) for lr in lrs for seed in seeds):
         run = root / f"{number}_optimizer.lr={lr},seed={seed}"
         (run / ".hydra").mkdir(parents=True)
@@ -26,7 +28,7 @@ def fake_sweep(root, lrs, seeds=range(4)):
             OmegaConf.create([f"optimizer.lr={lr}", f"seed={seed}"]), run / ".hydra/overrides.yaml"
         )
         accuracy = 0.9 + 0.01 * LRS.index(lr) + 0.001 * seed
-        with SummaryWriter(run / "tensorboard") as writer:
+        with SummaryWriter(run / "tensorboard" if number == 0 else run) as writer:
             for step in range(3):
                 writer.add_scalar("val/acc", accuracy - 0.01 * (2 - step), step)
                 writer.add_scalar("epoch", step, step)  # as Lightning logs it
@@ -46,6 +48,8 @@ def test_a_sweep_over_decades_is_drawn_on_a_log_axis(tmp_path):
 def test_the_curves_legend_groups_seeds_for_24_runs(tmp_path):
     comparison = compare(fake_sweep(tmp_path / "sweep", LRS))
     assert len(comparison.runs) == 24 and len(comparison.groups) == 6
+    first = Run(next((tmp_path / "sweep").glob("0_*")))
+    assert len(first.scalars["val/acc"]) == 3 and first.tensorboard.name == "tensorboard"  # an older run
     figure = curves_figure(comparison)
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert len(labels) == 6 and all(label.endswith("(n=4)") for label in labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,5 +94,6 @@ def test_the_run_folder_names_in_conf_are_rundirs(tmp_path):
 
     cfg = compose_config([], output_dir=tmp_path)
     assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / rundir.CHECKPOINTS_DIR)
-    assert cfg.logger.tensorboard.name == rundir.TENSORBOARD_DIR
-    assert cfg.logger.tensorboard.save_dir == str(tmp_path)
+    from hydra.utils import instantiate
+
+    assert Path(instantiate(cfg.logger.tensorboard).log_dir) == rundir.Run(tmp_path).tensorboard

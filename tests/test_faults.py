@@ -88,7 +88,7 @@ def test_sigterm_anywhere_resumes_to_the_uninterrupted_metrics_and_steps(
     assert_same_run(metrics(tmp_path / "run"), reference)
     from tests.tb import load
 
-    steps = [event.step for event in load(tmp_path / "run" / "tensorboard").Scalars("val/acc")]
+    steps = [event.step for event in load(tmp_path / "run").Scalars("val/acc")]
     assert steps == [5, 11, 17], "every epoch validated once, at its single run's step"
 
 
@@ -230,7 +230,7 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     jobs = sorted(sweep.glob("[0-9]_*"))
     (jobs[0] / "metrics.json").write_text('{"val/acc": 0.9, "sta')  # cut short
     (jobs[1] / "config.json").write_text("{")
-    (events,) = (jobs[2] / "tensorboard").rglob("events.out.tfevents.*")
+    (events,) = jobs[2].glob("events.out.tfevents.*")
     events.write_bytes(events.read_bytes()[: events.stat().st_size // 2])  # an event file cut mid-record
     mine = tmp_path / "paper"
     mine.mkdir()

@@ -161,7 +161,7 @@ def test_pictures_reach_tensorboard_and_png(sample_root, tmp_path, experiment, p
         sample_root, tmp_path, f"experiment={experiment}", "trainer.max_epochs=1", *extra
     )
     _, run_dir = run(overrides, output_dir=tmp_path / "r")
-    events = load(run_dir / "tensorboard")
+    events = load(run_dir)
     assert {f"pictures/{name}" for name in pictures} <= set(events.Tags()["images"])
     assert {f"{name}.png" for name in pictures} <= {p.name for p in (run_dir / "pictures").iterdir()}
     for name in pictures:  # the same picture in both places

@@ -50,14 +50,14 @@ def test_jobs_are_named_by_their_overrides(lr_sweep):
 
 
 def test_hparams_of_a_multirun_show_one_row_per_run(lr_sweep):
-    rows = [hparams(job / "tensorboard") for job in job_dirs(lr_sweep)]
+    rows = [hparams(job) for job in job_dirs(lr_sweep)]
     assert [(values["optimizer.lr"], values["seed"]) for values, _ in rows] == [
         (0.5, 0),
         (0.5, 1),
         (2.0, 0),
         (2.0, 1),
     ]
-    assert all(len(scalars(job / "tensorboard")["val/acc"]) == 2 for job in job_dirs(lr_sweep))
+    assert all(len(scalars(job)["val/acc"]) == 2 for job in job_dirs(lr_sweep))
 
 
 def test_the_sweeps_hparams_tab_shows_what_varies_then_the_metrics(lr_sweep):

@@ -86,9 +86,9 @@ def test_csv_logger_beside_tensorboard(sample_root, tmp_path):
     with open(run_dir / "csv" / "metrics.csv") as f:
         rows = [row for row in csv.DictReader(f) if row.get("val/acc")]
     assert len(rows) == 2
-    assert len(scalars(run_dir / "tensorboard")["val/acc"]) == 2
+    assert len(scalars(run_dir)["val/acc"]) == 2
     _, csv_only = run(tiny_overrides(sample_root, tmp_path, "logger=csv"), output_dir=tmp_path / "csv_only")
-    assert (csv_only / "csv" / "metrics.csv").is_file() and not (csv_only / "tensorboard").exists()
+    assert (csv_only / "csv" / "metrics.csv").is_file() and not list(csv_only.glob("events.out.tfevents.*"))
 
 
 def test_tags_and_notes_reach_hparams_and_compare(sample_root, tmp_path):
@@ -97,7 +97,7 @@ def test_tags_and_notes_reach_hparams_and_compare(sample_root, tmp_path):
         output_dir=tmp_path / "runs" / "a",
     )
     run(tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1"), output_dir=tmp_path / "runs" / "b")
-    values, _ = hparams(run_dir / "tensorboard")
+    values, _ = hparams(run_dir)
     assert values["tags"] == "baseline,paper" and values["notes"] == "first try"
     table = markdown(compare(tmp_path / "runs"))
     assert "| tags | notes |" in table and "baseline,paper | first try" in table
@@ -133,7 +133,7 @@ def test_lr_find_suggests_a_learning_rate(sample_root, tmp_path, capsys):
     assert (tmp_path / "run" / "lr_find.png").is_file() and not (tmp_path / "run" / "metrics.json").exists()
     from tests.tb import load
 
-    assert "lr_find" in load(tmp_path / "run" / "tensorboard").Tags()["images"]
+    assert "lr_find" in load(tmp_path / "run").Tags()["images"]
 
 
 def test_the_lr_find_plot_leaves_out_the_warm_up_and_the_divergence():

@@ -36,7 +36,7 @@ def test_run_dir_holds_config_checkpoints_events_and_metrics(linear_run):
 
 def test_event_files_hold_epoch_scalars(linear_run):
     metrics, run_dir = linear_run
-    values = scalars(run_dir / "tensorboard")
+    values = scalars(run_dir)
     for tag in ("train/loss", "val/loss", "val/acc", "val/acc_3", "val/acc_7", "val/acc_best"):
         assert len(values[tag]) == 3, tag  # one point per epoch
     assert values["val/acc"][-1] == pytest.approx(metrics["val/acc"])
@@ -45,7 +45,7 @@ def test_event_files_hold_epoch_scalars(linear_run):
 
 def test_hparams_name_the_settings_and_real_metric_tags(linear_run):
     _, run_dir = linear_run
-    values, experiment_metrics = hparams(run_dir / "tensorboard")
+    values, experiment_metrics = hparams(run_dir)
     # No per-run experiment summary: TensorBoard builds it from the sessions, with the logged scalars as
     # metric columns (so they show real values) and the differing hparams first.
     assert experiment_metrics == []
@@ -53,8 +53,8 @@ def test_hparams_name_the_settings_and_real_metric_tags(linear_run):
     assert values["model.net._target_"] == "digitlab.model.nets.linear"
     assert values["loss._target_"] == "digitlab.loss.MnistLoss"
     assert values["data.batch_size"] == 16 and values["seed"] == 0
-    assert {"val/acc", "val/acc_best", "val/loss"} <= set(scalars(run_dir / "tensorboard"))
-    assert "hp_metric" not in scalars(run_dir / "tensorboard")
+    assert {"val/acc", "val/acc_best", "val/loss"} <= set(scalars(run_dir))
+    assert "hp_metric" not in scalars(run_dir)
 
 
 def test_same_seed_same_numbers(sample_root, tmp_path):

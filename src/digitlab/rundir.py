@@ -4,7 +4,8 @@ the two folders Lightning's own classes write, and a test holds them equal to th
 
     .hydra/            config.yaml (composed), overrides.yaml, hydra.yaml
     config.json        the composed config, resolved (what compare reads); also inside every checkpoint
-    tensorboard/       event files: scalars, hparams, pictures
+    events.out.tfevents.*  TensorBoard's event files (scalars, hparams, pictures), in the run folder itself:
+                       TensorBoard names a run by the folder holding them, so a sweep's runs are its jobs
     checkpoints/       the best epoch, last.ckpt (every epoch), interrupted.ckpt (on an exception)
     pictures/          the TensorBoard pictures as PNGs
     provenance.json    what produced the run: code commit, library versions, command line, host
@@ -33,7 +34,7 @@ from digitlab.config.location import register_resolvers
 
 HYDRA_DIR = ".hydra"
 CONFIG_JSON = "config.json"
-TENSORBOARD_DIR = "tensorboard"
+OLD_TENSORBOARD_DIR = "tensorboard"  # where runs before 2026-12 kept their event files (still read)
 CHECKPOINTS_DIR = "checkpoints"
 PICTURES_DIR = "pictures"
 METRICS_JSON = "metrics.json"
@@ -70,7 +71,10 @@ class Run:
 
     @property
     def tensorboard(self) -> Path:
-        return self.path / TENSORBOARD_DIR
+        """The folder of the run's TensorBoard event files: the run folder (or, for an older run, its
+        `tensorboard/`)."""
+        old = self.path / OLD_TENSORBOARD_DIR
+        return old if old.is_dir() else self.path
 
     @property
     def pictures(self) -> Path:

@@ -1,5 +1,5 @@
 """Fit one composed experiment: validate -> build (see `build.py`) -> fit -> the run dir holds `.hydra/`,
-`tensorboard/`, `checkpoints/` and, last, `metrics.json` (see `rundir.py`). The CLIs, the Python API and the
+TensorBoard's event files, `checkpoints/` and, last, `metrics.json` (see `rundir.py`). The CLIs, the Python API and the
 sweeps call `train`; it applies no process-wide setting itself.
 """
 

@@ -40,7 +40,7 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides:
     for key, value in shown.items():
         print(f"  {key:<16} {value:.4f}")
     print(f"  (epochs {metrics['epochs']}, {metrics['wall_time_s']:.1f} s)")
-    print(f"Run outputs:  {output_dir}  (metrics.json, checkpoints/, tensorboard/, .hydra/)")
+    print(f"Run outputs:  {output_dir}  (metrics.json, checkpoints/, TensorBoard events, .hydra/)")
     print(f"TensorBoard:  tensorboard --logdir {log_root}\n")
 
 
