@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import pytest
 
@@ -89,6 +90,45 @@ def test_csv_logger_beside_tensorboard(sample_root, tmp_path):
     assert len(scalars(run_dir)["val/acc"]) == 2
     _, csv_only = run(tiny_overrides(sample_root, tmp_path, "logger=csv"), output_dir=tmp_path / "csv_only")
     assert (csv_only / "csv" / "metrics.csv").is_file() and not list(csv_only.glob("events.out.tfevents.*"))
+
+
+def mlflow_runs(log_dir):
+    """{run name: MLflow run} of every experiment in the store logger=mlflow writes, read back by MLflow."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{log_dir}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client, {r.info.run_name: r for r in client.search_runs(experiments)}
+
+
+def test_mlflow_logger_records_each_run_named_by_its_folder(sample_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cli(
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_overrides(sample_root, tmp_path, "logger=tensorboard_mlflow", "optimizer.lr=0.05,0.1"),
+        cwd=tmp_path,
+    )
+    client, runs = mlflow_runs(tmp_path / "logs")
+    jobs = sorted(p.name for p in sweep.glob("[0-9]_*"))
+    assert sorted(runs) == jobs and len(jobs) == 2
+    for name, found in runs.items():
+        assert found.info.status == "FINISHED" and found.data.tags["run_dir"] == str(sweep / name)
+        assert (
+            found.data.params["optimizer.lr"] in ("0.05", "0.1")
+            and found.data.params["experiment"] == "linear"
+        )
+        record = json.loads((sweep / name / "metrics.json").read_text())
+        history = client.get_metric_history(found.info.run_id, "val/acc")
+        assert len(history) == 2 and history[-1].value == pytest.approx(record["val/acc"])
+        assert len(scalars(sweep / name)["val/acc"]) == 2  # TensorBoard beside it
+
+
+def test_mlflow_missing_is_one_paragraph_naming_the_extra(sample_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what Python does for a package that is not there
+    with pytest.raises(ConfigError, match=r"logger=mlflow needs the mlflow package.*digitlab\[mlflow\]"):
+        run(tiny_overrides(sample_root, tmp_path, "logger=mlflow"), output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "logs").exists()
 
 
 def test_tags_and_notes_reach_hparams_and_compare(sample_root, tmp_path):

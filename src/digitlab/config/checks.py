@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import tempfile
@@ -127,6 +128,7 @@ def validate(
         rules = rules_of(_target(cfg, key))
         check(rules, {name: _plain(node[name]) for name in rules if name in node}, prefix=f"{key}.")
     _check_combinations(cfg, choices, overrides)
+    _check_extras(cfg, choices)
     _check_optimization(cfg, choices)
     if OmegaConf.select(cfg, "ckpt_path"):
         from digitlab.build import check_checkpoint_fits
@@ -162,6 +164,29 @@ def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
                 keys.append(key)
             keys += target_keys(node, f"{key}.")
     return keys
+
+
+# Targets that need a package digitlab installs only as an optional extra: target -> (module, extra).
+EXTRAS = {"lightning.pytorch.loggers.MLFlowLogger": ("mlflow", "mlflow")}
+
+
+def _check_extras(cfg: DictConfig, choices: dict[str, Any]) -> None:
+    """A chosen option whose package is not installed: one paragraph naming the extra, before any folder
+    (Lightning would raise ModuleNotFoundError when the run starts)."""
+    for key in target_keys(cfg):
+        needs = EXTRAS.get(OmegaConf.select(cfg, f"{key}._target_"))
+        if needs is None:
+            continue
+        module, extra = needs
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            group = key.split(".", 1)[0]
+            raise ConfigError(
+                f"{_chosen(group, cfg, choices)} needs the {module} package, which is not installed. Install "
+                f"digitlab's optional extra: pip install 'digitlab[{extra}]' (or choose another {group}: "
+                f"{', '.join(o for o in options(group) if module not in o)})."
+            ) from None
 
 
 def _check_optimization(cfg: DictConfig, choices: dict[str, Any]) -> None:

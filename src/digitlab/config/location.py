@@ -32,6 +32,7 @@ def register_resolvers() -> None:
     - `${first_set:a,b}`: the first of its arguments that is not null (the run's name is the experiment's,
       else the model's).
     - `${gpus_for:accelerator,devices}`: the GPUs a job asks SLURM for: none unless it trains on a GPU.
+    - `${basename:path}`: a path's last part (an MLflow run is named by its run folder).
     """
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
@@ -39,6 +40,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("first_set", _first_set)
     if not OmegaConf.has_resolver("gpus_for"):
         OmegaConf.register_new_resolver("gpus_for", _gpus_for)
+    if not OmegaConf.has_resolver("basename"):
+        OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
 
 
 def _gpus_for(accelerator: str, devices: object) -> int:
