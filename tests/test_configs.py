@@ -42,7 +42,7 @@ def test_every_group_is_covered():
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_config_composes_and_instantiates(group, option, tmp_path):
-    overrides = [f"{group}={option}", f"paths.data_dir={tmp_path}"]
+    overrides = [f"{group}={option}", f"paths.data_dir={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"]
     if group == "data" and option == "mnist":
         overrides.append("loss=cross_entropy")  # the binary losses need 2 classes
     cfg = compose_config(overrides, output_dir=tmp_path / "run")

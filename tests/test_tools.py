@@ -102,16 +102,18 @@ def mlflow_runs(log_dir):
 
 
 def test_mlflow_logger_records_each_run_named_by_its_folder(sample_root, tmp_path):
+    """Two jobs side by side (joblib) start on a store that does not exist yet: one makes it, both log."""
     sweep = tmp_path / "sweep"
     cli(
         "-m",
+        "hydra/launcher=joblib",
         f"hydra.sweep.dir={sweep}",
         *tiny_overrides(sample_root, tmp_path, "logger=tensorboard_mlflow", "optimizer.lr=0.05,0.1"),
         cwd=tmp_path,
     )
     client, runs = mlflow_runs(tmp_path / "logs")
     jobs = sorted(p.name for p in sweep.glob("[0-9]_*"))
-    assert sorted(runs) == jobs and len(jobs) == 2
+    assert sorted(runs) == jobs and len(jobs) == 2 and not any("logger=" in job for job in jobs)  # plumbing
     for name, found in runs.items():
         assert found.info.status == "FINISHED" and found.data.tags["run_dir"] == str(sweep / name)
         assert (

@@ -167,7 +167,7 @@ def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
 
 
 # Targets that need a package digitlab installs only as an optional extra: target -> (module, extra).
-EXTRAS = {"lightning.pytorch.loggers.MLFlowLogger": ("mlflow", "mlflow")}
+EXTRAS = {"digitlab.loggers.mlflow_logger": ("mlflow", "mlflow")}
 
 
 def _check_extras(cfg: DictConfig, choices: dict[str, Any]) -> None:
