@@ -186,7 +186,10 @@ STACK = ("optimizer.lr=0.05,0.1", "seed=0,1", "optimizer.momentum=0.9", "trainer
 
 @pytest.mark.slow  # 6 x three 4-job sweeps: minutes on 2 cores (make test-slow)
 @pytest.mark.parametrize("launcher", ["basic", "stacked"])
-@pytest.mark.parametrize("point", ["mid_epoch:1", "epoch_end:1", "before_metrics"])
+@pytest.mark.parametrize(
+    "point",
+    ["mid_epoch:1", "mid_validation:1", "checkpoint_write:last.ckpt@1", "epoch_end:1", "before_metrics"],
+)
 def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sample_root, tmp_path):
     def sweep_args(folder: Path) -> list[str]:
         return [
@@ -204,6 +207,47 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sa
     assert len(jobs) == 4 and jobs == sorted(p.name for p in killed.glob("[0-9]_*"))
     for job in jobs:
         assert_same_run(metrics(killed / job), metrics(tmp_path / "uninterrupted" / job))
+
+
+def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbers(sample_root, tmp_path):
+    """Killed as the first trial's last.ckpt of epoch 2 is written: the trials whose val/acc improved in epoch 2
+    have its best checkpoint, the others stand at epoch 1's last.ckpt. They resume apart, each from its own
+    point, and every trial ends with the uninterrupted sweep's numbers. `limit_train_batches` ends each epoch
+    before the loader's end: the next epoch must start a new order, not the rest of this one."""
+    overrides = (
+        "model=mlp",
+        "optimizer.lr=0.001,0.01,0.1,1",
+        "data.batch_size=8",
+        "+trainer.limit_train_batches=5",
+        "trainer.max_epochs=4",
+    )
+
+    def sweep_args(folder: Path) -> list[str]:
+        return [
+            "-m",
+            *train_args(sample_root, tmp_path, *overrides)[3:],
+            "hydra/launcher=stacked",
+            f"hydra.sweep.dir={folder}",
+        ]
+
+    cli(*sweep_args(tmp_path / "uninterrupted"), cwd=tmp_path)
+    killed = tmp_path / "killed"
+    run_until_killed(
+        [sys.executable, "-m", "digitlab.cli.train", *sweep_args(killed)],
+        "checkpoint_write:last.ckpt@2",
+        tmp_path,
+    )
+    from digitlab.checkpoints import resume_checkpoint
+    from digitlab.stacked.resume import resume_point
+
+    jobs = sorted(p.name for p in killed.glob("[0-9]_*"))
+    points = {resume_point(resume_checkpoint(killed / job)) for job in jobs}
+    assert points == {"2/15", "1/10"}, "the trials stand at different points"
+    cli(*sweep_args(killed), "resume=true", cwd=tmp_path)
+    for job in jobs:
+        resumed, reference = metrics(killed / job), metrics(tmp_path / "uninterrupted" / job)
+        assert_same_run(resumed, reference)
+        assert resumed["val/loss"] == pytest.approx(reference["val/loss"], abs=1e-6)
 
 
 def test_resuming_keeps_the_interrupted_record_until_it_finishes(sample_root, tmp_path):

@@ -38,8 +38,7 @@ class LastCheckpoint(Checkpoint):
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, *args
     ) -> None:
-        if batch_idx == 0 and not trainer.sanity_checking and trainer.state.fn == "fit":
-            pause_point(f"mid_validation:{trainer.current_epoch}")  # the epoch trained, not yet validated
+        pause_mid_validation(trainer, batch_idx)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -62,6 +61,12 @@ class CheckpointOnInterrupt(L.Callback):
             log.warning("interrupted.ckpt was not saved either: %s", err)
             return
         log.warning("training stopped (%s); checkpoint saved to %s", type(exception).__name__, self.path)
+
+
+def pause_mid_validation(trainer: L.Trainer, batch_idx: int) -> None:
+    """The `mid_validation:<epoch>` pause point (fault tests), for a single run and a stack alike."""
+    if batch_idx == 0 and not trainer.sanity_checking and trainer.state.fn == "fit":
+        pause_point(f"mid_validation:{trainer.current_epoch}")  # the epoch trained, not yet validated
 
 
 def worth_an_interrupted_checkpoint(trainer: L.Trainer, exception: BaseException) -> bool:

@@ -86,7 +86,7 @@ class ResumableLoader(DataLoader):
     """The training DataLoader, resumable at any batch (Lightning's stateful-dataloader protocol,
     `state_dict` / `load_state_dict`): it keeps the state its generator had when the current epoch's iterator
     was made, and `batches_done` (Lightning's count of the epoch's trained batches: the loader itself runs a
-    batch ahead of training) says how far in. Restored, the next iterator starts from that state, so it draws
+    batch ahead of training, 0 between epochs: `batches_into_epoch`) says how far in. Restored, the next iterator starts from that state, so it draws
     the same order as the uninterrupted run, and passes over the batches already trained. Nothing is drawn
     differently, so a run that is never interrupted sees the batches it always saw."""
 
@@ -115,6 +115,18 @@ class ResumableLoader(DataLoader):
         if state.get("generator") is not None:  # None: a stacked trial that does not shuffle
             self.generator.set_state(state["generator"])
         self._skip = int(state["batches_done"])
+
+
+def batches_into_epoch(trainer: L.Trainer | None) -> int:
+    """How many of the current epoch's training batches are trained, for a checkpoint's training-order state;
+    0 once the epoch is over (`on_train_epoch_end`, where last.ckpt is written) even when
+    `limit_train_batches` stopped it before the loader's end: the next epoch starts a new order, not the rest
+    of this one. A checkpoint written while the epoch is being validated (the best one) keeps the count:
+    resuming from it, Lightning goes back into that epoch's loader before the next epoch."""
+    if trainer is None:
+        return 0
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    return 0 if done >= trainer.num_training_batches and not trainer.validating else done
 
 
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,8 +280,7 @@ class DigitsDataModule(L.LightningDataModule):
         return self._train_loader
 
     def _batches_done(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer else 0
+        return batches_into_epoch(getattr(self, "trainer", None))
 
     def state_dict(self) -> dict[str, Any]:
         """The training order's state, in every checkpoint. Lightning also stores the loader's own state

@@ -56,7 +56,8 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
         return steps
 
     def order_state(self, row: int, batches_done: int) -> dict[str, Any]:
-        """Shuffle row `row`'s training-order state, in a single run's layout (`ResumableLoader.state_dict`)."""
+        """Shuffle row `row`'s training-order state, in a single run's layout (`ResumableLoader.state_dict`);
+        `batches_done` as `datamodules.batches_into_epoch` counts them (0 between epochs)."""
         if not self.generators:
             return {"generator": None, "batches_done": batches_done if batches_done < len(self) else 0}
         generator = self.generators[row]

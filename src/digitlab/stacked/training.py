@@ -24,14 +24,14 @@ from torch.utils.data import DataLoader
 
 import digitlab.build as build
 from digitlab.atomic import WriteFailed
-from digitlab.callbacks.checkpointing import worth_an_interrupted_checkpoint
+from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_interrupted_checkpoint
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import PRUNED_SCALAR
 from digitlab.callbacks.results import RunResults
 from digitlab.checkpoints import save_checkpoint
 from digitlab.config.hparams import hparams_from_config
-from digitlab.data.datamodules import keep_batch
+from digitlab.data.datamodules import batches_into_epoch, keep_batch
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
 from digitlab.rundir import (
@@ -85,7 +85,7 @@ class StackedData(L.LightningDataModule):
 
     def trial_order(self, k: int) -> dict[str, Any]:
         """Trial k's training-order state, as its single run's datamodule keeps it in a checkpoint."""
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        done = batches_into_epoch(self.trainer)
         return {"train_order": self.sampler.order_state(self.rows[k], done)} if self.sampler else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -158,6 +158,17 @@ class TrialRecords(L.Callback):
             self._leave_diverged(trainer)
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
             pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        *args,
+    ) -> None:
+        pause_mid_validation(trainer, batch_idx)
 
     def _leave_diverged(self, trainer: L.Trainer) -> None:
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
