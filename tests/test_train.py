@@ -110,7 +110,10 @@ def test_cli_explains_a_config_group_set_to_null(tmp_path):
     proc = cli("logger=null", f"paths.log_dir={tmp_path}", cwd=REPO, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
     assert "logger=null is not an option of the config group 'logger'" in proc.stderr
-    assert "Switch it off with ~logger" in proc.stderr and "csv, mlflow, tensorboard, tensorboard_csv" in proc.stderr
+    assert (
+        "Switch it off with ~logger" in proc.stderr
+        and "csv, mlflow, tensorboard, tensorboard_csv" in proc.stderr
+    )
     assert not list(tmp_path.iterdir()), "nothing is written for a command that cannot run"
 
 
