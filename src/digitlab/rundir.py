@@ -27,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 import digitlab.atomic as atomic
@@ -128,7 +129,11 @@ class Run:
     def hydra(self) -> dict[str, Any]:
         """Hydra's own config of the run (`.hydra/hydra.yaml`, unresolved), e.g. its sweeper's settings."""
         path = self.hydra_dir / "hydra.yaml"
-        return OmegaConf.to_container(OmegaConf.load(path).hydra) if path.exists() else {}
+        if not path.exists():
+            return {}
+        # libyaml's safe loader: OmegaConf.load took ~40 ms per run, most of compare's time on a 256-run sweep.
+        with open(path) as f:
+            return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["hydra"]
 
     @cached_property
     def metrics(self) -> dict[str, Any] | None:

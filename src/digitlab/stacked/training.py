@@ -130,6 +130,8 @@ class TrialRecords(L.Callback):
                 record_run(trial, run)
         self.trials = [t if t is not None and prunable(t) else None for t in self.trials]
         self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
+        self._loops_at: tuple | None = None  # the point `_loops_state` was taken at
+        self._loops_state: dict[str, Any] = {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed stack (`resume.stacked_checkpoint`): each trial's record and best so far, as its own
@@ -316,9 +318,11 @@ class TrialRecords(L.Callback):
         if checkpointer:
             callbacks[checkpointer.state_key] = checkpointer.state_dict()
         order = trainer.datamodule.trial_order(k)
-        loops = {name: getattr(trainer, name).state_dict() for name in LOOPS}
+        loops = self._loops(trainer)
         if order:  # where a single run's loops keep its (stateful) training loader's state
-            loops["fit_loop"]["state_dict"]["combined_loader"] = [order["train_order"]]
+            fit = loops["fit_loop"]
+            state = {**fit["state_dict"], "combined_loader": [order["train_order"]]}
+            loops = {**loops, "fit_loop": {**fit, "state_dict": state}}
         checkpoint = {
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
@@ -340,6 +344,23 @@ class TrialRecords(L.Callback):
         if precision:
             checkpoint[type(trainer.precision_plugin).__qualname__] = precision
         save_checkpoint(checkpoint, path)
+
+    def _loops(self, trainer: L.Trainer) -> dict[str, Any]:
+        """Lightning's loops' state, the same for every trial saved at one point: taken once per point, not
+        once per trial (K state walks per epoch otherwise)."""
+        fit = trainer.fit_loop
+        point = (
+            trainer.global_step,
+            fit.epoch_progress.current.processed,
+            fit.epoch_loop.batch_progress.current.completed,
+            trainer.validating,
+        )
+        if self._loops_at != point:
+            self._loops_at, self._loops_state = (
+                point,
+                {name: getattr(trainer, name).state_dict() for name in LOOPS},
+            )
+        return self._loops_state
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
