@@ -11,12 +11,14 @@ part once per shape of override list and the second part per job, with Hydra's o
 `hydra.overrides.task` field as `load_configuration` does. Whichever path composed it, a job's
 `hydra.job.override_dirname` (its folder name) shows floats at 4 significant digits. Anything it
 cannot prove equal (a group, `+`/`~`, a `hydra.` key, a dict or list value, keys that overlap) goes to
-Hydra's loader unchanged; tests compare the two.
+Hydra's loader unchanged; tests compare the two. And a job asked for again (the launcher after the sweeper's
+check) gets the config composed the first time.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -27,6 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from digitlab.console import shown_value
 
+MAX_COMPOSED_JOBS = 1024  # a batch of jobs, checked then launched, is composed once (a few 100 kB each)
+
 
 class SweepConfigCache(ConfigLoader):
     """Hydra's config loader, with `load_sweep_config` composing each shape of override list once."""
@@ -36,12 +40,30 @@ class SweepConfigCache(ConfigLoader):
         self._parser = OverridesParser.create()
         # (master config id, override lines with the plain values left out) -> (master, composed template)
         self._templates: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
+        # (master config id, a job's override list) -> (master, its composed config), the newest last
+        self._jobs: OrderedDict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = OrderedDict()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled with the launcher into a SLURM job (submitit): the loader travels, the cache is rebuilt.
         return (SweepConfigCache, (self.loader,))
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        # The sweeper composes each job to check it, then the launcher composes it again to run it: the
+        # second time is the first one's config (both set the same job number and folder on it; Hydra's
+        # `run_job` works on a copy).
+        job = (id(master_config), tuple(sweep_overrides))
+        composed = self._jobs.get(job)
+        if composed is not None and composed[0] is master_config:
+            self._jobs.move_to_end(job)
+            OmegaConf.set_readonly(composed[1].hydra, None)  # as composed: `HydraConfig.set_config` froze it
+            return composed[1]
+        cfg = self._load_sweep_config(master_config, sweep_overrides)
+        self._jobs[job] = (master_config, cfg)
+        if len(self._jobs) > MAX_COMPOSED_JOBS:
+            self._jobs.popitem(last=False)
+        return cfg
+
+    def _load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         overrides = self._parser.parse_overrides(list(sweep_overrides))
         cfg = self._compose(master_config, sweep_overrides, overrides)
         # The job's folder name (`hydra.sweep.subdir`) with numbers as people read them: an Optuna lr
