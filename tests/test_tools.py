@@ -230,3 +230,19 @@ def test_ddp_with_two_cpu_processes(sample_root, tmp_path):
     assert metrics["epochs"] == 2 and metrics["steps"] == 2 * 3
     assert 0.0 <= metrics["val/acc"] <= 1.0
     assert "distributed_backend=gloo" in proc.stdout + proc.stderr
+
+
+def test_event_checksums_in_c_are_tensorboards():
+    """`fast_event_checksums` swaps TensorBoard's pure-Python CRC32C for the `crc32c` package's: the same
+    checksums, so TensorBoard reads the events back (the Pictures tests read images written with it)."""
+    import os
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure_python
+    from tensorboard.summary.writer import record_writer
+
+    from digitlab.process import fast_event_checksums
+
+    fast_event_checksums()
+    assert record_writer.masked_crc32c is not pure_python
+    for data in (b"", b"a", os.urandom(12), os.urandom(80_000)):
+        assert record_writer.masked_crc32c(data) == pure_python(data)

@@ -50,7 +50,25 @@ def apply_process_policy() -> None:
     one_log_stream()
     # TensorBoard's event reader (digitlab-compare, the sweep summary) logs every file it opens at INFO.
     logging.getLogger("tensorboard").setLevel(logging.WARNING)
+    fast_event_checksums()
     skip_exit_gc()
+
+
+def fast_event_checksums() -> None:
+    """TensorBoard's event writer, without TensorFlow, checksums every record with a pure-Python CRC32C: about
+    9 ms for one picture, 4 of the 13 s a stack of 256 trials spent writing its pictures (upstream:
+    tensorflow/tensorboard#4023). The `crc32c` package computes the same checksum in C; the event writer and
+    reader get it in place of their own."""
+    import crc32c
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+    from tensorboard.summary.writer import record_writer
+
+    def masked_crc32c(data: bytes) -> int:
+        # TFRecord's masking of a CRC32C, as tensorboard.compat.tensorflow_stub.pywrap_tensorflow does it.
+        x = crc32c.crc32c(bytes(data))
+        return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    record_writer.masked_crc32c = pywrap_tensorflow.masked_crc32c = masked_crc32c
 
 
 class _DropAdverts(logging.Filter):

@@ -11,6 +11,7 @@ ends, from the last validation, and every `every_n_epochs` if set. Each also lan
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import lightning as L
@@ -101,17 +102,23 @@ def draw_pictures(
 
 
 def save_pictures(pictures: dict, loggers: list, step: int, output_dir: Path | None) -> None:
-    """Into every TensorBoard logger's event file at `step`, and as PNGs in `output_dir` (if not None)."""
+    """Into every TensorBoard logger's event file at `step`, and as PNGs in `output_dir` (if not None). Each
+    picture is encoded once (TensorBoard's own `add_image` encodes it again: a stack of 256 trials drew its
+    pictures in twice the time)."""
     from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from digitlab.atomic import write_atomically
+    from digitlab.atomic import write_bytes
 
     for name, picture in pictures.items():
+        file = io.BytesIO()
+        Image.fromarray(picture).save(file, format="PNG", compress_level=1)  # level 6 took 60 % longer
+        png = file.getvalue()
+        height, width, channels = picture.shape
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
+        summary = Summary(value=[Summary.Value(tag=f"pictures/{name}", image=image)])
         for logger in loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(f"pictures/{name}", picture, global_step=step, dataformats="HWC")
+                logger.experiment._get_file_writer().add_summary(summary, global_step=step)
         if output_dir is not None:
-            image = Image.fromarray(picture)
-            write_atomically(
-                output_dir / f"{name}.png", lambda file, image=image: image.save(file, format="PNG")
-            )
+            write_bytes(output_dir / f"{name}.png", png)
