@@ -42,7 +42,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     log.info("Launching %d jobs, stacked where they can be", len(job_overrides))
     started = time.perf_counter()
     jobs = [_prepare(launcher, initial_job_idx + i, overrides) for i, overrides in enumerate(job_overrides)]
-    log.info("%d job folders set up and checked in %.1f s", len(jobs), time.perf_counter() - started)
+    say("%d job folders set up and checked in %.1f s", len(jobs), time.perf_counter() - started)
 
     groups: dict[str, list[Job]] = {}
     alone: list[Job] = []
@@ -145,7 +145,7 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
     except Exception as err:  # the stack failed as a whole: every trial did
         log.error("the stacked fit failed: %s", err)
         outcomes = [err] * len(chunk)
-    log.info("%d stacked trials trained and written in %.1f s", len(chunk), time.perf_counter() - started)
+    say("%d stacked trials trained and written in %.1f s", len(chunk), time.perf_counter() - started)
     returns = {}
     for job, outcome in zip(chunk, outcomes, strict=True):
         ret = job.prepared
