@@ -202,7 +202,8 @@ def report(results: dict) -> str:
             f"(`bare_stack.py`, no run folders, logs or checkpoints): {wide['bare_s']:.1f} s, of which "
             f"{wide['bare_fit_s']:.1f} s training. Ratio {wide['ratio']:.1f} x.",
             f"  - where digitlab's time goes: {check}{wide['setup_s']:.1f} s setting up the {wide['trials']} job "
-            f"folders (composing and checking each job again inside the launcher, `.hydra/`, logs), "
+            f"folders (Hydra's `run_job` for each: its config copies, `.hydra/` files and log, and each job "
+            "checked again), "
             f"{wide['fit_write_s']:.1f} s in the fit with every trial's run folder written ({wide['fit_s']:.1f} s "
             f"the fit itself, by its own clock), {wide['rest_s']:.1f} s the rest (process start, composing the "
             "sweep, the summary and compare table).",
