@@ -436,6 +436,17 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
         for overrides in lrs:
             fresh.load_sweep_config(master, overrides)
         assert counting.composed == 1
+        # Asked again (the launcher after the sweeper's check), a job is the config composed the first time;
+        # one the sweeper checked in its folder is not checked again.
+        assert fresh.load_sweep_config(master, lrs[0]) is fresh.load_sweep_config(master, lrs[0])
+        from digitlab.config.location import register_resolvers
+        from digitlab.job import check_sweep
+
+        register_resolvers()
+        assert not fresh.was_checked(master, lrs[0])
+        check_sweep(fresh, master, lrs[:2])
+        assert fresh.was_checked(master, lrs[0]) and fresh.was_checked(master, lrs[1])
+        assert not fresh.was_checked(master, lrs[2]) and counting.composed == 1
     GlobalHydra.instance().clear()
 
 

@@ -68,6 +68,8 @@ def check_sweep(
                 folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
                 job = job_config(sweep_config, folder)
                 check_job(*job) if placed else checks.validate(*job)
+                if placed and hasattr(config_loader, "note_checked"):  # digitlab's `SweepConfigCache`
+                    config_loader.note_checked(config, list(overrides))
             except ConfigError as err:
                 raise ConfigError(
                     f"{which}: {err} Nothing was run: every job of a sweep is checked before the first one trains."

@@ -77,7 +77,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 
 def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
-    """The job's folder, `.hydra/` and checks, made by Hydra's own `run_job` around a task that only looks."""
+    """The job's folder, `.hydra/` and checks (unless the sweeper checked it), made by Hydra's own `run_job`
+    around a task that only looks."""
     from digitlab.errors import DigitlabError
     from digitlab.job import check_job
     from digitlab.stacked import resume
@@ -91,10 +92,14 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
         sweep_config.hydra.job.num = idx
     job = Job(idx, sweep_config, prepared=None)  # type: ignore[arg-type]
 
+    loader = launcher.hydra_context.config_loader
+    checked = hasattr(loader, "was_checked") and loader.was_checked(launcher.config, list(overrides))
+
     def look(cfg: DictConfig) -> None:
         hydra_cfg = HydraConfig.get()
         try:
-            check_job(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
+            if not checked:  # the sweeper checked it in its folder already (`job.check_sweep`)
+                check_job(cfg, hydra_cfg.runtime.choices, list(hydra_cfg.overrides.task))
         except DigitlabError as err:
             log.error("%s", err)
             raise
