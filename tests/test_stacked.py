@@ -338,13 +338,18 @@ def test_under_optuna_a_batch_is_one_stack_and_a_pruned_trial_leaves_it(sample_r
             assert trial.value == pytest.approx(run.metrics["val/loss"])
 
 
-def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_path):
+@pytest.mark.parametrize("every", [1, 4])
+def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(every, sample_root, tmp_path):
+    """The trial leaves where its single run stops, with the divergence guard read every `every` steps."""
+    guard = f"callbacks.stop_on_nonfinite_loss.check_every_n_steps={every}"
     sweep = tmp_path / "sweep"
     proc = cli(
         "-m",
         "hydra/launcher=stacked",
         f"hydra.sweep.dir={sweep}",
-        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30,0.5"),
+        *tiny_overrides(
+            sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30,0.5", guard
+        ),
         cwd=tmp_path,
         check=False,
     )
@@ -359,9 +364,9 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
         and (diverged / "checkpoints" / "interrupted.ckpt").is_file()
     )
     assert Run(fine).status == "completed" and math.isfinite(Run(fine).metrics["val/loss"])
-    # It left at the step where it diverged, the step its single run names, not at the end of the epoch.
+    # It names the step its single run names, and left where the single run stopped: not at the epoch's end.
     alone = cli(
-        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30"),
+        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", "optimizer.lr=1e30", guard),
         f"hydra.run.dir={tmp_path / 'alone'}",
         cwd=tmp_path,
         check=False,
@@ -371,7 +376,9 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(sample_root, tmp_pa
     )
     assert f"at step {step} (epoch 0)" in output
     left = torch.load(diverged / "checkpoints" / "interrupted.ckpt", weights_only=True)
-    assert left["global_step"] == int(step) < 6, "the epoch has 6 steps: it left before its end"
+    stopped = torch.load(tmp_path / "alone" / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert left["global_step"] == stopped["global_step"] < 6, "the epoch has 6 steps: it left before its end"
+    assert stopped["global_step"] == (int(step) if every == 1 else every)
 
 
 class CountingLoader:

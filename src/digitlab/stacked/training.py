@@ -130,6 +130,9 @@ class TrialRecords(L.Callback):
                 record_run(trial, run)
         self.trials = [t if t is not None and prunable(t) else None for t in self.trials]
         self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
+        # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
+        guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
+        self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
         self._loops_at: tuple | None = None  # the point `_loops_state` was taken at
         self._loops_state: dict[str, Any] = {}
 
@@ -153,10 +156,10 @@ class TrialRecords(L.Callback):
             record.epoch_started()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        # A trial whose loss stopped being finite leaves the stack at that step. On the CPU reading the
-        # flags costs nothing; on an accelerator a read every step would stall its queue, so there the
-        # check waits for the epoch's end (`epoch_metrics`) and the trial trains on NaNs until then.
-        if pl_module.device.type == "cpu":
+        # A trial whose loss stopped being finite leaves the stack, read every `check_every_n_steps` steps as
+        # its single run's StopOnNonFiniteLoss reads it (a host sync each time; the first bad step is kept on
+        # the device, so the error names it exactly), and at the epoch's end (`epoch_metrics`).
+        if self.check_every and trainer.global_step % self.check_every == 0:
             self._leave_diverged(trainer)
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
             pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
@@ -181,7 +184,8 @@ class TrialRecords(L.Callback):
 
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
         """Called by the stacked module after each validation epoch (not the sanity check)."""
-        self._leave_diverged(trainer)
+        if self.check_every:
+            self._leave_diverged(trainer)
         for k, values in enumerate(metrics):
             if not self.active(k):
                 continue
