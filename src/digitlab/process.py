@@ -65,7 +65,7 @@ def fast_event_checksums() -> None:
 
     def masked_crc32c(data: bytes) -> int:
         # TFRecord's masking of a CRC32C, as tensorboard.compat.tensorflow_stub.pywrap_tensorflow does it.
-        x = crc32c.crc32c(bytes(data))
+        x = crc32c.crc32c(data)
         return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
     record_writer.masked_crc32c = pywrap_tensorflow.masked_crc32c = masked_crc32c

@@ -1,6 +1,6 @@
 """Fit one composed experiment: validate -> build (see `build.py`) -> fit -> the run dir holds `.hydra/`,
-TensorBoard's event files, `checkpoints/` and, last, `metrics.json` (see `rundir.py`). The CLIs, the Python API and the
-sweeps call `train`; it applies no process-wide setting itself.
+TensorBoard's event files, `checkpoints/` and, last, `metrics.json` (see `rundir.py`). The CLIs, the Python
+API and the sweeps call `train`; it applies no process-wide setting itself.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
   Lightning calls it after the module's own `on_train_epoch_end` (which logs train/loss): the checkpoint's
   record holds the whole epoch.
 - `CheckpointOnInterrupt`: `interrupted.ckpt` when training stops on an exception (Ctrl-C, SIGTERM, an
-  error, a diverged loss), unless it stops while validating (then last.ckpt is where resuming starts). Lightning's OnExceptionCheckpoint would also make every later `fit()` without a
-  `ckpt_path` resume from the newest checkpoint it finds; here resuming stays explicit.
+  error, a diverged loss), unless it stops while validating (then last.ckpt is where resuming starts).
+  Lightning's OnExceptionCheckpoint would also make every later `fit()` without a `ckpt_path` resume from
+  the newest checkpoint it finds; here resuming stays explicit.
 
 Both write through `checkpoints.CheckpointFiles` (the trainer's checkpoint IO, see `build.trainer`).
 """

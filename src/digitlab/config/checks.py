@@ -122,13 +122,14 @@ def validate(
 
     choices = dict(choices or {})
     check(RUN_SETTINGS, {key: _plain(cfg[key]) for key in RUN_SETTINGS if key in cfg})
-    for key in target_keys(cfg):
+    keys = target_keys(cfg)
+    for key in keys:
         _check_arguments(cfg, key, choices)
         node = OmegaConf.select(cfg, key)
         rules = rules_of(_target(cfg, key))
         check(rules, {name: _plain(node[name]) for name in rules if name in node}, prefix=f"{key}.")
     _check_combinations(cfg, choices, overrides)
-    _check_extras(cfg, choices)
+    _check_extras(cfg, keys, choices)
     _check_optimization(cfg, choices)
     if OmegaConf.select(cfg, "ckpt_path"):
         from digitlab.build import check_checkpoint_fits
@@ -170,10 +171,10 @@ def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
 EXTRAS = {"digitlab.loggers.mlflow_logger": ("mlflow", "mlflow")}
 
 
-def _check_extras(cfg: DictConfig, choices: dict[str, Any]) -> None:
+def _check_extras(cfg: DictConfig, keys: list[str], choices: dict[str, Any]) -> None:
     """A chosen option whose package is not installed: one paragraph naming the extra, before any folder
-    (Lightning would raise ModuleNotFoundError when the run starts)."""
-    for key in target_keys(cfg):
+    (Lightning would raise ModuleNotFoundError when the run starts). `keys`: `target_keys(cfg)`."""
+    for key in keys:
         needs = EXTRAS.get(OmegaConf.select(cfg, f"{key}._target_"))
         if needs is None:
             continue

@@ -85,10 +85,11 @@ class IndexBatchSampler(BatchSampler):
 class ResumableLoader(DataLoader):
     """The training DataLoader, resumable at any batch (Lightning's stateful-dataloader protocol,
     `state_dict` / `load_state_dict`): it keeps the state its generator had when the current epoch's iterator
-    was made, and `batches_done` (Lightning's count of the epoch's trained batches: the loader itself runs a
-    batch ahead of training, 0 between epochs: `batches_into_epoch`) says how far in. Restored, the next iterator starts from that state, so it draws
-    the same order as the uninterrupted run, and passes over the batches already trained. Nothing is drawn
-    differently, so a run that is never interrupted sees the batches it always saw."""
+    was made, and `batches_done` (Lightning's count of the epoch's trained batches, 0 between epochs:
+    `batches_into_epoch`; the loader itself runs a batch ahead of training) says how far in. Restored, the
+    next iterator starts from that state, so it draws the same order as the uninterrupted run, and passes over
+    the batches already trained. Nothing is drawn differently, so a run that is never interrupted sees the
+    batches it always saw."""
 
     def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
