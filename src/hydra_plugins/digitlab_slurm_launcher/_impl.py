@@ -196,12 +196,14 @@ def _squeue(jobs: list[Any]) -> dict[str, tuple[str, str]]:
 
 
 def _dead(job: Any, listed: dict[str, tuple[str, str]], unlisted: dict[str, float]) -> bool:
-    state = job.watcher.get_state(job.job_id, mode="standard").split(" ")[0]
-    if state in DEAD or state == "COMPLETED":
-        return True  # COMPLETED without a result file: the job's process died after SLURM's step ended
+    # squeue (slurmctld) first: accounting lags it, and a job that requeued itself reads FAILED in sacct
+    # (its first run's end) while squeue already lists it PENDING for its next run.
     if job.job_id in listed:
         unlisted.pop(job.job_id, None)
         return False
+    state = job.watcher.get_state(job.job_id, mode="standard").split(" ")[0]
+    if state in DEAD or state == "COMPLETED":
+        return True  # COMPLETED without a result file: the job's process died after SLURM's step ended
     first = unlisted.setdefault(job.job_id, time.monotonic())
     return time.monotonic() - first > GONE_AFTER_S
 
