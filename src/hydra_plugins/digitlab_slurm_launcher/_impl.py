@@ -40,6 +40,7 @@ PENDING_SAID_EVERY_S = 180
 GONE_AFTER_S = 60  # a job SLURM no longer lists, with no result, for this long, is dead
 POLL_S = 2.0
 DEAD = {"CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "FAILED", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+ENDED = DEAD | {"COMPLETED", "SPECIAL_EXIT", "REVOKED"}  # squeue lists ended jobs for a while (MinJobAge)
 
 
 def run_in_job(
@@ -181,23 +182,26 @@ EXPLAINED = {
 
 
 def _squeue(jobs: list[Any]) -> dict[str, tuple[str, str]]:
-    """`{job id: (state, reason)}` for the jobs SLURM still lists (array tasks one by one)."""
+    """`{job id: (state, reason)}` for the jobs SLURM still lists as not ended (array tasks one by one).
+    Every state is asked for: squeue's default leaves out a job between its runs (REQUEUED, REQUEUE_FED)."""
     if not jobs:
         return {}
     arrays = sorted({job.job_id.split("_")[0] for job in jobs})
     out = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i %T %r", "-j", ",".join(arrays)], capture_output=True, text=True
+        ["squeue", "-h", "-r", "--states=all", "-o", "%i %T %r", "-j", ",".join(arrays)],
+        capture_output=True,
+        text=True,
     ).stdout
     return {
         parts[0]: (parts[1], parts[2] if len(parts) > 2 else "")
         for parts in (line.split(" ", 2) for line in out.splitlines())
-        if len(parts) >= 2
+        if len(parts) >= 2 and parts[1] not in ENDED
     }
 
 
 def _dead(job: Any, listed: dict[str, tuple[str, str]], unlisted: dict[str, float]) -> bool:
-    # squeue (slurmctld) first: accounting lags it, and a job that requeued itself reads FAILED in sacct
-    # (its first run's end) while squeue already lists it PENDING for its next run.
+    # slurmctld (squeue) first: accounting lags it, and a job that requeued itself reads FAILED in sacct (its
+    # first run's end) while slurmctld holds it REQUEUED, then PENDING for its next run.
     if job.job_id in listed:
         unlisted.pop(job.job_id, None)
         return False
