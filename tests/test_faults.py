@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitlab.build import build_from_checkpoint
+from digitlab.errors import ConfigError
+from digitlab.rundir import Run
 from tests.conftest import cli, run_until_killed, tiny_overrides
 
 # The numbers a resumed run must reproduce; the rest (timings, the error of an earlier attempt) may differ.
@@ -209,11 +213,18 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sa
         assert_same_run(metrics(killed / job), metrics(tmp_path / "uninterrupted" / job))
 
 
-def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbers(sample_root, tmp_path):
-    """Killed as the first trial's last.ckpt of epoch 2 is written: the trials whose val/acc improved in epoch 2
-    have its best checkpoint, the others stand at epoch 1's last.ckpt. They resume apart, each from its own
-    point, and every trial ends with the uninterrupted sweep's numbers. `limit_train_batches` ends each epoch
-    before the loader's end: the next epoch must start a new order, not the rest of this one."""
+@pytest.mark.parametrize(
+    ("point", "standing"),
+    [("checkpoint_write:last.ckpt@2", {"1/10"}), ("checkpoint_link:last.ckpt@2", {"2/15", "1/10"})],
+)
+def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbers(
+    point, standing, sample_root, tmp_path
+):
+    """Killed while the stack's checkpoint of epoch 2 is written: every trial stands at epoch 1. Killed as it
+    is linked into the trials' folders, the first trial's last.ckpt is epoch 2's, the others' epoch 1's: they
+    resume apart, each from its own point. Every trial ends with the uninterrupted sweep's numbers.
+    `limit_train_batches` ends each epoch before the loader's end: the next epoch must start a new order, not
+    the rest of this one."""
     overrides = (
         "model=mlp",
         "optimizer.lr=0.001,0.01,0.1,1",
@@ -234,7 +245,7 @@ def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbe
     killed = tmp_path / "killed"
     run_until_killed(
         [sys.executable, "-m", "digitlab.cli.train", *sweep_args(killed)],
-        "checkpoint_write:last.ckpt@2",
+        point,
         tmp_path,
     )
     from digitlab.checkpoints import resume_checkpoint
@@ -242,7 +253,17 @@ def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbe
 
     jobs = sorted(p.name for p in killed.glob("[0-9]_*"))
     points = {resume_point(resume_checkpoint(killed / job)) for job in jobs}
-    assert points == {"2/15", "1/10"}, "the trials stand at different points"
+    assert points == standing
+    # One file per point, shared by the trials standing there; each trial's folder reads it as its own.
+    lasts = [killed / job / "checkpoints" / "last.ckpt" for job in jobs]
+    assert len({last.stat().st_ino for last in lasts}) == len(standing)
+    for job, last in zip(jobs, lasts, strict=True):
+        cfg, _, _ = build_from_checkpoint(last)
+        assert cfg.optimizer.lr == Run(killed / job).setting("optimizer.lr")
+    renamed = tmp_path / "copied" / "renamed"
+    shutil.copytree(killed / jobs[-1], renamed)
+    with pytest.raises(ConfigError, match=re.escape(f"({jobs[0]} ... {jobs[-1]}), shared by their run folders, and renamed is none")):
+        build_from_checkpoint(renamed / "checkpoints" / "last.ckpt")
     cli(*sweep_args(killed), "resume=true", cwd=tmp_path)
     for job in jobs:
         resumed, reference = metrics(killed / job), metrics(tmp_path / "uninterrupted" / job)

@@ -11,7 +11,9 @@ before it is built.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import warnings
 from pathlib import Path
@@ -20,10 +22,12 @@ from typing import Any
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from digitlab.atomic import write_atomically
+import digitlab.checkpoint_format as checkpoint_format
+from digitlab.atomic import WriteFailed, write_atomically
+from digitlab.checkpoint_format import CONFIG_KEY
 from digitlab.errors import ConfigError
 from digitlab.faults import pause_point
-from digitlab.rundir import CONFIG_KEY, Run
+from digitlab.rundir import Run
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +85,24 @@ class ForeignObjects(ConfigError):
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The checkpoint at `path`, read as data (`weights_only=True`); `ForeignObjects` when it holds anything
-    else. A damaged file raises what torch raises for it."""
+class NotThisRunsCheckpoint(ConfigError):
+    """A stack's checkpoint opened from a folder that is none of its trials' run folders."""
+
+    def __init__(self, path: str | Path, runs: list[str]) -> None:
+        self.path, self.runs = Path(path), runs
+        super().__init__(f"{path} {self.refusal()}")
+
+    def refusal(self) -> str:
+        return (
+            f"is the checkpoint of a stack of {len(self.runs)} trials ({self.runs[0]} ... {self.runs[-1]}), "
+            f"shared by their run folders, and {self.path.parent.parent.name} is none of them: open it from a "
+            "trial's own folder (<sweep>/<trial>/checkpoints/), or keep a copied trial folder's name."
+        )
+
+
+def read_stored(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The file at `path` as stored, read as data (`weights_only=True`); `ForeignObjects` when it holds
+    anything else. A damaged file raises what torch raises for it."""
     import pickle
 
     import torch
@@ -97,6 +116,42 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         refused = sorted(set(_REFUSED_GLOBAL.findall(str(err))))
         if refused:
             raise ForeignObjects(path, ", ".join(refused)) from None
+        raise
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The run's checkpoint at `path` (`read_stored`). A stack's checkpoint, linked into each of its trials'
+    folders (`checkpoint_format`), reads as the checkpoint of the trial whose folder it was opened from."""
+    checkpoint = read_stored(path, map_location)
+    if not checkpoint_format.is_stack(checkpoint):
+        return checkpoint
+    slot = checkpoint_format.slot_of(checkpoint, Path(path).parent.parent.name)
+    if slot is None:
+        raise NotThisRunsCheckpoint(path, checkpoint[checkpoint_format.STACK_KEY]["runs"])
+    return checkpoint_format.split(checkpoint, slot)
+
+
+def link_checkpoint(source: Path, target: Path, epoch: int) -> None:
+    """`target` becomes another name of the checkpoint file `source` (a stack's, shared by its trials),
+    atomically: linked under a temporary name, then renamed over `target`. Where the file system has no
+    hard links, `target` is a copy, written as any checkpoint is."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.link")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        os.link(source, partial)
+    except OSError:
+        write_atomically(target, lambda file: file.write(source.read_bytes()))
+        return
+    try:
+        pause_point(f"checkpoint_link:{target.name}@{epoch}")
+        os.replace(partial, target)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        if isinstance(err, OSError):
+            raise WriteFailed(target, err) from err
         raise
 
 
@@ -154,6 +209,8 @@ def load_checkpoint(ckpt_path: Any) -> tuple[dict[str, Any], DictConfig]:
     try:
         checkpoint = read_checkpoint(path)
     except ForeignObjects as err:
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} {err.refusal()}") from None
+    except NotThisRunsCheckpoint as err:
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} {err.refusal()}") from None
     except Exception as err:
         raise ConfigError(

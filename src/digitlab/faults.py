@@ -9,7 +9,8 @@ The points: `epoch_end:<epoch>` (that epoch's last.ckpt written), `mid_epoch:<ep
 training batches done), `mid_validation:<epoch>` (that epoch trained, its first validation batch
 done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
 `checkpoint_write:<file name>@<epoch>` (the checkpoint's bytes are on disk under a temporary name, not yet
-renamed into place).
+renamed into place), `checkpoint_link:<file name>@<epoch>` (a stack's checkpoint, written, is about to take
+that name in the next trial's folder: the trials before it have it, the others not yet).
 """
 
 from __future__ import annotations

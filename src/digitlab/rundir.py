@@ -43,9 +43,6 @@ PROVENANCE_JSON = "provenance.json"
 CODE_DIFF = "code.diff"
 LAST_CHECKPOINT = "last.ckpt"
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
-CONFIG_KEY = "digitlab_config"  # where a checkpoint keeps its run's composed config
-BEST_KEY = "digitlab_val_acc_best"  # the best val/acc up to the checkpoint (resume goes on from it)
-RECORD_KEY = "digitlab_record"  # the run's record up to the checkpoint (`record.RunRecord.state_dict`)
 # metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py): the
 # run is finished; or ended by an error, or by Ctrl-C / SIGTERM: `resume=true` continues it.
 COMPLETED = "completed"

@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 import lightning as L
 
+from digitlab.checkpoint_format import CONFIG_KEY, RECORD_CALLBACK
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
-from digitlab.rundir import COMPLETED, CONFIG_KEY, Run
+from digitlab.rundir import COMPLETED, Run
 
 
 class Outcome(Protocol):
@@ -43,6 +44,10 @@ class RunResults(L.Callback):
         self.record = RunRecord(Run(output_dir), config, hparams)
         self.outcome = outcome
         self._trainer: L.Trainer | None = None
+
+    @property
+    def state_key(self) -> str:
+        return RECORD_CALLBACK  # where a checkpoint keeps the record (`checkpoint_format`)
 
     @property
     def run(self) -> Run:

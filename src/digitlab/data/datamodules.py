@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from digitlab.checkpoint_format import TRAIN_ORDER
 from digitlab.data.folders import prepare_folder
 from digitlab.data.images import load_split
 from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
@@ -287,10 +288,10 @@ class DigitsDataModule(L.LightningDataModule):
         """The training order's state, in every checkpoint. Lightning also stores the loader's own state
         (the same dict) in its loops, but restores that one only for a checkpoint taken mid-epoch; this
         copy restores the order after an end-of-epoch checkpoint as well."""
-        return {"train_order": self._train_loader.state_dict()} if self._train_loader else {}
+        return {TRAIN_ORDER: self._train_loader.state_dict()} if self._train_loader else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._resume_from = state.get("train_order")
+        self._resume_from = state.get(TRAIN_ORDER)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.valid_set, SequentialSampler(self.valid_set), self.eval_batch_size)

@@ -17,9 +17,9 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from digitlab.checkpoint_format import BEST_KEY
 from digitlab.drawing import Grid
 from digitlab.errors import ConfigError
-from digitlab.rundir import BEST_KEY
 from digitlab.scheduler import build_scheduler
 
 MAX_UNITS_SHOWN = 30  # the chapter's simple_net has 30 hidden units

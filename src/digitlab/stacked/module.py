@@ -13,7 +13,6 @@ Metrics are kept per trial on the device and handed to `on_epoch_metrics` once p
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from digitlab.checkpoint_format import STACKED_BEST_KEY
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
@@ -120,10 +120,11 @@ class StackedClassifier(L.LightningModule):
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A resumed stack (`resume.stacked_checkpoint`): each trial's best val/acc so far."""
-        from digitlab.stacked.resume import STACKED_BEST_KEY
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[STACKED_BEST_KEY] = self.val_acc_best.tolist()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed stack (`checkpoint_format.join`): each trial's best val/acc so far."""
         if STACKED_BEST_KEY in checkpoint:
             self.val_acc_best = torch.tensor(checkpoint[STACKED_BEST_KEY], device=self.val_acc_best.device)
 
@@ -136,23 +137,6 @@ class StackedClassifier(L.LightningModule):
 
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step()
-
-    def trial_optimizer_state(self, k: int) -> dict[str, Any]:
-        """Trial k's optimizer state as its single run's optimizer saves it: its one param group (with the lr
-        it had, if it left the stack) and the state the shared optimizer keeps for its parameters."""
-        own, shared = self.trial_optimizers[k], self.trainer.optimizers[0]
-        own.state = defaultdict(
-            dict, {p: shared.state[p] for p in own.param_groups[0]["params"] if p in shared.state}
-        )
-        state = own.state_dict()
-        if k in self.left_lr:
-            state["param_groups"][0]["lr"] = self.left_lr[k]
-        return state
-
-    def trial_scheduler_states(self, k: int) -> list[dict[str, Any]]:
-        """Trial k's lr scheduler state as its single run saves it (none without a scheduler)."""
-        schedulers = self.trial_schedulers.schedulers
-        return [schedulers[k].state_dict()] if schedulers else []
 
     def leave(self, k: int) -> None:
         """Trial k trains no more: its lr becomes 0 and its scheduler, which would set it again, stops; its

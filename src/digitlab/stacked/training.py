@@ -1,7 +1,12 @@
 """Fit K stacked trials in one Lightning fit, each leaving the run dir a single run leaves: `config.json`,
 TensorBoard scalars and hparams in its own event file, `checkpoints/` (the best epoch by val/acc and
-`last.ckpt`, each holding only that trial's module and config, so digitlab-eval and digitlab-predict load
-them as any run's), and `metrics.json` last.
+`last.ckpt`, each read as that trial's single run's checkpoint, so digitlab-eval, digitlab-predict and a
+single `resume=true` load them as any run's), and `metrics.json` last.
+
+The stack's state is written as one unit: at each epoch's end (and at an interruption) one checkpoint of the
+whole stack, linked into every trial's folder (`checkpoint_format`), so the trials always stand at the same
+point and a stack of K pays one write, not K. When the fit ends, each trial's files are split into its own
+(its folder then stands alone, as a single run's does).
 
 Each trial's module is built as `training.train` builds it (seeded, then the datamodule, then the model), so
 its initial weights are the ones it would start from alone; its batches come in its own shuffle order
@@ -28,28 +33,17 @@ from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_inte
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import PRUNED_SCALAR
-from digitlab.callbacks.results import RunResults
-from digitlab.checkpoints import save_checkpoint
+from digitlab.checkpoint_format import STACK_KEY, is_stack, join, slot_of, split, stack_section
+from digitlab.checkpoints import link_checkpoint, read_checkpoint, read_stored, save_checkpoint
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
-from digitlab.rundir import (
-    BEST_KEY,
-    COMPLETED,
-    CONFIG_KEY,
-    INTERRUPTED_CHECKPOINT,
-    LAST_CHECKPOINT,
-    PRUNED,
-    Run,
-)
+from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, PRUNED, Run
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
-from digitlab.stacked.resume import stacked_checkpoint
 
 log = logging.getLogger(__name__)
-
-LOOPS = ("fit_loop", "validate_loop", "test_loop", "predict_loop")  # what Lightning's checkpoints hold
 
 
 class StackedData(L.LightningDataModule):
@@ -83,13 +77,16 @@ class StackedData(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self.inner.val_dataloader()
 
-    def trial_order(self, k: int) -> dict[str, Any]:
-        """Trial k's training-order state, as its single run's datamodule keeps it in a checkpoint."""
+    def state_dict(self) -> dict[str, Any]:
+        """Each trial's training-order state, as its single run's datamodule keeps it (one per shuffle row)."""
+        if self.sampler is None:
+            return {}
         done = batches_into_epoch(self.trainer)
-        return {"train_order": self.sampler.order_state(self.rows[k], done)} if self.sampler else {}
+        per_row = {row: self.sampler.order_state(row, done) for row in set(self.rows)}
+        return {"orders": [per_row[row] for row in self.rows]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """A resumed stack (`resume.stacked_checkpoint`): each trial's order; one per shuffle row is used."""
+        """A resumed stack (`checkpoint_format.join`): each trial's order; one per shuffle row is used."""
         first_of_row = {row: k for k, row in reversed(list(enumerate(self.rows)))}
         orders = state["orders"]
         known = bool(orders) and None not in orders  # checkpoints from before the order was kept: none
@@ -98,7 +95,7 @@ class StackedData(L.LightningDataModule):
 
 class TrialRecords(L.Callback):
     """Per trial: its record (`digitlab.record.RunRecord`, as a single run's), TensorBoard scalars every
-    epoch, its checkpoints in a single run's layout, and its final record."""
+    epoch, its checkpoints (the stack's, linked, then its own when the fit ends), and its final record."""
 
     def __init__(
         self,
@@ -117,11 +114,24 @@ class TrialRecords(L.Callback):
             RunRecord(run, OmegaConf.to_container(cfg, resolve=True), hparams_from_config(cfg))
             for run, cfg in zip(self.runs, cfgs, strict=True)
         ]
-        self.datamodule_hparams = [dict(datamodule.hparams) for datamodule in datamodules]
-        self.datamodule_keys = [type(datamodule).__qualname__ for datamodule in datamodules]
         # Each trial's own ModelCheckpoint, as configured: which epoch is best, the file's name, and the
         # state its checkpoints carry so that a single run resuming from them goes on keeping the best.
         self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
+        # What each trial's own checkpoint carries besides the stack's (`checkpoint_format.split`).
+        self.slots = [
+            {
+                "hyper_parameters": dict(module.hparams),
+                "datamodule_hparams": dict(datamodule.hparams),
+                "datamodule_key": type(datamodule).__qualname__,
+                "checkpointer_key": checkpointer.state_key if checkpointer else None,
+                "config": record.config,
+            }
+            for module, datamodule, checkpointer, record in zip(
+                modules, datamodules, self.checkpointers, self.records, strict=True
+            )
+        ]
+        self.new_best: list[int] = []  # trials whose val/acc improved this epoch: best file at its end
+        self.replaced_best: list[str] = []  # their previous best files, removed once the new ones exist
         self.failed: dict[int, Exception] = {}
         # Under digitlab's Optuna sweeper: each job's trial, reported to every epoch; a pruned one leaves.
         self.trials = [current_trial(h) for h in hydra_cfgs] if hydra_cfgs else [None] * len(cfgs)
@@ -133,13 +143,31 @@ class TrialRecords(L.Callback):
         # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
         guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
         self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
-        self._loops_at: tuple | None = None  # the point `_loops_state` was taken at
-        self._loops_state: dict[str, Any] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "checkpointers": [c.state_dict() if c is not None else None for c in self.checkpointers],
+            "records": [record.state_dict() for record in self.records],
+        }
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint.update(
+            {
+                STACK_KEY: stack_section(
+                    [run.path.name for run in self.runs],
+                    self.slots,
+                    self.state_key,
+                    type(trainer.datamodule).__qualname__,
+                    dict(pl_module.left_lr),
+                )
+            }
+        )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """A resumed stack (`resume.stacked_checkpoint`): each trial's record and best so far, as its own
-        checkpoint had them. (Its counterpart `state_dict` is never asked for: the stack writes each trial's
-        checkpoint itself, `_save`.)"""
+        """A resumed stack (`checkpoint_format.join`): each trial's record and best so far, as its own
+        checkpoint had them."""
         for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
             if checkpointer is not None and own is not None:
                 checkpointer.load_state_dict(own)
@@ -218,16 +246,16 @@ class TrialRecords(L.Callback):
         checkpointer.best_model_path = checkpointer.kth_best_model_path = path
         checkpointer.best_model_score = checkpointer.kth_value = score
         checkpointer.best_k_models = {path: score}
-        self._save(trainer, k, Path(path))
+        self.new_best.append(k)
         if previous and previous != path:
-            Path(previous).unlink(missing_ok=True)
+            self.replaced_best.append(previous)
 
     def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
         leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
         group = trainer.optimizers[0].param_groups[k]
         self.failed[k] = diverged(step, trainer.current_epoch, group["lr"], self.runs[k].path)
-        self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
+        self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT])
         trainer.lightning_module.leave(k)
         self.records[k].failed(self.failed[k], **self._counts(trainer, k))
         log.error("%s", self.failed[k])
@@ -251,11 +279,19 @@ class TrialRecords(L.Callback):
         return k not in self.failed and k not in self.pruned
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for k, run in enumerate(self.runs):
-            self.records[k].epoch_ended()
-            if self.active(k) or self.pruned.get(k) == trainer.current_epoch:
-                self._save(trainer, k, run.checkpoints / LAST_CHECKPOINT)
-            if self.pruned.get(k) == trainer.current_epoch:
+        """The epoch's one checkpoint of the stack: each trial's last.ckpt (a trial pruned after this epoch
+        included), and the best file of each trial whose val/acc improved."""
+        for record in self.records:
+            record.epoch_ended()
+        epoch = trainer.current_epoch
+        ending = [k for k in range(len(self.runs)) if self.active(k) or self.pruned.get(k) == epoch]
+        best = [Path(self.checkpointers[k].best_model_path) for k in self.new_best]
+        self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
+        for previous in self.replaced_best:
+            Path(previous).unlink(missing_ok=True)
+        self.new_best, self.replaced_best = [], []
+        for k in ending:
+            if self.pruned.get(k) == epoch:
                 self._finish(trainer, k, PRUNED)
         pause_point(f"epoch_end:{trainer.current_epoch}")
         if not any(self.active(k) for k in range(len(self.runs))):
@@ -269,8 +305,7 @@ class TrialRecords(L.Callback):
         active = [k for k in range(len(self.runs)) if self.active(k)]
         if worth_an_interrupted_checkpoint(trainer, exception):
             try:
-                for k in active:
-                    self._save(trainer, k, self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT)
+                self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT for k in active])
             except WriteFailed as err:
                 log.warning("interrupted.ckpt was not saved for every trial: %s", err)
             log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
@@ -284,6 +319,7 @@ class TrialRecords(L.Callback):
                     self.modules[k], pl_module.last_predictions(k), cfg.callbacks.pictures.max_misclassified
                 )
                 save_pictures(pictures, self.loggers[k], trainer.global_step, run.pictures)
+        self._split_into_trials()
         pause_point("before_metrics")
         for k in range(len(self.runs)):
             if self.active(k):
@@ -311,60 +347,32 @@ class TrialRecords(L.Callback):
             logger.finalize("success")
         self.records[k].finish(status, **self._counts(trainer, k, status), **extra)
 
-    def _save(self, trainer: L.Trainer, k: int, path: Path) -> None:
-        """Trial k's checkpoint as its single run would write it at this point (Lightning's layout, full
-        state: weights, its optimizer's and scheduler's state, the loops, its ModelCheckpoint's and record's,
-        its training order and best val/acc), so that digitlab-eval and digitlab-predict load it and
-        `resume=true` continues it as any run's; `resume.stacked_checkpoint` joins these back into one."""
-        module, stacked = self.modules[k], trainer.lightning_module
-        checkpointer = self.checkpointers[k]
-        callbacks = {RunResults.__qualname__: self.records[k].state_dict()}
-        if checkpointer:
-            callbacks[checkpointer.state_key] = checkpointer.state_dict()
-        order = trainer.datamodule.trial_order(k)
-        loops = self._loops(trainer)
-        if order:  # where a single run's loops keep its (stateful) training loader's state
-            fit = loops["fit_loop"]
-            state = {**fit["state_dict"], "combined_loader": [order["train_order"]]}
-            loops = {**loops, "fit_loop": {**fit, "state_dict": state}}
-        checkpoint = {
-            "epoch": trainer.current_epoch,
-            "global_step": trainer.global_step,
-            "pytorch-lightning_version": L.__version__,
-            "state_dict": module.state_dict(),
-            "loops": loops,
-            "callbacks": callbacks,
-            "optimizer_states": [stacked.trial_optimizer_state(k)],
-            "lr_schedulers": stacked.trial_scheduler_states(k),
-            "hparams_name": None,
-            "hyper_parameters": dict(module.hparams),
-            "datamodule_hparams_name": "kwargs",
-            "datamodule_hyper_parameters": self.datamodule_hparams[k],
-            self.datamodule_keys[k]: order,
-            BEST_KEY: float(stacked.val_acc_best[k]),
-            CONFIG_KEY: self.records[k].config,
-        }
-        precision = trainer.precision_plugin.state_dict()
-        if precision:
-            checkpoint[type(trainer.precision_plugin).__qualname__] = precision
-        save_checkpoint(checkpoint, path)
+    def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:
+        """One checkpoint of the whole stack (Lightning's, with `checkpoint_format.STACK_KEY`), written once
+        under the first of `targets` and linked under the others."""
+        if not targets:
+            return
+        trainer.save_checkpoint(targets[0])
+        for target in targets[1:]:
+            link_checkpoint(targets[0], target, trainer.current_epoch)
 
-    def _loops(self, trainer: L.Trainer) -> dict[str, Any]:
-        """Lightning's loops' state, the same for every trial saved at one point: taken once per point, not
-        once per trial (K state walks per epoch otherwise)."""
-        fit = trainer.fit_loop
-        point = (
-            trainer.global_step,
-            fit.epoch_progress.current.processed,
-            fit.epoch_loop.batch_progress.current.completed,
-            trainer.validating,
-        )
-        if self._loops_at != point:
-            self._loops_at, self._loops_state = (
-                point,
-                {name: getattr(trainer, name).state_dict() for name in LOOPS},
-            )
-        return self._loops_state
+    def _split_into_trials(self) -> None:
+        """Every trial's checkpoints become its own files, as its single run's are: a finished trial's folder
+        stands alone (copied, renamed, its sweep's other folders deleted). Each stack file is read once."""
+        read: dict[tuple[int, int], dict[str, Any]] = {}
+        for run in self.runs:
+            for path in sorted(run.checkpoints.glob("*.ckpt")):
+                stat = path.stat()
+                key = (stat.st_dev, stat.st_ino)
+                if key not in read:
+                    try:
+                        read[key] = read_stored(path)
+                    except Exception:  # not a checkpoint of this stack (resume passed it over): left alone
+                        read[key] = {}
+                unit = read[key]
+                slot = slot_of(unit, run.path.name) if is_stack(unit) else None
+                if slot is not None:
+                    save_checkpoint(split(unit, slot), path)
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
@@ -412,7 +420,8 @@ def train_stack(
         ckpt_path = None
         if resume_from and all(resume_from):
             ckpt_path = Path(tmp) / "stack.ckpt"
-            torch.save(stacked_checkpoint(resume_from, records.state_key, type(data).__qualname__), ckpt_path)
+            trials = [read_checkpoint(path) for path in resume_from]
+            torch.save(join(trials, records.state_key, type(data).__qualname__), ckpt_path)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     import optuna
 

@@ -1,0 +1,181 @@
+"""What a digitlab checkpoint holds, beyond Lightning's own keys, and how a stack's checkpoint relates to its
+trials' (the one place that knows both layouts).
+
+A single run's checkpoint is Lightning's (`Trainer.save_checkpoint`) plus the run's composed config
+(`CONFIG_KEY`, so eval and predict need the file alone), its best val/acc so far (`BEST_KEY`) and its record
+in the `RunResults` callback's state (`RECORD_CALLBACK`).
+
+A stack of K trials writes one checkpoint per point (an epoch's end, an interruption): Lightning's checkpoint
+of the `StackedClassifier` fit, with each trial's weights under `trials.<k>.`, one param group per trial in
+one optimizer, and `STACK_KEY` naming each slot's run folder and what its single run's checkpoint carries
+besides. That one file is linked into every trial's `checkpoints/`, so the trials always stand at the same
+point; `split` turns it into trial k's own checkpoint, exactly as its single run would have written it, and
+`join` is its inverse (trials resumed together, from split units or from single runs' checkpoints alike).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONFIG_KEY = "digitlab_config"  # the run's composed config
+BEST_KEY = "digitlab_val_acc_best"  # the best val/acc up to the checkpoint (resume goes on from it)
+RECORD_CALLBACK = "RunResults"  # the callback state holding the run's record (`record.RunRecord.state_dict`)
+STACK_KEY = "digitlab_stack"  # a stack's checkpoint: its slots (`stack_section`)
+STACKED_BEST_KEY = "digitlab_stacked_val_acc_best"  # each slot's BEST_KEY
+TRAIN_ORDER = "train_order"  # a datamodule's training-order state (`DigitsDataModule.state_dict`)
+
+# A stack's keys that `split` replaces with the slot's own.
+_STACK_ONLY = {
+    "state_dict",
+    "optimizer_states",
+    "lr_schedulers",
+    "callbacks",
+    "hparams_name",
+    "hyper_parameters",
+    "datamodule_hparams_name",
+    "datamodule_hyper_parameters",
+    STACK_KEY,
+    STACKED_BEST_KEY,
+}
+
+
+def stack_section(
+    runs: list[str],
+    trials: list[dict[str, Any]],
+    records_key: str,
+    data_key: str,
+    left_lr: dict[int, float],
+) -> dict[str, Any]:
+    """`STACK_KEY`'s value: `runs[k]` slot k's run folder name; `trials[k]` what slot k's own checkpoint
+    carries that the stack's does not (`hyper_parameters`, `datamodule_hparams`, `datamodule_key`,
+    `checkpointer_key`, `config`); the stack's callback and datamodule state keys; the lr of each slot that
+    left the stack (its param group's is 0)."""
+    return {
+        "runs": runs,
+        "trials": trials,
+        "records_key": records_key,
+        "data_key": data_key,
+        "left_lr": left_lr,
+    }
+
+
+def is_stack(checkpoint: Any) -> bool:
+    return isinstance(checkpoint, dict) and STACK_KEY in checkpoint
+
+
+def slot_of(stack: dict[str, Any], run_name: str) -> int | None:
+    runs = stack[STACK_KEY]["runs"]
+    return runs.index(run_name) if run_name in runs else None
+
+
+def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
+    """Slot k of a stack's checkpoint as its single run's checkpoint: its weights, its optimizer's state
+    (its param group, parameters numbered from 0 as its own optimizer numbers them), its scheduler's, its
+    ModelCheckpoint's and record's state, its training order, its best val/acc and config; the loops and
+    counters the stack's (shared by every slot)."""
+    section = stack[STACK_KEY]
+    trial = section["trials"][k]
+    prefix = f"trials.{k}."
+    callbacks = stack["callbacks"][section["records_key"]]
+    own_callbacks = {RECORD_CALLBACK: callbacks["records"][k]}
+    if callbacks["checkpointers"][k] is not None:
+        own_callbacks[trial["checkpointer_key"]] = callbacks["checkpointers"][k]
+    orders = stack[section["data_key"]]["orders"] if section["data_key"] in stack else None
+    order = orders[k] if orders else None
+    checkpoint = {key: value for key, value in stack.items() if key not in _STACK_ONLY}
+    checkpoint.pop(section["data_key"], None)
+    if order is not None:  # where a single run's loops keep its (stateful) training loader's state
+        fit = checkpoint["loops"]["fit_loop"]
+        state = {**fit["state_dict"], "combined_loader": [order]}
+        checkpoint["loops"] = {**checkpoint["loops"], "fit_loop": {**fit, "state_dict": state}}
+    (shared,) = stack["optimizer_states"]
+    group = dict(shared["param_groups"][k])
+    if k in section["left_lr"]:
+        group["lr"] = section["left_lr"][k]
+    numbered = group["params"]
+    group["params"] = list(range(len(numbered)))
+    schedulers = stack["lr_schedulers"][0]["schedulers"] if stack["lr_schedulers"] else []
+    checkpoint |= {
+        "state_dict": {
+            name[len(prefix) :]: value
+            for name, value in stack["state_dict"].items()
+            if name.startswith(prefix)
+        },
+        "callbacks": own_callbacks,
+        "optimizer_states": [
+            {
+                "state": {
+                    new: shared["state"][old] for new, old in enumerate(numbered) if old in shared["state"]
+                },
+                "param_groups": [group],
+            }
+        ],
+        "lr_schedulers": [schedulers[k]] if schedulers else [],
+        "hparams_name": None,
+        "hyper_parameters": trial["hyper_parameters"],
+        "datamodule_hparams_name": "kwargs",
+        "datamodule_hyper_parameters": trial["datamodule_hparams"],
+        trial["datamodule_key"]: {TRAIN_ORDER: order} if order is not None else {},
+        BEST_KEY: stack[STACKED_BEST_KEY][k],
+        CONFIG_KEY: trial["config"],
+    }
+    return checkpoint
+
+
+def join(trials: list[dict[str, Any]], records_key: str, data_key: str) -> dict[str, Any]:
+    """The trials' checkpoints (single runs' layout: `split` ones or a single run's own) as the one
+    Lightning restores a `StackedClassifier` fit from, the inverse of `split`: their weights under
+    `trials.<k>.`, their optimizer states as the param groups of one optimizer (trial k's parameters numbered
+    after trial k-1's, as `Optimizer.state_dict` numbers them), their schedulers' states in
+    `TrialSchedulers`' layout, the loops of the first (the same for all: trials resume together only from the
+    same point), each trial's ModelCheckpoint state and record for the stack's callback (`records_key`), each
+    trial's training order for its datamodule (`data_key`), and each trial's best val/acc."""
+    first = trials[0]
+    groups, state, offset = [], {}, 0
+    for trial in trials:
+        (own,) = trial["optimizer_states"]
+        (group,) = own["param_groups"]
+        groups.append({**group, "params": [offset + index for index in group["params"]]})
+        state |= {offset + index: value for index, value in own["state"].items()}
+        offset += len(group["params"])
+    schedulers = [trial["lr_schedulers"][0] for trial in trials if trial["lr_schedulers"]]
+    return {
+        "epoch": first["epoch"],
+        "global_step": first["global_step"],
+        "pytorch-lightning_version": first["pytorch-lightning_version"],
+        "state_dict": {
+            f"trials.{k}.{name}": value
+            for k, trial in enumerate(trials)
+            for name, value in trial["state_dict"].items()
+        },
+        "loops": _without_loader_state(first["loops"]),
+        "optimizer_states": [{"state": state, "param_groups": groups}],
+        "lr_schedulers": [{"schedulers": schedulers}] if schedulers else [],
+        "callbacks": {
+            records_key: {
+                "checkpointers": [_checkpointer_state(trial) for trial in trials],
+                "records": [trial.get("callbacks", {}).get(RECORD_CALLBACK) for trial in trials],
+            }
+        },
+        data_key: {"orders": [_order(trial) for trial in trials]},
+        STACKED_BEST_KEY: [trial.get(BEST_KEY, float("-inf")) for trial in trials],
+    }
+
+
+def _without_loader_state(loops: dict[str, Any]) -> dict[str, Any]:
+    """The loops, less the single run's loader state: the stack's loader is restored by its datamodule."""
+    fit = loops["fit_loop"]
+    state = {key: value for key, value in fit["state_dict"].items() if key != "combined_loader"}
+    return {**loops, "fit_loop": {**fit, "state_dict": state}}
+
+
+def _order(trial: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial's training-order state (its datamodule's)."""
+    states = [value for value in trial.values() if isinstance(value, dict) and TRAIN_ORDER in value]
+    return states[0][TRAIN_ORDER] if states else None
+
+
+def _checkpointer_state(trial: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial's ModelCheckpoint state (its one callback state besides its record)."""
+    states = [value for key, value in trial.get("callbacks", {}).items() if key.startswith("ModelCheckpoint")]
+    return states[0] if states else None
