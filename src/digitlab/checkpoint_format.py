@@ -15,6 +15,7 @@ point; `split` turns it into trial k's own checkpoint, exactly as its single run
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 CONFIG_KEY = "digitlab_config"  # the run's composed config
@@ -39,17 +40,28 @@ _STACK_ONLY = {
 }
 
 
+def encoded(value: Any) -> str:
+    """A slot's plain data (its config, its record) as one string in a stack's checkpoint: a stack of K holds
+    K of each, and PyTorch's restricted unpickler reads one string far faster than a nested dict."""
+    return json.dumps(value)
+
+
+def decoded(value: str) -> Any:
+    return json.loads(value)
+
+
 def stack_section(
     runs: list[str],
-    trials: list[dict[str, Any]],
+    trials: list[str],
     records_key: str,
     data_key: str,
     left_lr: dict[int, float],
 ) -> dict[str, Any]:
     """`STACK_KEY`'s value: `runs[k]` slot k's run folder name; `trials[k]` what slot k's own checkpoint
-    carries that the stack's does not (`hyper_parameters`, `datamodule_hparams`, `datamodule_key`,
-    `checkpointer_key`, `config`); the stack's callback and datamodule state keys; the lr of each slot that
-    left the stack (its param group's is 0)."""
+    carries that the stack's does not (`encoded`: `hyper_parameters`, `datamodule_hparams`,
+    `datamodule_key`, `checkpointer_key`, `config`); the stack's callback and datamodule state keys; the lr
+    of each slot that left the stack (its param group's is 0). The stack's callback state holds each slot's
+    ModelCheckpoint state (`checkpointers`) and record (`records`, `encoded`)."""
     return {
         "runs": runs,
         "trials": trials,
@@ -74,10 +86,10 @@ def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
     ModelCheckpoint's and record's state, its training order, its best val/acc and config; the loops and
     counters the stack's (shared by every slot)."""
     section = stack[STACK_KEY]
-    trial = section["trials"][k]
+    trial = decoded(section["trials"][k])
     prefix = f"trials.{k}."
     callbacks = stack["callbacks"][section["records_key"]]
-    own_callbacks = {RECORD_CALLBACK: callbacks["records"][k]}
+    own_callbacks = {RECORD_CALLBACK: decoded(callbacks["records"][k])}
     if callbacks["checkpointers"][k] is not None:
         own_callbacks[trial["checkpointer_key"]] = callbacks["checkpointers"][k]
     orders = stack[section["data_key"]]["orders"] if section["data_key"] in stack else None
@@ -154,7 +166,7 @@ def join(trials: list[dict[str, Any]], records_key: str, data_key: str) -> dict[
         "callbacks": {
             records_key: {
                 "checkpointers": [_checkpointer_state(trial) for trial in trials],
-                "records": [trial.get("callbacks", {}).get(RECORD_CALLBACK) for trial in trials],
+                "records": [encoded(trial.get("callbacks", {}).get(RECORD_CALLBACK)) for trial in trials],
             }
         },
         data_key: {"orders": [_order(trial) for trial in trials]},

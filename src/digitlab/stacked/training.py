@@ -33,7 +33,16 @@ from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_inte
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import PRUNED_SCALAR
-from digitlab.checkpoint_format import STACK_KEY, is_stack, join, slot_of, split, stack_section
+from digitlab.checkpoint_format import (
+    STACK_KEY,
+    decoded,
+    encoded,
+    is_stack,
+    join,
+    slot_of,
+    split,
+    stack_section,
+)
 from digitlab.checkpoints import link_checkpoint, read_checkpoint, read_stored, save_checkpoint
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
@@ -119,13 +128,15 @@ class TrialRecords(L.Callback):
         self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
         # What each trial's own checkpoint carries besides the stack's (`checkpoint_format.split`).
         self.slots = [
-            {
-                "hyper_parameters": dict(module.hparams),
-                "datamodule_hparams": dict(datamodule.hparams),
-                "datamodule_key": type(datamodule).__qualname__,
-                "checkpointer_key": checkpointer.state_key if checkpointer else None,
-                "config": record.config,
-            }
+            encoded(
+                {
+                    "hyper_parameters": dict(module.hparams),
+                    "datamodule_hparams": dict(datamodule.hparams),
+                    "datamodule_key": type(datamodule).__qualname__,
+                    "checkpointer_key": checkpointer.state_key if checkpointer else None,
+                    "config": record.config,
+                }
+            )
             for module, datamodule, checkpointer, record in zip(
                 modules, datamodules, self.checkpointers, self.records, strict=True
             )
@@ -147,7 +158,7 @@ class TrialRecords(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "checkpointers": [c.state_dict() if c is not None else None for c in self.checkpointers],
-            "records": [record.state_dict() for record in self.records],
+            "records": [encoded(record.state_dict()) for record in self.records],
         }
 
     def on_save_checkpoint(
@@ -171,7 +182,7 @@ class TrialRecords(L.Callback):
         for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
             if checkpointer is not None and own is not None:
                 checkpointer.load_state_dict(own)
-        for record, own in zip(self.records, state_dict["records"], strict=True):
+        for record, own in zip(self.records, map(decoded, state_dict["records"]), strict=True):
             if own is not None:
                 record.load_state_dict(own)
 
@@ -231,16 +242,16 @@ class TrialRecords(L.Callback):
         checkpointer = self.checkpointers[k]
         if checkpointer is None or checkpointer.monitor not in values:
             return
-        score = torch.tensor(values[checkpointer.monitor])
-        checkpointer.current_score = score
+        value = values[checkpointer.monitor]
+        score = checkpointer.current_score = torch.tensor(value)
         best = checkpointer.best_model_score
-        if best is not None and not (score > best if checkpointer.mode == "max" else score < best):
+        if best is not None and not (
+            value > float(best) if checkpointer.mode == "max" else value < float(best)
+        ):
             return
-        candidates = {n: torch.tensor(v) for n, v in values.items()}
-        candidates |= {
-            "epoch": torch.tensor(trainer.current_epoch),
-            "step": torch.tensor(trainer.global_step),
-        }
+        # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
+        # the cost of K x metrics tensors per epoch.
+        candidates = {**values, "epoch": trainer.current_epoch, "step": trainer.global_step}
         path = checkpointer.format_checkpoint_name(candidates)
         previous = checkpointer.best_model_path
         checkpointer.best_model_path = checkpointer.kth_best_model_path = path
