@@ -367,3 +367,33 @@ def test_a_journal_cut_by_a_killed_worker_is_repaired_and_a_foreign_file_refused
     assert dashboard.returncode == 1 and "Traceback" not in dashboard.stderr, dashboard.stderr
     assert "is not an Optuna journal" in dashboard.stderr
     assert (foreign / "study.journal").read_text() == "my notes, not a journal\n"
+
+
+def test_two_commands_on_one_run_folder_the_second_is_refused(reference, sample_root, tmp_path):
+    """One writer per run folder: while a run trains, a second command on its folder is refused in one
+    paragraph naming the folder and the process holding it, and writes nothing; the first ends as if alone.
+    A killed run's lock dies with it: its resume=true is not refused."""
+    run_dir = tmp_path / "run"
+    args = [*train_args(sample_root, tmp_path, *RUN), f"hydra.run.dir={run_dir}"]
+    marker = tmp_path / "paused"
+    env = {**os.environ, "DIGITLAB_PAUSE_AT": "epoch_end:0", "DIGITLAB_PAUSE_MARKER": str(marker)}
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0][-3000:]
+        time.sleep(0.01)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    said = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in said, said
+    assert f"{run_dir} is in use" in said and f"pid {first.pid} on" in said, said
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # nothing written
+    marker.unlink()
+    assert first.wait(timeout=300) == 0
+    assert_same_run(metrics(run_dir), reference)
+    # A killed run's lock is gone with it.
+    killed = tmp_path / "killed"
+    killed_args = [*args[:-1], f"hydra.run.dir={killed}"]
+    run_until_killed(killed_args, "epoch_end:1", tmp_path)
+    cli(*killed_args[3:], "resume=true", cwd=tmp_path)
+    assert_same_run(metrics(killed), reference)

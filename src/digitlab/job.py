@@ -86,11 +86,13 @@ def check_sweep(
 def run_checked_job(
     cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Check the job, then train it; its final metrics (`metrics.json`)."""
+    """Hold the job's run folder (`run_lock`), check the job, then train it; its final metrics."""
+    from digitlab.run_lock import holding
     from digitlab.training import train
 
-    check_job(cfg, choices, overrides)
-    return train(cfg)
+    with holding(cfg.paths.output_dir):
+        check_job(cfg, choices, overrides)
+        return train(cfg)
 
 
 def optimized(metrics: dict[str, Any], names: str | Sequence[str] | None) -> float | list[float] | None:
@@ -109,9 +111,15 @@ class OutputDirsCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
         from digitlab.process import exit_on_error
+        from digitlab.run_lock import hold
 
         with exit_on_error("digitlab-train"):
-            check_job(*job_config(config, config.hydra.run.dir))
+            folder = Path(str(config.hydra.run.dir))
+            if folder.is_dir():  # another command's run may be writing it: say so, not what it holds
+                hold(folder)
+            check_job(*job_config(config, folder))
+            # Held from here for the process's life, before Hydra writes anything into the folder.
+            hold(folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")

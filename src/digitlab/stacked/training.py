@@ -15,6 +15,7 @@ its initial weights are the ones it would start from alone; its batches come in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -48,6 +49,7 @@ from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
+from digitlab.run_lock import holding
 from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, PRUNED, Run
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
@@ -392,6 +394,16 @@ def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
 
 
 def train_stack(
+    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
+) -> list[dict[str, Any] | Exception]:
+    """`_train_stack`, each trial's run folder held while it runs (`run_lock`), as a single run holds its own."""
+    with contextlib.ExitStack() as held:
+        for cfg in cfgs:
+            held.enter_context(holding(cfg.paths.output_dir))
+        return _train_stack(cfgs, hydra_cfgs, resume_from)
+
+
+def _train_stack(
     cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
 ) -> list[dict[str, Any] | Exception]:
     """Fit the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs` their jobs'
