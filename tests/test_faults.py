@@ -262,7 +262,10 @@ def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbe
         assert cfg.optimizer.lr == Run(killed / job).setting("optimizer.lr")
     renamed = tmp_path / "copied" / "renamed"
     shutil.copytree(killed / jobs[-1], renamed)
-    with pytest.raises(ConfigError, match=re.escape(f"({jobs[0]} ... {jobs[-1]}), shared by their run folders, and renamed is none")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"({jobs[0]} ... {jobs[-1]}), shared by their run folders, and renamed is none"),
+    ):
         build_from_checkpoint(renamed / "checkpoints" / "last.ckpt")
     cli(*sweep_args(killed), "resume=true", cwd=tmp_path)
     for job in jobs:

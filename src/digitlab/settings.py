@@ -53,11 +53,17 @@ def whole(at_least: int = 1, at_most: int | None = None) -> Rule:
     )
 
 
-def number(above: float | None = None, at_least: float | None = None, at_most: float | None = None) -> Rule:
+def number(
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+) -> Rule:
     bounds = [
         f"> {above}" if above is not None else "",
         f">= {at_least}" if at_least is not None else "",
         f"<= {at_most}" if at_most is not None else "",
+        f"< {below}" if below is not None else "",
     ]
     said = " and ".join(b for b in bounds if b)
     return Rule(
@@ -66,6 +72,7 @@ def number(above: float | None = None, at_least: float | None = None, at_most: f
             and (above is None or v > above)
             and (at_least is None or v >= at_least)
             and (at_most is None or v <= at_most)
+            and (below is None or v < below)
         ),
         f"a finite number{' ' + said if said else ''}",
     )
@@ -137,9 +144,33 @@ BETAS = Rule(
 # Lightning's and torch's classes, by where they are defined; a subclass has its base's rules. (Torch also
 # refuses bad optimizer and scheduler values itself when `config.checks` builds them on a stand-in.)
 FOREIGN: dict[str, dict[str, Rule]] = {
-    "torch.optim.adam.Adam": {"betas": BETAS},
-    "torch.optim.adamw.AdamW": {"betas": BETAS},
+    # torch refuses a negative momentum but trains with 1.5 (each step grows the last): the fraction of the
+    # last step kept is in [0, 1), and so is how much of the gradient dampening removes.
+    "torch.optim.sgd.SGD": {
+        "momentum": number(at_least=0, below=1),
+        "dampening": number(at_least=0, at_most=1),
+        "weight_decay": number(at_least=0),
+    },
+    "torch.optim.adam.Adam": {"betas": BETAS, "eps": number(at_least=0), "weight_decay": number(at_least=0)},
+    "torch.optim.adamw.AdamW": {
+        "betas": BETAS,
+        "eps": number(at_least=0),
+        "weight_decay": number(at_least=0),
+    },
     "torch.optim.lr_scheduler.CosineAnnealingLR": {"eta_min": number(at_least=0)},
+    # div_factor 0 is a division by zero inside torch, a negative one a negative lr.
+    "torch.optim.lr_scheduler.OneCycleLR": {
+        "pct_start": number(above=0, below=1),
+        "div_factor": number(above=0),
+        "final_div_factor": number(above=0),
+    },
+    # Launchers' settings (`hydra.launcher.*`), checked before the launcher is made (`check_plugin`).
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": {
+        "n_jobs": Rule(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v != 0,
+            "a whole number other than 0 (-1: one job per core)",
+        ),
+    },
     "lightning.pytorch.trainer.trainer.Trainer": {
         "max_epochs": whole(1),
         "accelerator": one_of("cpu", "gpu", "cuda", "mps", "auto"),

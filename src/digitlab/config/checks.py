@@ -65,6 +65,22 @@ def check_creatable(key: str, path: str | Path) -> None:
     )
 
 
+def check_plugin(node: DictConfig, key: str) -> None:
+    """A Hydra plugin's settings (`hydra.launcher`, `hydra.sweeper`) against the rules its class declares
+    (`settings.takes`, `settings.FOREIGN`), before Hydra makes it: a bad one is a ConfigError naming
+    `<key>.<name>=<value>`, not a traceback from inside the plugin."""
+    from digitlab.settings import check, rules_of
+
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not target:
+        return
+    try:
+        rules = rules_of(_object(target))
+    except Exception:  # a plugin that does not import: Hydra says so itself
+        return
+    check(rules, {name: _plain(node[name]) for name in rules if name in node}, prefix=f"{key}.")
+
+
 def check_holds_no_run(output_dir: str | Path) -> None:
     """A folder that holds a run (its metrics.json or checkpoints) is never trained into afresh: its record
     would be replaced and its checkpoints mixed with the new run's."""

@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 class CheckedSweeper(BasicSweeper):
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        from digitlab.config.checks import check_plugin
+        from digitlab.process import exit_on_error
         from digitlab.sweeps.compose import install
 
+        with exit_on_error("digitlab-train"):  # before Hydra makes the launcher from them
+            check_plugin(config.hydra.launcher, "hydra.launcher")
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         install(hydra_context)  # each job is composed twice (checked, then launched): once is enough
 

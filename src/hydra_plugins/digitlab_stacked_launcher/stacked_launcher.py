@@ -1,5 +1,5 @@
 """The class Hydra discovers and instantiates from `conf/hydra/launcher/stacked.yaml`; thin, so discovery
-imports neither torch nor Lightning (the launch is in `_impl.py`)."""
+imports neither torch nor Lightning (the launch is in `_impl.py`; `digitlab.settings` is plain Python)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from digitlab.settings import takes, whole
 
+
+@takes(max_stack=whole(1))
 class StackedLauncher(Launcher):
     def __init__(self, max_stack: int = 64) -> None:
         self.max_stack = max_stack
