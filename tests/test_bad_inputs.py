@@ -9,7 +9,9 @@ fast; output is captured at the file-descriptor level, so nothing printed escape
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,6 +65,17 @@ CASES = [
     (TRAIN, ["data.download_timeout=0"], "data.download_timeout=0"),
     (TRAIN, ["data.shuffle=sometimes"], "data.shuffle='sometimes'"),
     (TRAIN, ["data.root={missing}"], "data.root='{missing}'"),
+    # the dataset itself, checked before any folder is made
+    (TRAIN, ["data.root={jpeg_root}"], "'{jpeg_root}/train/3/0.png' is a JPEG image, not a PNG"),
+    (TRAIN, ["data.root={empty_class_root}"], "'{empty_class_root}/train/3' holds no images"),
+    (TRAIN, ["data.root={extra_class_root}"], "'{extra_class_root}/train/8' is a class folder"),
+    (TRAIN, ["data.root={wrong_size_root}"], "is 32x32 pixels; MNIST images are 28x28"),
+    (TRAIN, ["-m", "data.root={jpeg_root}", "seed=0,1"], "is a JPEG image, not a PNG"),
+    (
+        TRAIN,
+        ["-m", "hydra/launcher=stacked", "data.root={extra_class_root}", "seed=0,1"],
+        "is a class folder",
+    ),
     (TRAIN, ["data=mnist", "loss=mnist_loss"], "loss=mnist_loss"),
     (TRAIN, ["data=fashion"], "data/fashion"),
     # model
@@ -178,6 +191,11 @@ def run_entry(program: str, args: list[str], capfd, monkeypatch, cwd: Path) -> t
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
+    # As in a new process: no console handler left by an earlier case on a stream pytest has since closed.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            root.removeHandler(handler)
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [f"digitlab-{program}", *args])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
@@ -215,6 +233,19 @@ def places(sample_root, tmp_path_factory) -> dict[str, str]:
     (base / "mine" / "compare.md").write_text("my own table\n")
     image = base / "digit.png"
     Image.new("L", (28, 28)).save(image)
+    # Datasets a hurried user points data.root at: each refused before any folder is made.
+    jpeg = shutil.copytree(sample_root, base / "with_jpeg")
+    Image.new("L", (28, 28)).save(jpeg / "train" / "3" / "0.png", format="JPEG")  # a JPEG named .png
+    empty_class = shutil.copytree(sample_root, base / "empty_class")
+    for png in (empty_class / "train" / "3").iterdir():
+        png.unlink()
+    extra_class = shutil.copytree(sample_root, base / "extra_class")
+    (extra_class / "train" / "8").mkdir()
+    Image.new("L", (28, 28)).save(extra_class / "train" / "8" / "0.png")
+    wrong_size = shutil.copytree(sample_root, base / "wrong_size")
+    Image.new("L", (32, 32)).save(
+        wrong_size / "valid" / "7" / next((wrong_size / "valid" / "7").iterdir()).name
+    )
     return {
         "mlp_ckpt": str(base / "run" / "checkpoints" / "last.ckpt"),
         "run": str(base / "run"),
@@ -223,6 +254,10 @@ def places(sample_root, tmp_path_factory) -> dict[str, str]:
         "mine": str(base / "mine"),
         "image": str(image),
         "missing": str(base / "no_such_thing"),
+        "jpeg_root": str(jpeg),
+        "empty_class_root": str(empty_class),
+        "extra_class_root": str(extra_class),
+        "wrong_size_root": str(wrong_size),
     }
 
 

@@ -240,6 +240,28 @@ def test_jpeg_disguised_as_png(broken, tmp_path):
     expect_error(broken, tmp_path, "is a JPEG image, not a PNG")
 
 
+@pytest.mark.parametrize(
+    ("mode", "make"),
+    [
+        ("16-bit gray", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),
+        ("palette", lambda a: Image.fromarray(a).convert("P")),
+        ("RGB", lambda a: Image.fromarray(np.stack([a] * 3, -1))),
+        ("RGBA", lambda a: Image.fromarray(np.stack([a] * 3 + [np.full_like(a, 255)], -1))),
+        ("1-bit", lambda a: Image.fromarray(a >= 128)),
+    ],
+)
+def test_images_a_user_would_call_valid_decode_to_the_same_gray_levels(mode, make, tmp_path):
+    """fastai's PILImageBW reads any mode as 8-bit gray; a 16-bit PNG is scaled to it, never clipped."""
+    from digitlab.data.images import decode_png
+
+    gray = np.arange(28 * 28, dtype=np.int64).reshape(28, 28) % 256
+    if mode == "1-bit":
+        gray = np.where(gray >= 128, 255, 0)
+    path = tmp_path / "digit.png"
+    make(gray.astype(np.uint8)).save(path)
+    assert np.array_equal(decode_png(path), gray.astype(np.uint8)), mode
+
+
 def test_bad_batch_size(tmp_path):
     from digitlab.errors import ConfigError
 

@@ -21,10 +21,13 @@ import digitlab.config.checks as checks
 
 
 def check_job(
-    cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
+    cfg: DictConfig,
+    choices: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    dataset: bool = True,
 ) -> None:
-    """ConfigError naming the first bad value, choice or folder of this job."""
-    checks.validate(cfg, choices, overrides)
+    """ConfigError naming the first bad value, choice or folder of this job (DataError: its dataset)."""
+    checks.validate(cfg, choices, overrides, dataset)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir and not cfg.get("resume") and not cfg.get("lr_find"):
         checks.check_holds_no_run(output_dir)
@@ -58,6 +61,7 @@ def check_sweep(
 
     from digitlab.errors import ConfigError
 
+    datasets: dict[str, DictConfig] = {}  # checked once every job's settings passed
     try:
         for idx, overrides in enumerate(jobs):
             which = f"{f'job #{idx}' if placed else 'a trial'} of this sweep ({' '.join(overrides)})"
@@ -67,7 +71,10 @@ def check_sweep(
                     sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
                 folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
                 job = job_config(sweep_config, folder)
-                check_job(*job) if placed else checks.validate(*job)
+                check_job(*job, dataset=False) if placed else checks.validate(*job, dataset=False)
+                data = checks.dataset_of(job[0])
+                if data is not None:
+                    datasets.setdefault(str(data), data)
                 if placed and hasattr(config_loader, "note_checked"):  # digitlab's `SweepConfigCache`
                     config_loader.note_checked(config, list(overrides))
             except ConfigError as err:
@@ -79,6 +86,8 @@ def check_sweep(
                     f"{which} cannot be composed: {str(err).splitlines()[0]} Nothing was run: every job of a "
                     "sweep is checked before the first one trains."
                 ) from None
+        for data in datasets.values():
+            checks.check_dataset(data)
     finally:
         HydraConfig.instance().set_config(config)
 
@@ -111,12 +120,11 @@ class OutputDirsCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
         from digitlab.process import exit_on_error
-        from digitlab.run_lock import hold
+        from digitlab.run_lock import check_free, hold
 
         with exit_on_error("digitlab-train"):
             folder = Path(str(config.hydra.run.dir))
-            if folder.is_dir():  # another command's run may be writing it: say so, not what it holds
-                hold(folder)
+            check_free(folder)  # another command's run may be writing it: say so, not what it holds
             check_job(*job_config(config, folder))
             # Held from here for the process's life, before Hydra writes anything into the folder.
             hold(folder)

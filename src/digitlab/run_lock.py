@@ -1,27 +1,27 @@
-"""One writer per run folder. A run holds its folder for its life with an OS lock (`filelock`, an `flock` on
-`<run>/.lock`) that dies with its process: a second command on the same folder (two `digitlab-train` with one
+"""One writer per run folder. A run holds its folder for its life with an OS lock (`flock` on `<run>/.lock`)
+that dies with its process: a second command on the same folder (two `digitlab-train` with one
 `hydra.run.dir`, a sweep started twice into one `hydra.sweep.dir`) is refused in one paragraph naming the
-folder and the process holding it, before it writes anything; a killed run leaves no lock behind, so its
-`resume=true` is never blocked. Held once per process (the single-run check and the job's run take it in turn);
-DDP's child processes (LOCAL_RANK > 0) write under their parent's hold.
+folder and the process holding it (the holder writes who it is into the lock file), before it writes
+anything; a killed run leaves no lock behind, so its `resume=true` is never blocked. Held once per process
+(the single-run check and the job's run take it in turn); DDP's child processes (LOCAL_RANK > 0) write under
+their parent's hold.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from digitlab.errors import DigitlabError
 
 LOCK_FILE = ".lock"
-HOLDER_FILE = ".lock.holder"  # who holds it: pid, host, since when (read for the refusal)
 
-_held: dict[Path, Any] = {}  # folder -> its acquired FileLock, in this process
+_held: dict[Path, int] = {}  # folder -> the open, locked file descriptor of its lock file, in this process
 
 
 class FolderInUse(DigitlabError):
@@ -35,32 +35,50 @@ class FolderInUse(DigitlabError):
         )
 
 
+def _child_of_a_holder() -> bool:
+    return int(os.environ.get("LOCAL_RANK", 0)) > 0
+
+
 def hold(folder: str | Path) -> None:
-    """Take `folder`'s lock for this process (made if missing), or raise FolderInUse. Taken again by the
-    same process, it is already held."""
-    from filelock import FileLock, Timeout
-
-    from digitlab.atomic import write_text
-
+    """Take `folder`'s lock for this process (the folder made if missing), or raise FolderInUse. Taken again
+    by the same process, it is already held."""
     path = Path(folder).absolute()
-    if path in _held or int(os.environ.get("LOCAL_RANK", 0)) > 0:
+    if path in _held or _child_of_a_holder():
         return
     path.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path / LOCK_FILE, timeout=0)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        lock.acquire()
-    except Timeout:
-        raise FolderInUse(path, _holder(path)) from None
-    _held[path] = lock
+        _lock_or_refuse(fd, path)
+    except FolderInUse:
+        os.close(fd)
+        raise
     since = time.strftime("%Y-%m-%d %H:%M:%S")
-    write_text(path / HOLDER_FILE, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+    _held[path] = fd
+
+
+def check_free(folder: str | Path) -> None:
+    """FolderInUse if another process holds `folder`; writes nothing (a command that is then refused for
+    another reason leaves the folder as it was)."""
+    path = Path(folder).absolute()
+    if path in _held or _child_of_a_holder():
+        return
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # never held (or a run from before locks)
+    try:
+        _lock_or_refuse(fd, path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def release(folder: str | Path) -> None:
-    lock = _held.pop(Path(folder).absolute(), None)
-    if lock is not None:
-        (Path(lock.lock_file).parent / HOLDER_FILE).unlink(missing_ok=True)
-        lock.release()
+    fd = _held.pop(Path(folder).absolute(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 @contextmanager
@@ -75,8 +93,9 @@ def holding(folder: str | Path) -> Iterator[None]:
             release(folder)
 
 
-def _holder(path: Path) -> str:
+def _lock_or_refuse(fd: int, path: Path) -> None:
     try:
-        return (path / HOLDER_FILE).read_text().strip() or "a process"
-    except OSError:
-        return "a process that has not said who it is yet"
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        raise FolderInUse(path, holder or "a process that has not said who it is yet") from None

@@ -124,7 +124,10 @@ MODEL_PARTS = ("loss", "optimizer", "scheduler")
 
 
 def validate(
-    cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
+    cfg: DictConfig,
+    choices: Mapping[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    dataset: bool = True,
 ) -> None:
     """Raise ConfigError naming the first bad key or choice, its value and what is allowed.
 
@@ -132,7 +135,8 @@ def validate(
     target: its keys must be arguments of it, and its values pass the rules it declares (`settings.takes`);
     the optimizer and scheduler are built for real on a stand-in parameter. `choices` are Hydra's group
     choices (`hydra.runtime.choices`) and `overrides` the command line, used to name what the user typed;
-    without them, options are named by their `_target_`.
+    without them, options are named by their `_target_`. Last, unless `dataset=False` (a sweep checks its
+    datasets once every job's settings passed), the dataset itself (`check_dataset`).
     """
     from digitlab.settings import check, rules_of
 
@@ -163,6 +167,39 @@ def validate(
                 f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
                 "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
             )
+    if dataset:
+        check_dataset(dataset_of(cfg))
+
+
+# The data settings whose dataset this process checked (a sweep's jobs share theirs).
+_datasets_checked: set[str] = set()
+
+
+def dataset_of(cfg: DictConfig) -> DictConfig | None:
+    """The job's data settings, resolved (`${paths.data_dir}` is the job's own), for `check_dataset`."""
+    node = cfg.get("data")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+
+
+def check_dataset(data: DictConfig | None) -> None:
+    """The dataset itself, after every setting passed: fetched if needed, its folders listed and every image
+    decoded, before any run folder is made (`DigitsDataModule.check_data`; decoded once and cached under
+    `paths.data_dir`, so training then loads it in milliseconds). Once per data setting in a process."""
+    import json
+
+    if data is None:
+        return
+    key = json.dumps(OmegaConf.to_container(data), sort_keys=True, default=str)
+    if key in _datasets_checked:
+        return
+    from digitlab.build import instantiate
+
+    check = getattr(instantiate(data), "check_data", None)
+    if check is not None:
+        check()
+    _datasets_checked.add(key)
 
 
 def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:

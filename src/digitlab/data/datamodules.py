@@ -19,7 +19,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from digitlab.checkpoint_format import TRAIN_ORDER
 from digitlab.data.folders import prepare_folder
-from digitlab.data.images import load_split
+from digitlab.data.images import load_splits
 from digitlab.data.layouts import MNIST, MNIST_SAMPLE, Layout
 from digitlab.data.offline import OfflineWheel
 from digitlab.settings import BOOLEAN, FOLDER, number, optional, takes, whole
@@ -225,17 +225,24 @@ class DigitsDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         self.folder()
 
+    def _splits(self, write: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        folder = self.folder()
+        dirs = {split: folder / self.layout.split_dir(split) for split in ("train", "valid")}
+        return load_splits(dirs, self.class_names, self.data_dir / "cache", write)
+
+    def check_data(self) -> None:
+        """The dataset checked whole (its folders listed, every image decoded) before any run folder is
+        made, writing nothing (`config.checks` calls it with the other checks); the run that follows caches
+        what it decoded. A dataset still to be fetched is checked when it is fetched, by `prepare_data`."""
+        if self.root or (self.data_dir / self.layout.name).exists():
+            self._splits(write=False)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            folder = self.folder()
-            cache_dir = self.data_dir / "cache"
-            sets = []
-            for split in ("train", "valid"):
-                images, labels = load_split(
-                    folder / self.layout.split_dir(split), self.class_names, cache_dir
-                )
-                sets.append(TensorBatches(images.unsqueeze(1).float().div_(255), labels))
-            self.train_set, self.valid_set = sets
+            self.train_set, self.valid_set = (
+                TensorBatches(images.unsqueeze(1).float().div_(255), labels)
+                for images, labels in self._splits().values()
+            )
         device = self._training_device()
         if device is not None and self.train_set.labels.device != device:
             for tensors in (self.train_set, self.valid_set):

@@ -27,6 +27,17 @@ def _is_png(name: str) -> bool:
     return name.lower().endswith(".png")
 
 
+def _listed(folder: Path) -> list[str]:
+    """The folder's entries, or DataError naming it and the OS's reason (a folder the user may not read)."""
+    try:
+        return os.listdir(folder)
+    except OSError as err:
+        raise DataError(
+            f"{str(folder)!r} cannot be read: {err.strerror or err}. Make it readable, or point data.root at "
+            "another copy of the dataset."
+        ) from None
+
+
 def check_folder(path: Path, layout: Layout, check_counts: bool = True, label: str | None = None) -> None:
     """Raise DataError unless `path` holds `layout`: every class folder present, only PNGs, the right counts.
     `label` is how the message names the folder (`data.root='...'` for the user's own).
@@ -41,14 +52,32 @@ def check_folder(path: Path, layout: Layout, check_counts: bool = True, label: s
             f"{', '.join(layout.class_names)} of 28x28 PNGs."
         )
     for split in ("train", "valid"):
+        split_dir = path / layout.split_dir(split)
+        entries = _listed(split_dir) if split_dir.is_dir() else []
+        extra = sorted(
+            entry
+            for entry in entries
+            if not entry.startswith(".") and entry not in layout.class_names and (split_dir / entry).is_dir()
+        )
+        if extra:
+            raise DataError(
+                f"{str(split_dir / extra[0])!r} is a class folder {layout.name} does not have: its classes are "
+                f"{', '.join(layout.class_names)}, and images in another folder would not be trained on. Move "
+                f"{'it' if len(extra) == 1 else 'them (' + ', '.join(extra) + ')'} out of {str(split_dir)!r}, or "
+                "choose the dataset that has those classes (data=mnist for all ten digits)."
+            )
         for name, expected in zip(layout.class_names, layout.counts(split), strict=True):
-            class_dir = path / layout.split_dir(split) / name
+            class_dir = split_dir / name
             if not class_dir.is_dir():
                 raise DataError(
                     f"{label} is incomplete: class folder {str(class_dir)!r} is missing. "
                     f"Expected {layout.split_dir(split)}/ to hold folders {', '.join(layout.class_names)}."
                 )
-            files = [f for f in os.listdir(class_dir) if not f.startswith(".")]
+            files = [f for f in _listed(class_dir) if not f.startswith(".")]
+            if not files:
+                raise DataError(
+                    f"{str(class_dir)!r} holds no images: every class folder of {layout.name} needs its PNGs."
+                )
             strangers = [f for f in files if not _is_png(f)]
             if strangers:
                 raise DataError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from digitlab.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGE_SIZE = (28, 28)
+# How PIL opens a 16-bit grayscale PNG (a 16-bit RGB one it opens as 8-bit RGB itself).
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 CACHE_VERSION = 1  # bump when the cached format changes
 
 
@@ -74,18 +77,19 @@ def _unreadable(path: str, err: OSError) -> DataError:
     )
 
 
-def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) -> str:
-    """sha256 of labels, relative paths and bytes; recalled from a listing fingerprint when that is unchanged."""
+def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) -> tuple[str, Path]:
+    """sha256 of labels, relative paths and bytes, recalled from a listing fingerprint when that is unchanged;
+    and the fingerprint's memo file (`load_splits` writes it once every split has decoded: a folder with a
+    bad image leaves nothing in the cache)."""
     memo = cache_dir / f"listing-{_digest(split_dir, items, _listing)}.key"
     if memo.exists():
-        return memo.read_text().strip()
-    key = _digest(split_dir, items, _content)
-    atomic.write_text(memo, key)
-    return key
+        return memo.read_text().strip(), memo
+    return _digest(split_dir, items, _content), memo
 
 
 def decode_png(path: Path) -> np.ndarray:
-    """One image as uint8 `[28, 28]`; any PIL mode is converted to 8-bit gray, as fastai's PILImageBW does."""
+    """One image as uint8 `[28, 28]`; any PIL mode is converted to 8-bit gray, as fastai's PILImageBW does
+    (palette, RGB and RGBA through PIL's own conversion; 16-bit gray scaled to 8 bits)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -96,31 +100,60 @@ def decode_png(path: Path) -> np.ndarray:
                 raise DataError(
                     f"{str(path)!r} is {img.size[0]}x{img.size[1]} pixels; MNIST images are 28x28."
                 )
+            if img.mode in SIXTEEN_BIT:  # 0..65535: scaled to 0..255, not clipped (convert("L") clips)
+                return (np.asarray(img, dtype=np.float64) / 257.0).round().astype(np.uint8)
             return np.asarray(img.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{str(path)!r} is not a readable PNG image ({err}).") from None
 
 
-def load_split(
-    split_dir: Path, class_names: tuple[str, ...], cache_dir: Path
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images `uint8 [N, 28, 28]` and labels `int64 [N]` of one split, from the cache when it is current."""
+# Splits decoded by a check (`write=False`) in this process, by cache file: the run that follows in the same
+# process caches them without decoding again.
+_checked: dict[Path, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def load_splits(
+    split_dirs: dict[str, Path], class_names: tuple[str, ...], cache_dir: Path, write: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per split, images `uint8 [N, 28, 28]` and labels `int64 [N]`, from the cache when it is current. The
+    splits decoded are cached once every split has decoded (a dataset with one bad image leaves nothing),
+    and only with `write`: a check before any folder is made writes nothing, not even the cache."""
+    loaded, pending = {}, []
+    for split, split_dir in split_dirs.items():
+        images, labels, writes = _load_split(split_dir, class_names, Path(cache_dir), write)
+        loaded[split] = (images, labels)
+        pending += writes
+    for save in pending if write else ():
+        save()
+    return loaded
+
+
+def _load_split(
+    split_dir: Path, class_names: tuple[str, ...], cache_dir: Path, write: bool
+) -> tuple[torch.Tensor, torch.Tensor, list[Callable[[], None]]]:
+    """One split's images and labels, and the cache files still to write for it."""
     items = list_images(split_dir, class_names)
     if not items:
         raise DataError(f"{str(split_dir)!r} holds no PNG images in class folders {', '.join(class_names)}.")
-    cache_dir = Path(cache_dir)
-    cache = (
-        cache_dir / f"{split_dir.parent.name}-{split_dir.name}-{content_key(split_dir, items, cache_dir)}.pt"
-    )
+    key, memo = content_key(split_dir, items, cache_dir)
+    remember = [] if memo.exists() else [lambda: atomic.write_text(memo, key)]
+    cache = cache_dir / f"{split_dir.parent.name}-{split_dir.name}-{key}.pt"
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
-            return blob["images"], blob["labels"]
+            return blob["images"], blob["labels"], remember
         except (OSError, RuntimeError, KeyError, EOFError) as err:
             log.warning("ignoring unreadable cache %s (%s); decoding the PNGs again", cache, err)
-    log.info("decoding %d PNGs in %s (once; cached as %s)", len(items), split_dir, cache.name)
-    images = torch.from_numpy(np.stack([decode_png(split_dir / relative) for _, relative in items]))
-    labels = torch.tensor([label for label, _ in items], dtype=torch.int64)
+    if cache in _checked:
+        images, labels = _checked.pop(cache) if write else _checked[cache]
+    else:
+        log.info("decoding %d PNGs in %s (once; cached as %s)", len(items), split_dir, cache.name)
+        images = torch.from_numpy(np.stack([decode_png(split_dir / relative) for _, relative in items]))
+        labels = torch.tensor([label for label, _ in items], dtype=torch.int64)
+        if not write:
+            _checked[cache] = images, labels
     # Atomic: a concurrent or interrupted run never sees half a cache file.
-    atomic.write_atomically(cache, lambda file: torch.save({"images": images, "labels": labels}, file))
-    return images, labels
+    save = lambda: atomic.write_atomically(  # noqa: E731
+        cache, lambda file: torch.save({"images": images, "labels": labels}, file)
+    )
+    return images, labels, [save, *remember]
