@@ -113,7 +113,20 @@ def test_a_finished_run_is_never_overwritten(reference, sample_root, tmp_path):
     again = cli(*args[3:], cwd=tmp_path, check=False)
     assert again.returncode == 1 and "Traceback" not in again.stdout + again.stderr
     assert "already holds a run" in again.stderr and "resume=true" in again.stderr
+    assert "leave hydra.run.dir unset" in again.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+def test_a_finished_sweep_is_never_overwritten_and_the_advice_names_its_folder(sample_root, tmp_path):
+    args = ["-m", *tiny_overrides(sample_root, tmp_path, "seed=0,1"), f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    cli(*args, cwd=tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()}
+    again = cli(*args, cwd=tmp_path, check=False)
+    said = again.stdout + again.stderr
+    assert again.returncode == 1 and "Traceback" not in said
+    assert "already holds a run" in said and "hydra.sweep.dir=<another folder>" in said
+    assert "hydra.run.dir" not in said  # a sweep's folder is not the run folder's key
+    assert {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()} == before
 
 
 def test_a_refused_command_leaves_no_folder(sample_root, tmp_path):

@@ -90,12 +90,25 @@ def check_holds_no_run(output_dir: str | Path) -> None:
     checkpoints = sorted(run.checkpoints.glob("*.ckpt")) if run.checkpoints.is_dir() else []
     held = [p.name for p in (run.path / "metrics.json", *checkpoints) if p.exists()]
     if held:
+        elsewhere = (
+            "sweep into another folder (hydra.sweep.dir=<another folder>, or leave it unset for a new one)"
+            if _in_a_sweep()
+            else "train into another folder (leave hydra.run.dir unset for a new one)"
+        )
         raise ConfigError(
             f"paths.output_dir={str(run.path)!r} already holds a run ({', '.join(held[:4])}"
             f"{', ...' if len(held) > 4 else ''}): training into it again would replace its record and mix "
             "its checkpoints with the new run's. Add resume=true to continue that run (a finished one is "
-            "skipped), or train into another folder (leave hydra.run.dir unset for a new one)."
+            f"skipped), or {elsewhere}."
         )
+
+
+def _in_a_sweep() -> bool:
+    """Whether the job being checked is one of a `-m` sweep (its folder is then `hydra.sweep.dir`'s)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 # The run's own settings (config.yaml's top level), which `training.train` takes.
