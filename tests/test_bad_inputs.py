@@ -93,6 +93,9 @@ CASES = [
     (TRAIN, ["trainer.max_epochs=2.5"], "trainer.max_epochs=2.5"),
     (TRAIN, ["trainer.accelerator=tpu"], "trainer.accelerator='tpu'"),
     (TRAIN, ["accelerator=gpu"], "accelerator=gpu"),
+    (TRAIN, ["accelerator=ddp"], "(accelerator=ddp)"),  # what was typed, not the gpu it stands on
+    (TRAIN, ["trainer.devices=4096"], "trainer.devices=4096 asks for 4096 training processes"),
+    (TRAIN, ["trainer.precision=16-mixed"], "trainer.precision='16-mixed' is fp16 mixed precision"),
     (TRAIN, ["callbacks/early_stopping=val_loss", "callbacks.early_stopping.patience=-1"], "patience=-1"),
     (TRAIN, ["callbacks.pictures.max_misclassified=-1"], "callbacks.pictures.max_misclassified=-1"),
     (TRAIN, ["callbacks.stop_on_nonfinite_loss.check_every_n_steps=0"], "check_every_n_steps=0"),

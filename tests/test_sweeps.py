@@ -187,3 +187,23 @@ def test_slurm_launcher_config_asks_for_what_the_job_needs():
     assert cpu["gpus_per_node"] == 0 and cpu["cpus_per_task"] == 2 and cpu["mem_gb"] == 4
     assert requests["gpu"]["gpus_per_node"] == 1 and requests["ddp"]["gpus_per_node"] == 1
     assert cpu["max_num_timeout"] >= 1 and cpu["signal_delay_s"] > 0
+
+
+def test_a_slurm_sweep_checks_each_jobs_machine_where_it_runs():
+    """A GPU sweep submitted from a machine without one (a login node) is not refused there: the GPUs, cores
+    and precision a job asks for are checked on its node; a local launcher checks them before any job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from digitlab.config import checks
+    from digitlab.config.location import config_dir, register_resolvers
+
+    register_resolvers()
+    where = {}
+    for launcher in ("slurm", "basic", "stacked", "joblib"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+        where[launcher] = checks.runs_elsewhere(cfg)
+    GlobalHydra.instance().clear()
+    assert where == {"slurm": True, "basic": False, "stacked": False, "joblib": False}

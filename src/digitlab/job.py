@@ -25,9 +25,10 @@ def check_job(
     choices: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     dataset: bool = True,
+    machine: bool = True,
 ) -> None:
     """ConfigError naming the first bad value, choice or folder of this job (DataError: its dataset)."""
-    checks.validate(cfg, choices, overrides, dataset)
+    checks.validate(cfg, choices, overrides, dataset, machine)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir and not cfg.get("resume") and not cfg.get("lr_find"):
         checks.check_holds_no_run(output_dir)
@@ -62,6 +63,7 @@ def check_sweep(
     from digitlab.errors import ConfigError
 
     datasets: dict[str, DictConfig] = {}  # checked once every job's settings passed
+    here = not checks.runs_elsewhere(config)  # else each job checks its machine where it runs
     try:
         for idx, overrides in enumerate(jobs):
             which = f"{f'job #{idx}' if placed else 'a trial'} of this sweep ({' '.join(overrides)})"
@@ -71,7 +73,10 @@ def check_sweep(
                     sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
                 folder = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
                 job = job_config(sweep_config, folder)
-                check_job(*job, dataset=False) if placed else checks.validate(*job, dataset=False)
+                if placed:
+                    check_job(*job, dataset=False, machine=here)
+                else:
+                    checks.validate(*job, dataset=False, machine=here)
                 data = checks.dataset_of(job[0])
                 if data is not None:
                     datasets.setdefault(str(data), data)

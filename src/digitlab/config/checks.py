@@ -141,6 +141,7 @@ def validate(
     choices: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     dataset: bool = True,
+    machine: bool = True,
 ) -> None:
     """Raise ConfigError naming the first bad key or choice, its value and what is allowed.
 
@@ -149,7 +150,8 @@ def validate(
     the optimizer and scheduler are built for real on a stand-in parameter. `choices` are Hydra's group
     choices (`hydra.runtime.choices`) and `overrides` the command line, used to name what the user typed;
     without them, options are named by their `_target_`. Last, unless `dataset=False` (a sweep checks its
-    datasets once every job's settings passed), the dataset itself (`check_dataset`).
+    datasets once every job's settings passed), the dataset itself (`check_dataset`). `machine=False`: what
+    this machine can serve is not checked here (a SLURM job checks it on its node, `runs_elsewhere`).
     """
     from digitlab.settings import check, rules_of
 
@@ -171,17 +173,58 @@ def validate(
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir:
         check_creatable("paths.output_dir", output_dir)
+    if machine:
+        _check_machine(cfg, choices)
+    if dataset:
+        check_dataset(dataset_of(cfg))
+
+
+def runs_elsewhere(config: DictConfig) -> bool:
+    """Whether the sweep's launcher runs its jobs on other machines (SLURM, through submitit): then the GPUs,
+    cores and precision a job asks for are checked where it runs, not on the machine that submits it."""
+    target = OmegaConf.select(config, "hydra.launcher._target_")
+    try:
+        cls = _object(target) if target else None
+    except Exception:
+        return False
+    return any(base.__name__ == "SlurmLauncher" for base in getattr(cls, "__mro__", ()))
+
+
+def _check_machine(cfg: DictConfig, choices: dict[str, Any]) -> None:
+    """What this machine cannot serve is refused before work, naming what the user chose: a GPU where torch
+    sees none, more devices than there are, fp16 mixed precision on the CPU (Lightning would train in bf16
+    instead, while config.json says 16-mixed)."""
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
-    if accelerator in ("gpu", "cuda"):
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    chosen = (
+        f"accelerator={choices['accelerator']}" if choices.get("accelerator") else "the accelerator group"
+    )
+    on_gpu = accelerator in ("gpu", "cuda")
+    if on_gpu:
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"trainer.accelerator={accelerator!r} was asked for (accelerator=gpu), but this machine has no "
-                "CUDA GPU that torch can use. Run on the CPU with accelerator=cpu."
+                f"trainer.accelerator={accelerator!r} was asked for ({chosen}), but this machine has no CUDA GPU "
+                "that torch can use. Run on the CPU with accelerator=cpu."
             )
-    if dataset:
-        check_dataset(dataset_of(cfg))
+        available, unit = torch.cuda.device_count(), "CUDA GPUs"
+    else:
+        available, unit = os.cpu_count() or 1, "CPU cores"
+    counted = on_gpu or accelerator == "cpu"  # `auto` and others: Lightning picks, and says what it picked
+    if counted and isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
+        raise ConfigError(
+            f"trainer.devices={devices} asks for {devices} {'GPUs' if on_gpu else 'training processes'} "
+            f"({chosen}), but this machine has {available} {unit}. Use trainer.devices={available} or fewer "
+            "(-1: all of them)."
+        )
+    precision = str(OmegaConf.select(cfg, "trainer.precision") or "")
+    if not on_gpu and precision in ("16-mixed", "16"):
+        raise ConfigError(
+            f"trainer.precision={precision!r} is fp16 mixed precision, which needs a CUDA GPU ({chosen} trains "
+            "on the CPU, where Lightning would switch to bf16 without saying so in the run's record). Use "
+            "trainer.precision=bf16-mixed, or 32-true."
+        )
 
 
 # The data settings whose dataset this process checked (a sweep's jobs share theirs).
