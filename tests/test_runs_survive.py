@@ -125,6 +125,7 @@ def test_predict_any_image_format(trained, tmp_path, capsys):
     Image.fromarray(three).convert("RGBA").save(tmp_path / "rgba.png")
     Image.fromarray(255 - three).resize((100, 80)).save(tmp_path / "paper.jpg")  # dark digit on light paper
     (tmp_path / "broken.png").write_bytes(b"\x89PNG nonsense")
+    Image.fromarray(three).save(tmp_path / "digit=3.png")  # a path that exists is a path, whatever its name
     code = predict_main(
         [
             f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
@@ -136,6 +137,6 @@ def test_predict_any_image_format(trained, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1
     lines = dict((line.split("\t")[0], line.split("\t")[1:]) for line in out.strip().splitlines())
-    assert {name.rsplit("/", 1)[1] for name in lines} == {"rgb.png", "rgba.png", "paper.jpg"}
+    assert {name.rsplit("/", 1)[1] for name in lines} == {"rgb.png", "rgba.png", "digit=3.png", "paper.jpg"}
     assert all(digit == "3" and 0.5 < float(prob) <= 1 for digit, prob in lines.values()), out
     assert "broken.png" in err and "missing.png" in err and "skipped" in err

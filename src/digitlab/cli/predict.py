@@ -8,7 +8,9 @@ Digits from image files, with a model trained by digitlab-train.
                            MNIST's white on black; true or false forces it
   <images>                 files (png, jpg, bmp, gif, tif, webp), folders (their images, recursively) and
                            quoted globs ("scans/*.png"); a glob that matches nothing or a folder without
-                           images is an error
+                           images is an error. A path that exists is read as a path, even if its name
+                           holds '=' (scans/digit=3.png); any other key=value that is not an option above
+                           is refused
 
 Any size and mode (RGB, RGBA, grayscale, palette) is turned into the training format: 8-bit gray, 28x28.
 
@@ -33,6 +35,7 @@ from digitlab.process import apply_process_policy
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INVERT_CHOICES = ("auto", "true", "false")
+OPTIONS = ("ckpt_path", "invert")
 
 
 def expand(patterns: list[str]) -> list[Path]:
@@ -109,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     settings, positional = parse_args(argv)
+    unknown = [f"{key}={value}" for key, value in settings.items() if key not in OPTIONS]
+    if unknown:
+        print(
+            f"digitlab-predict: {unknown[0]!r} is neither an option of digitlab-predict (it takes "
+            f"{', '.join(f'{o}=' for o in OPTIONS)}) nor an existing file. An image whose name holds '=' is read "
+            f"as an image when its path exists: check the path.\n{__doc__.splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return 2
     if "ckpt_path" not in settings or not positional:
         print(f"{__doc__.splitlines()[0]}\n(digitlab-predict --help says more)", file=sys.stderr)
         return 2
