@@ -154,6 +154,9 @@ CASES = [
     (EVAL, ["ckpt_path={missing}"], "ckpt_path='{missing}'"),
     (EVAL, ["ckpt_path={text}"], "ckpt_path='{text}'"),
     (EVAL, ["ckpt_path={mlp_ckpt}", "model.net.hidden=64"], "net.1.weight is [8, 784]"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "model.net.hidden=64"], "model.net.hidden=64 changes the model"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "model=linear"], "model=linear chooses another model"),
+    (EVAL, ["ckpt_path={mlp_ckpt}", "optimizer=adam"], "optimizer=adam chooses another optimizer"),
     (EVAL, ["ckpt_path={mlp_ckpt}", "data.batch_size=0"], "data.batch_size=0"),
     (EVAL, ["ckpt_path={mlp_ckpt}", "model.net.hiden=8"], "model.net.hiden"),
     # digitlab-predict

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from digitlab.errors import DigitlabError
+from digitlab.errors import ConfigError, DigitlabError
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
@@ -71,12 +71,30 @@ def build_from_checkpoint(
     import digitlab.checkpoints as checkpoints
 
     checkpoint, cfg = checkpoints.load_checkpoint(ckpt_path)
+    for override in overrides:  # a group choice would replace a whole stored node by its name
+        key = override.partition("=")[0]
+        if "." not in key and OmegaConf.is_dict(cfg.get(key)):
+            raise ConfigError(
+                f"{override} chooses another {key} than the checkpoint's, and a checkpoint holds the one it "
+                f"was trained with (its config is stored in it, without Hydra's groups). Change one of its "
+                f"settings with a dotted key ({key}.<setting>=<value>), or evaluate a checkpoint of a run trained "
+                f"with {override}."
+            )
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     if check:  # the run's own folder is not written to: it need not exist here
         check(OmegaConf.merge(cfg, {"paths": {"output_dir": None}}))
     data = datamodule(cfg)
     net = model(cfg, data.class_names)
-    checkpoints.check_fits(checkpoint, net, ckpt_path)
+    typed = [o for o in overrides if o.startswith("model.")]
+    try:
+        checkpoints.check_fits(checkpoint, net, ckpt_path)
+    except ConfigError as err:
+        if not typed:
+            raise
+        raise ConfigError(
+            f"{' '.join(typed)} changes the model the checkpoint was trained as, so its weights no longer fit "
+            f"({err}) Leave the model's settings as they were trained."
+        ) from None
     net.load_state_dict(checkpoint["state_dict"])
     net.eval()
     return cfg, data, net
