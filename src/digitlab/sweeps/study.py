@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +329,13 @@ class Worker:
                 )
                 count = max(0, min(n, self.n_trials - taken))
                 if count or not any(t.state == TrialState.RUNNING for t in trials):
-                    asked = [self.study.ask() for _ in range(count)]
+                    with warnings.catch_warnings():
+                        # Optuna warns that its trial heartbeat is meant for `Study.optimize`; this worker
+                        # beats its trials itself (`_beat`), which is what that warning is about.
+                        warnings.filterwarnings(
+                            "ignore", message="Heartbeat of storage is supposed to be used"
+                        )
+                        asked = [self.study.ask() for _ in range(count)]
                     for trial in asked:
                         trial.set_user_attr(WORKER, self.name)
                         self._beat_trial(trial._trial_id)
