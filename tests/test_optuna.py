@@ -587,3 +587,24 @@ def test_workers_started_at_once_on_a_new_sqlite_file_share_one_study(sample_roo
     study = optuna.load_study(study_name="s", storage=url)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_a_worker_stopped_by_sigterm_gives_its_trial_back_and_the_next_worker_runs_it(sample_root, tmp_path):
+    """`scancel` sends SIGTERM: the worker's trial is marked FAIL with the reason and its parameters asked
+    again once; the worker stops (exit 1, one paragraph); the same command again finishes the study."""
+    from tests.conftest import run_until_killed
+
+    args = search(sample_root, tmp_path, "hydra.sweeper.n_trials=2", "trainer.max_epochs=2")
+    command = [sys.executable, "-m", "digitlab.cli.train", *args]
+    output = run_until_killed(command, "mid_epoch:0", tmp_path, signal.SIGTERM)
+    assert "this worker was stopped" in output and "Traceback" not in output, output[-3000:]
+    (stopped, again) = load(tmp_path / "s").trials
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs[STALE]
+    assert "SIGTERM" in stopped.user_attrs["stopped"]
+    assert again.state == TrialState.WAITING and again.user_attrs[RETRY_OF] == stopped.number
+    assert again.system_attrs["fixed_params"] == stopped.params  # asked again with the same values
+    cli(*args, cwd=tmp_path)
+    trials = load(tmp_path / "s").trials
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 2 and stopped.params in [t.params for t in finished]
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [stopped.number]

@@ -9,5 +9,10 @@ class DataError(DigitlabError):
     """The data on disk or from a source is missing, incomplete, corrupt or fails its checksum."""
 
 
+class RunInterrupted(DigitlabError):
+    """A run stopped before its end by a signal (SIGTERM, as `scancel` and `kill` send) or Ctrl-C: nothing of
+    it is wrong, its checkpoints are kept and `resume=true` continues it. A search gives its trial back."""
+
+
 class ConfigError(DigitlabError):
     """A config value is out of range or names something that does not exist."""

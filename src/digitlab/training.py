@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import digitlab.build as build
 import digitlab.rundir as rundir
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, RunInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
-        raise DigitlabError(
+        raise RunInterrupted(
             f"training was stopped by SIGTERM; checkpoints and logs are kept in {run.path}. Run the same command "
             "with resume=true (and hydra.run.dir=<that folder>) to continue."
         ) from None
     finished = rundir.Run(run.path)  # a fresh read: `run` looked before fit
-    if trainer.interrupted or not finished.completed:
+    if trainer.interrupted:
+        raise RunInterrupted(f"training was interrupted; checkpoints and logs are kept in {run.path}")
+    if not finished.completed:
         raise DigitlabError(f"training stopped before the end; checkpoints and logs are kept in {run.path}")
     if pruning:
         pruning.raise_if_pruned()  # after metrics.json: the sweeper records the trial as PRUNED

@@ -156,7 +156,7 @@ def test_a_job_signalled_before_its_time_limit_requeues_and_ends_as_one_uninterr
     assert resumed["val/loss"] == pytest.approx(reference["val/loss"], rel=1e-5, abs=1e-7)
 
 
-def test_a_cancelled_job_is_one_failed_trial_and_the_search_goes_on(slurm, sample_root, tmp_path):
+def test_a_cancelled_job_is_one_failed_trial_asked_again_and_the_search_goes_on(slurm, sample_root, tmp_path):
     marker = tmp_path / "paused"
     study_dir = tmp_path / "study"
     args = [
@@ -192,8 +192,14 @@ def test_a_cancelled_job_is_one_failed_trial_and_the_search_goes_on(slurm, sampl
         ),
     )
     states = [t.state.name for t in study.trials]
-    # n_trials counts the failed trial too (Optuna's count): one FAIL, the search went on to the others.
-    assert states.count("FAIL") == 1 and states.count("COMPLETE") + states.count("PRUNED") == 2, states
+    # The cancelled trial is FAIL and its parameters asked again, once: the study still ends with n_trials.
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") + states.count("PRUNED") == 3, states
+    (cancelled,) = [t for t in study.trials if t.state.name == "FAIL"]
+    assert (
+        cancelled.user_attrs["stale"]
+        and f"SLURM job {first} ended CANCELLED" in cancelled.user_attrs["stopped"]
+    )
+    assert [t.user_attrs.get("retry_of") for t in study.trials].count(cancelled.number) == 1
     assert f"SLURM job {first} ended CANCELLED" in output, output[-3000:]
 
 

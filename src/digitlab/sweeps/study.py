@@ -48,6 +48,7 @@ TENSORBOARD = "tensorboard"  # its event files
 WORKER = "worker"  # host:pid:id of the worker that asked it
 STALE = "stale"  # its worker died while it ran; the same parameters were enqueued again
 RETRY_OF = "retry_of"  # the stale trial this one repeats
+STOPPED = "stopped"  # why its worker stopped it (`Worker.give_back`)
 GONE = "gone:"  # study user attribute per finished trial whose run folder was lost and which was run again
 WORKERS = "workers"  # study user attribute: how many workers have joined
 HEARTBEAT = (
@@ -344,6 +345,15 @@ class Worker:
                 log.info("the study is full; waiting for the trials other workers still run")
                 waiting_said = True
             time.sleep(min(self.heartbeat_s, 5.0))
+
+    def give_back(self, trial: optuna.Trial, why: str) -> None:
+        """A trial this worker could not finish through no fault of its own (it was stopped: SIGTERM, as
+        `scancel` sends): FAIL with the reason, and its parameters asked again, once, by whichever worker
+        asks next, as a dead worker's trial is."""
+        optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
+        trial.set_user_attr(STOPPED, why[:500])
+        self.study.tell(trial.number, state=TrialState.FAIL)
+        self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
     def _retry_orphans(self) -> None:
         if self.in_database:

@@ -22,13 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from digitlab.console import quiet_launchers, shown_value, verbose
-from digitlab.errors import ConfigError, DigitlabError
+from digitlab.errors import ConfigError, DigitlabError, RunInterrupted
 from digitlab.job import check_sweep
 from digitlab.process import exit_on_error
 from digitlab.sweeps.search_space import SearchSpace, parse_search_space
 from digitlab.sweeps.study import RUN_DIR, WORKER, Worker, create_study, directions, locate, search_identity
 
 log = logging.getLogger(__name__)
+
+IN_PROCESS_LAUNCHERS = ("BasicLauncher", "StackedLauncher")  # run each job in the sweeper's own process
 
 RESULTS = "optimization_results.yaml"  # as hydra-optuna-sweeper names it
 
@@ -152,10 +154,32 @@ class OptunaSweeperImpl:
                     extend(self.config, trial)
                 jobs.append(space.overrides(trial.params))
             returns = self._launch(trials, jobs)
+            stopped = []
             for trial, ret in zip(trials, returns, strict=True):
+                error = ret._return_value if ret.status == JobStatus.FAILED else None
+                if isinstance(error, RunInterrupted):  # stopped or lost, not at fault: asked again, once
+                    worker.give_back(trial, str(error))
+                    log.warning(
+                        "trial %d (%s) was stopped: marked FAIL, its parameters asked again (%s)",
+                        trial.number,
+                        " ".join(ret.overrides or []),
+                        error,
+                    )
+                    stopped.append(trial.number)
+                    continue
                 failure = self._tell(study, trial, ret, objective)
                 if failure:
                     failures.append(failure)
+            # A job run in this process was stopped by a signal to this process: the worker stops too. (A
+            # SLURM job cancelled on its own, or lost with its node, leaves the search going.)
+            if stopped and type(self.launcher).__name__ in IN_PROCESS_LAUNCHERS:
+                with exit_on_error("digitlab-train"):
+                    raise RunInterrupted(
+                        f"this worker was stopped (SIGTERM or Ctrl-C) while it ran trial(s) "
+                        f"{', '.join(map(str, stopped))}: each is marked FAIL, its checkpoints kept, and its "
+                        "parameters will be run again, once, by the next worker that joins the study (the same "
+                        "command again, or another worker already running)."
+                    )
             launched += len(trials)
             if failures and len(failures) / launched > self.max_failure_rate:
                 with exit_on_error("digitlab-train"):

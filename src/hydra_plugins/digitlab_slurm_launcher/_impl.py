@@ -40,6 +40,8 @@ PENDING_SAID_EVERY_S = 180
 GONE_AFTER_S = 60  # a job SLURM no longer lists, with no result, for this long, is dead
 POLL_S = 2.0
 DEAD = {"CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "FAILED", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+# Ended from outside, not by the job's own fault: its trial is asked again (`errors.RunInterrupted`).
+STOPPED = {"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 ENDED = DEAD | {"COMPLETED", "SPECIAL_EXIT", "REVOKED"}  # squeue lists ended jobs for a while (MinJobAge)
 
 
@@ -214,7 +216,7 @@ def _dead(job: Any, listed: dict[str, tuple[str, str]], unlisted: dict[str, floa
 
 def _result(job: Any, overrides: list[str]) -> JobReturn:
     """The job's own JobReturn, or one failed JobReturn that says how SLURM ended it."""
-    from digitlab.errors import DigitlabError
+    from digitlab.errors import DigitlabError, RunInterrupted
 
     try:
         ret = job.results()[0]
@@ -225,13 +227,14 @@ def _result(job: Any, overrides: list[str]) -> JobReturn:
         if state in ("UNKNOWN", "RUNNING", "PENDING"):
             state = "gone from squeue with no result (without SLURM accounting its end state is unknown)"
         ret = JobReturn(overrides=overrides, status=JobStatus.FAILED)
-        ret.return_value = DigitlabError(
-            f"SLURM job {job.job_id} ended {state}{detail}. Its log: {job.paths.stderr}"
-        )
+        ended = RunInterrupted if state.split(" ")[0] in STOPPED else DigitlabError
+        ret.return_value = ended(f"SLURM job {job.job_id} ended {state}{detail}. Its log: {job.paths.stderr}")
         log.error("%s", ret._return_value)
         return ret
     if ret.status == JobStatus.FAILED:  # it stopped itself (a cancelled job's SIGTERM): say SLURM's part
         state = job.watcher.get_state(job.job_id, mode="force")
         if state.split(" ")[0] in DEAD:
-            ret.return_value = DigitlabError(f"SLURM job {job.job_id} ended {state}: {ret._return_value}")
+            stopped = state.split(" ")[0] in STOPPED or isinstance(ret._return_value, RunInterrupted)
+            ended = RunInterrupted if stopped else DigitlabError
+            ret.return_value = ended(f"SLURM job {job.job_id} ended {state}: {ret._return_value}")
     return ret
