@@ -359,7 +359,9 @@ class Worker:
         if self.in_database:
             # Optuna's own: a RUNNING trial whose heartbeat is older than the grace period is failed, and
             # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`).
-            optuna.storages.fail_stale_trials(self.study)
+            with warnings.catch_warnings():  # experimental since Optuna 2.9, unchanged since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
             return
         beats = {
             k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
