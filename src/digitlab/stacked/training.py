@@ -47,6 +47,7 @@ from digitlab.checkpoint_format import (
 from digitlab.checkpoints import link_checkpoint, read_checkpoint, read_stored, save_checkpoint
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
+from digitlab.errors import RunInterrupted
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
 from digitlab.run_lock import holding
@@ -166,16 +167,12 @@ class TrialRecords(L.Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint.update(
-            {
-                STACK_KEY: stack_section(
-                    [run.path.name for run in self.runs],
-                    self.slots,
-                    self.state_key,
-                    type(trainer.datamodule).__qualname__,
-                    dict(pl_module.left_lr),
-                )
-            }
+        checkpoint[STACK_KEY] = stack_section(
+            [run.path.name for run in self.runs],
+            self.slots,
+            self.state_key,
+            type(trainer.datamodule).__qualname__,
+            dict(pl_module.left_lr),
         )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -445,7 +442,14 @@ def _train_stack(
             ckpt_path = Path(tmp) / "stack.ckpt"
             trials = [read_checkpoint(path) for path in resume_from]
             torch.save(join(trials, records.state_key, type(data).__qualname__), ckpt_path)
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:  # as a single run says it (`training.train`): its trials are given back
+            raise RunInterrupted(
+                "the stacked fit was stopped by SIGTERM; each trial's checkpoints are kept"
+            ) from None
     import optuna
 
     outcomes: list[dict[str, Any] | Exception] = []

@@ -148,14 +148,6 @@ def _train_stacked(chunk: list[Job]) -> dict[int, JobReturn]:
             [job.cfg for job in chunk], [job.hydra for job in chunk], [job.resume_from for job in chunk]
         )
     except Exception as err:  # the stack failed as a whole: every trial did
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        from digitlab.errors import RunInterrupted
-
-        if isinstance(
-            err, SIGTERMException
-        ):  # as a single run says it: its trials are given back, not failed
-            err = RunInterrupted("the stacked fit was stopped by SIGTERM; each trial's checkpoints are kept")
         log.error("the stacked fit failed: %s", err)
         outcomes = [err] * len(chunk)
     say("%d stacked trials trained and written in %.1f s", len(chunk), time.perf_counter() - started)
