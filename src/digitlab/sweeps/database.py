@@ -79,7 +79,7 @@ def connect(url: str, heartbeat_s: float, grace_s: float) -> Any:
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             # The heartbeat's API is experimental since Optuna 2.8, and unchanged since.
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _creating(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
@@ -88,7 +88,12 @@ def connect(url: str, heartbeat_s: float, grace_s: float) -> Any:
                     heartbeat_stale_trial_callback=retry_once,
                     engine_kwargs={"pool_pre_ping": True},
                 )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+        except sqlalchemy.exc.DBAPIError as err:
+            if not _lost_creation_race(err):
+                raise ConfigError(
+                    f"hydra.sweeper.storage={mask(url)} cannot be reached: {_first_line(err)}. Check the host, "
+                    "port, database and user (a password goes in PGPASSWORD or ~/.pgpass)."
+                ) from None
             # Two workers creating the tables of an empty database at once: one wins (DuplicateTable,
             # UniqueViolation on alembic_version); the other finds them made when it connects again.
             if attempt == CONNECT_ATTEMPTS:
@@ -96,12 +101,35 @@ def connect(url: str, heartbeat_s: float, grace_s: float) -> Any:
                     f"{mask(url)}: the study's tables could not be created ({_first_line(err)})."
                 ) from None
             time.sleep(random.uniform(0.1, 0.5) * attempt)
-        except sqlalchemy.exc.OperationalError as err:
-            raise ConfigError(
-                f"hydra.sweeper.storage={mask(url)} cannot be reached: {_first_line(err)}. Check the host, port, "
-                "database and user (a password goes in PGPASSWORD or ~/.pgpass)."
-            ) from None
     raise AssertionError("unreachable")
+
+
+def _lost_creation_race(err: Exception) -> bool:
+    """Whether `err` is another worker having created (or creating) the same tables first: PostgreSQL says
+    DuplicateTable or UniqueViolation; SQLite says `table ... already exists` or `database is locked`, both as
+    an OperationalError, the class that otherwise means an unreachable database."""
+    import sqlalchemy.exc
+
+    if isinstance(err, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)):
+        return True
+    text = str(getattr(err, "orig", err))
+    return "already exists" in text or "database is locked" in text
+
+
+@contextlib.contextmanager
+def _creating(url: str) -> Iterator[None]:
+    """SQLite's file is on this machine: its workers create the tables one at a time under a lock file
+    beside it, so the race is not run at all (other databases' workers retry, see `_lost_creation_race`)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{parsed.database}.create.lock"):
+        yield
 
 
 def _check_driver(url: str) -> None:
