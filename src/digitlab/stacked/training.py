@@ -48,6 +48,7 @@ from digitlab.checkpoints import link_checkpoint, read_checkpoint, read_stored, 
 from digitlab.config.hparams import hparams_from_config
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
 from digitlab.errors import RunInterrupted
+from digitlab.event_files import buffer_event_file, flush_all
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
 from digitlab.run_lock import holding
@@ -122,6 +123,8 @@ class TrialRecords(L.Callback):
         self.modules = modules
         self.runs = [Run(cfg.paths.output_dir) for cfg in cfgs]
         self.loggers = [build.loggers(cfg) for cfg in cfgs]
+        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
+        self.event_files = [f for group in self.loggers for f in map(buffer_event_file, group) if f]
         self.records = [
             RunRecord(run, OmegaConf.to_container(cfg, resolve=True), hparams_from_config(cfg))
             for run, cfg in zip(self.runs, cfgs, strict=True)
@@ -293,6 +296,7 @@ class TrialRecords(L.Callback):
         included), and the best file of each trial whose val/acc improved."""
         for record in self.records:
             record.epoch_ended()
+        flush_all(self.event_files)
         epoch = trainer.current_epoch
         ending = [k for k in range(len(self.runs)) if self.active(k) or self.pruned.get(k) == epoch]
         best = [Path(self.checkpointers[k].best_model_path) for k in self.new_best]
@@ -313,6 +317,10 @@ class TrialRecords(L.Callback):
         """Ctrl-C, SIGTERM or an error: every trial still training keeps `interrupted.ckpt` and its record,
         as a single run does (a write the disk refuses is the error already being reported)."""
         active = [k for k in range(len(self.runs)) if self.active(k)]
+        try:
+            flush_all(self.event_files)
+        except OSError as err:  # the disk that stopped the fit, most likely: its error is the one reported
+            log.warning("the last epoch's TensorBoard scalars were not all written: %s", err)
         if worth_an_interrupted_checkpoint(trainer, exception):
             try:
                 self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT for k in active])
