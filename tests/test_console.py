@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from digitlab.console import job_line
+from digitlab.console import job_line, job_numbers
 from tests.conftest import cli, tiny_overrides
 
 
@@ -79,3 +79,9 @@ def test_help_teaches_with_examples_before_the_config(tmp_path):
             text.startswith("usage: digitlab-") and "ckpt_path=<file>" in text and "Output (stdout)" in text
         )
     assert "Output: the ranked table" in helped("digitlab.cli.compare")
+
+
+def test_job_numbers_are_named_as_runs_of_consecutive_ones():
+    assert job_numbers(range(256)) == "#0-255"
+    assert job_numbers([3, 0, 1, 2, 8, 10, 11]) == "#0-3,8,10-11"
+    assert job_numbers([5]) == "#5"

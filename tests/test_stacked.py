@@ -571,3 +571,82 @@ def test_compiled_trials_stack_and_equal_their_compiled_single_runs(sample_root,
     for name, metrics in stacked.items():
         assert metrics["val/loss"] == pytest.approx(basic[name]["val/loss"], abs=1e-6)
         assert metrics["val/acc"] == basic[name]["val/acc"]
+
+
+def test_a_stacked_jobs_hydra_files_and_log_are_a_single_jobs(sweeps):
+    """`.hydra/config.yaml` and `overrides.yaml` hold what Hydra's `run_job` writes for the same job (read as
+    data: libyaml folds long strings its own way); the stack's log is every trial's `train.log`."""
+    import yaml
+
+    basic, stacked = map(by_name, sweeps)
+    for name, run in stacked.items():
+        alone = basic[name]
+        for file in ("config.yaml", "overrides.yaml"):
+            ours = (run.hydra_dir / file).read_text().replace(str(sweeps[1]), str(sweeps[0]))
+            assert yaml.safe_load(ours) == yaml.safe_load((alone.hydra_dir / file).read_text()), (name, file)
+        hydra = yaml.safe_load((run.hydra_dir / "hydra.yaml").read_text())["hydra"]
+        assert hydra["runtime"]["output_dir"] == str(run.path)
+        assert hydra["overrides"]["task"] == yaml.safe_load((run.hydra_dir / "overrides.yaml").read_text())
+    logs = {(run.path / "train.log").stat().st_ino for run in stacked.values()}
+    assert len(logs) == 2, "one log per stack (linear, mlp), linked into each trial's folder"
+    text = next(iter(stacked.values())).path.joinpath("train.log").read_text()
+    assert "4 trials stacked in one fit" in text and "weights_only" not in text
+
+
+PROBE = '''
+import json
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+
+class Probe(Callback):
+    """Writes, per job, what it saw when the job started and ended."""
+
+    def on_job_start(self, config, **kwargs):
+        out = Path(config.hydra.runtime.output_dir)
+        self._write(out, "start", {"metrics_json": (out / "metrics.json").exists(), "hydra_dir": (out / ".hydra").is_dir()})
+
+    def on_job_end(self, config, job_return, **kwargs):
+        out = Path(config.hydra.runtime.output_dir)
+        self._write(out, "end", {
+            "metrics_json": (out / "metrics.json").exists(),
+            "status": job_return.status.name,
+            "value": job_return.return_value,
+            "overrides": list(job_return.overrides),
+        })
+
+    @staticmethod
+    def _write(out, when, seen):
+        (out.parent / f"{out.name}.{when}.json").write_text(json.dumps(seen))
+'''
+
+
+def test_hydra_job_callbacks_fire_around_the_stacked_fit(sample_root, tmp_path):
+    """A user's Hydra callback sees each stacked job start before it trains and end after, with the
+    JobReturn a single job would give it (status, the optimized value, its overrides)."""
+    import os
+
+    (tmp_path / "probe_callback.py").write_text(PROBE)
+    sweep = tmp_path / "sweep"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    cli(
+        "-m",
+        "hydra/launcher=stacked",
+        "+hydra.callbacks.probe._target_=probe_callback.Probe",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,2.0", f"hydra.sweep.dir={sweep}"),
+        cwd=tmp_path,
+        env=env,
+    )
+    runs = find_runs(sweep)
+    assert len(runs) == 2
+    for run in runs:
+        start = json.loads((sweep / f"{run.path.name}.start.json").read_text())
+        end = json.loads((sweep / f"{run.path.name}.end.json").read_text())
+        assert start == {"metrics_json": False, "hydra_dir": True}
+        assert end["metrics_json"] and end["status"] == "COMPLETED"
+        assert end["value"] == pytest.approx(run.metrics["val/acc_best"])
+        assert any(o.startswith("optimizer.lr=") for o in end["overrides"])

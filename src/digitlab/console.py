@@ -91,6 +91,17 @@ def job_line(
     return f"{head}  {values}{tail}" + ("" if status == "completed" else f"  [{status}]")
 
 
+def job_numbers(numbers: Sequence[int]) -> str:
+    """`#0-63,80,96-99`: job numbers as runs of consecutive ones (a stack of 256 names them in one line)."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return "#" + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _short(override: str) -> str:
     """`optimizer.lr=0.44303752452182665` -> `optimizer.lr=0.443` (a number at 4 significant digits)."""
     key, sep, value = override.partition("=")

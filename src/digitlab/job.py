@@ -48,6 +48,16 @@ def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, 
     return config, config.hydra.runtime.choices, list(config.hydra.overrides.task)
 
 
+def resolved_task(config: DictConfig) -> dict[str, Any]:
+    """The job's config as its task function receives it (`hydra` left out), resolved, as plain containers;
+    `HydraConfig` set to the job (`job_config`), so its `${hydra:...}` values are its own."""
+    return {
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in config.items()
+        if key != "hydra"
+    }
+
+
 def check_sweep(
     config_loader: Any, config: DictConfig, jobs: Sequence[Sequence[str]], placed: bool = True
 ) -> None:
@@ -81,7 +91,7 @@ def check_sweep(
                 if data is not None:
                     datasets.setdefault(str(data), data)
                 if placed and hasattr(config_loader, "note_checked"):  # digitlab's `SweepConfigCache`
-                    config_loader.note_checked(config, list(overrides))
+                    config_loader.note_checked(config, list(overrides), resolved_task(job[0]))
             except ConfigError as err:
                 raise ConfigError(
                     f"{which}: {err} Nothing was run: every job of a sweep is checked before the first one trains."

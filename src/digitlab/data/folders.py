@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from digitlab.data.download import fetch_archive
 from digitlab.data.layouts import Layout
@@ -92,6 +93,17 @@ def check_folder(path: Path, layout: Layout, check_counts: bool = True, label: s
                 )
 
 
+_said: set[tuple[Any, ...]] = set()
+
+
+def _say_once(message: str, *args: Any) -> None:
+    """A folder's source, said once a process (a sweep checks and loads the same folder for every job; each
+    run's config.json names it too), then at debug level."""
+    level = logging.DEBUG if (message, *args) in _said else logging.INFO
+    _said.add((message, *args))
+    log.log(level, message, *args)
+
+
 def prepare_folder(
     layout: Layout,
     *,
@@ -106,7 +118,7 @@ def prepare_folder(
     if root:
         path = Path(root).expanduser()
         check_folder(path, layout, check_counts, label=f"data.root={str(root)!r}")
-        log.info("%s: using the folder given as data.root: %s", layout.name, path)
+        _say_once("%s: using the folder given as data.root: %s", layout.name, path)
         return path, "root"
 
     data_dir = Path(data_dir).expanduser()
@@ -118,7 +130,7 @@ def prepare_folder(
             raise DataError(
                 f"{err} It was written by an earlier run; delete {str(target)!r} to fetch it again."
             ) from None
-        log.info("%s: using the copy in %s", layout.name, target)
+        _say_once("%s: using the copy in %s", layout.name, target)
         return target, "cache"
 
     failures = []

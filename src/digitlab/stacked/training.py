@@ -370,7 +370,7 @@ class TrialRecords(L.Callback):
         under the first of `targets` and linked under the others."""
         if not targets:
             return
-        trainer.save_checkpoint(targets[0])
+        trainer.save_checkpoint(targets[0], weights_only=False)
         for target in targets[1:]:
             link_checkpoint(targets[0], target, trainer.current_epoch)
 

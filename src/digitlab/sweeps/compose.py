@@ -12,7 +12,7 @@ part once per shape of override list and the second part per job, with Hydra's o
 `hydra.job.override_dirname` (its folder name) shows floats at 4 significant digits. Anything it
 cannot prove equal (a group, `+`/`~`, a `hydra.` key, a dict or list value, keys that overlap) goes to
 Hydra's loader unchanged; tests compare the two. And a job asked for again (the launcher after the sweeper's
-check) gets the config composed the first time, and is not checked again (`note_checked`).
+check) gets the config composed the first time, and is neither checked nor resolved again (`note_checked`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class SweepConfigCache(ConfigLoader):
         self._templates: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
         # (master config id, a job's override list) -> (master, its composed config), the newest last
         self._jobs: OrderedDict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = OrderedDict()
-        self._checked: set[tuple[int, tuple[str, ...]]] = set()  # jobs `job.check_sweep` passed, placed
+        # Jobs `job.check_sweep` passed, placed: their task configs as the check resolved them.
+        self._checked: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled with the launcher into a SLURM job (submitit): the loader travels, the cache is rebuilt.
@@ -64,13 +65,20 @@ class SweepConfigCache(ConfigLoader):
             self._jobs.popitem(last=False)
         return cfg
 
-    def note_checked(self, master_config: DictConfig, sweep_overrides: list[str]) -> None:
-        """The job passed `job.check_job` in its folder (the sweeper checks every job before any runs)."""
-        self._checked.add((id(master_config), tuple(sweep_overrides)))
+    def note_checked(
+        self, master_config: DictConfig, sweep_overrides: list[str], resolved: dict[str, Any]
+    ) -> None:
+        """The job passed `job.check_job` in its folder (the sweeper checks every job before any runs);
+        `resolved`: its task config, resolved there (`job.resolved_task`)."""
+        self._checked[(id(master_config), tuple(sweep_overrides))] = resolved
 
     def was_checked(self, master_config: DictConfig, sweep_overrides: list[str]) -> bool:
         """Whether the launcher may skip checking the job again: each job is checked once."""
         return (id(master_config), tuple(sweep_overrides)) in self._checked
+
+    def checked_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> dict[str, Any] | None:
+        """A checked job's task config, resolved when it was checked (None: not checked here)."""
+        return self._checked.get((id(master_config), tuple(sweep_overrides)))
 
     def _load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         overrides = self._parser.parse_overrides(list(sweep_overrides))
