@@ -182,7 +182,7 @@ def stacked(tmp: Path) -> dict:
             sweep = tmp / f"stacked_{name}_{launcher}"
             wall, out, rss = multirun(sweep, *args, *STACKED_SWEEP, f"hydra/launcher={launcher}")
             if launcher == "stacked":  # where its time goes, from the launcher's own log lines
-                setup = float(re.search(r"job folders set up and checked in ([\d.]+) s", out).group(1))
+                setup = float(re.search(r"job folders set up in ([\d.]+) s", out).group(1))
                 fit = float(re.search(r"stacked trials trained and written in ([\d.]+) s", out).group(1))
                 result[f"{name}_stacked_setup_s"] = setup
                 result[f"{name}_stacked_fit_write_s"] = fit
@@ -226,8 +226,10 @@ def wide_stack(tmp: Path) -> dict:
         f"optimizer.lr={','.join(WIDE_LRS)}",
         f"seed={WIDE_SEEDS}",
     )
-    setup = float(re.search(r"job folders set up and checked in ([\d.]+) s", out).group(1))
+    prepare = float(re.search(r"jobs composed, checked and grouped in ([\d.]+) s", out).group(1))
+    setup = float(re.search(r"job folders set up in ([\d.]+) s", out).group(1))
     fit = float(re.search(r"stacked trials trained and written in ([\d.]+) s", out).group(1))
+    ending = float(re.search(r"trials' pictures and own checkpoints written in ([\d.]+) s", out).group(1))
     checked = re.search(r"checked (\d+) jobs in ([\d.]+) s", out)
     trials = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
     bare_wall, bare_out, bare_rss = timed(
@@ -245,10 +247,12 @@ def wide_stack(tmp: Path) -> dict:
         "trials": len(trials),
         "digitlab_s": wall,
         "sweep_check_s": float(checked.group(2)) if checked else None,
+        "prepare_s": prepare,
         "setup_s": setup,
         "fit_write_s": fit,
+        "fit_end_s": ending,
         "fit_s": max(m["wall_time_s"] for m in trials),
-        "rest_s": wall - setup - fit - (float(checked.group(2)) if checked else 0.0),
+        "rest_s": wall - prepare - setup - fit - (float(checked.group(2)) if checked else 0.0),
         "bare_s": bare_wall,
         "bare_fit_s": bare["fit_s"],
         "ratio": wall / bare_wall,

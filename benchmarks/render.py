@@ -179,8 +179,8 @@ def report(results: dict) -> str:
                 )
             if f"{name}_stacked_setup_s" in stack:
                 lines.append(
-                    f"  - the stacked command's time: {stack[f'{name}_stacked_setup_s']:.1f} s setting up and checking "
-                    f"the job folders (the first job's checks import torch and Lightning), "
+                    f"  - the stacked command's time: {stack[f'{name}_stacked_setup_s']:.1f} s setting up "
+                    f"the job folders, "
                     f"{stack[f'{name}_stacked_fit_write_s']:.1f} s in the fit with its run dirs written, "
                     f"{stack[f'{name}_stacked_rest_s']:.1f} s the rest (process start, composing the sweep, "
                     "the sweep summary and compare table)"
@@ -201,13 +201,25 @@ def report(results: dict) -> str:
             f"{wide['digitlab_s']:.1f} s; a hand-written stacked PyTorch loop over the same trials "
             f"(`bare_stack.py`, no run folders, logs or checkpoints): {wide['bare_s']:.1f} s, of which "
             f"{wide['bare_fit_s']:.1f} s training. Ratio {wide['ratio']:.1f} x.",
-            f"  - where digitlab's time goes: {check}{wide['setup_s']:.1f} s setting up the {wide['trials']} job "
-            f"folders (Hydra's `run_job` for each: its config copies, `.hydra/` files and log; the sweeper's "
-            "check is trusted, not repeated), "
+            f"  - where digitlab's time goes: {check}"
+            + (
+                f"{wide['prepare_s']:.1f} s in the launcher taking the checked jobs (composed and resolved by "
+                "the check) and grouping them, "
+                if "prepare_s" in wide
+                else ""
+            )
+            + f"{wide['setup_s']:.1f} s setting up the {wide['trials']} job folders (`.hydra/`, `on_job_start`), "
             f"{wide['fit_write_s']:.1f} s in the fit with every trial's run folder written ({wide['fit_s']:.1f} s "
             f"the fit itself, by its own clock: {wide['fit_s'] / wide['trials'] * 1000:.0f} ms a trial, against "
             f"{wide['bare_fit_s'] / wide['trials'] * 1000:.0f} ms in the hand-written loop; one checkpoint of the "
-            "stack per epoch, linked into the trials' folders), "
+            "stack per epoch, linked into the trials' folders"
+            + (
+                f"; {wide['fit_end_s']:.1f} s of it at the end, drawing each trial's pictures and writing its own "
+                "checkpoints"
+                if "fit_end_s" in wide
+                else ""
+            )
+            + "), "
             f"{wide['rest_s']:.1f} s the rest (process start, composing the "
             "sweep, the summary and compare table).",
             f"  - mean val/acc over the trials: {wide['val_acc_mean']:.4f} (digitlab), {wide['bare_val_acc_mean']:.4f} "

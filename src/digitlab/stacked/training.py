@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from digitlab.checkpoint_format import (
 )
 from digitlab.checkpoints import link_checkpoint, read_checkpoint, read_stored, save_checkpoint
 from digitlab.config.hparams import hparams_from_config
+from digitlab.console import say
 from digitlab.data.datamodules import batches_into_epoch, keep_batch
 from digitlab.errors import RunInterrupted
 from digitlab.event_files import buffer_event_file, flush_all
@@ -331,6 +333,7 @@ class TrialRecords(L.Callback):
             self.records[k].failed(exception, **self._counts(trainer, k))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        started = time.perf_counter()
         for k, (cfg, run) in enumerate(zip(self.cfgs, self.runs, strict=True)):
             if k not in self.failed and cfg.get("callbacks", {}).get("pictures"):
                 pictures = draw_pictures(
@@ -338,6 +341,11 @@ class TrialRecords(L.Callback):
                 )
                 save_pictures(pictures, self.loggers[k], trainer.global_step, run.pictures)
         self._split_into_trials()
+        say(
+            "%d trials' pictures and own checkpoints written in %.1f s",
+            len(self.runs),
+            time.perf_counter() - started,
+        )
         pause_point("before_metrics")
         for k in range(len(self.runs)):
             if self.active(k):
