@@ -34,6 +34,14 @@ CASES = [
     (TRAIN, ["torch_threads=0"], "torch_threads=0"),
     (TRAIN, ["tags=abc"], "tags='abc'"),
     (TRAIN, ["print_config=2"], "print_config=2"),
+    # a key the composed config does not have: named with the node's keys, before Hydra's "not in struct"
+    (TRAIN, ["optimizer.lrr=1"], "optimizer has no key 'lrr'; its keys are _target_, _partial_, lr"),
+    (TRAIN, ["trainer.profiler=simple"], "write +trainer.profiler=simple"),
+    (TRAIN, ["-m", "trainer.limit_train_batches=2,3"], "trainer has no key 'limit_train_batches'"),
+    (TRAIN, ["-m", "model=linear,mlp", "model.net.hidden=5"], "(with model=linear, the sweep's first job)"),
+    (TRAIN, ["foo.bar=1"], "the config has no key 'foo'"),
+    (TRAIN, ["optimizer.lr.x=1"], "optimizer.lr is a value (1.0)"),
+    (TRAIN, ["model.optimizer.lr=0.5"], "Set optimizer.lr=0.5 instead"),
     # optimizer and scheduler: built for real on a stand-in parameter
     (TRAIN, ["optimizer.lr=-1"], "optimizer.lr=-1"),
     (TRAIN, ["optimizer.lr=0"], "optimizer.lr=0"),

@@ -40,6 +40,91 @@ def check_group_overrides(overrides: Sequence[str]) -> None:
             )
 
 
+def check_override_keys(argv: Sequence[str]) -> None:
+    """A value set on a key the composed config does not have (`optimizer.lrr=1`, `trainer.profiler=simple`)
+    stops Hydra with `Key 'lrr' is not in struct`; this says which keys that node has, the closest one, and
+    how to add a key (`+key=value`). The config is composed here for it, with the command's group choices
+    (a sweep's first), only when the command sets a plain key; anything else Hydra reports itself."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    args, _ = get_args_parser().parse_known_args(list(argv))
+    if args.config_name or args.config_path or args.config_dir or args.help or args.hydra_help:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(args.overrides))
+    except HydraException:
+        return  # a syntax error: Hydra's own message names it
+    root = config_dir()
+    structure, plain, first = [], [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_hydra_override() or key.split(".", 1)[0] == "hydra":
+            continue
+        if override.type == OverrideType.CHANGE and not (root / key.replace(".", "/")).is_dir():
+            if override.package is None:
+                plain.append(override)
+            continue
+        value = override.value()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                continue
+            value = next(iter(override.sweep_string_iterator()), None)
+            first.append(f"{override.get_key_element()}={value}")
+        else:
+            value = override.get_value_element_as_str()
+        structure.append(f"{override.get_key_element()}={value}")
+    if not plain:
+        return
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(root), version_base="1.3"):
+            cfg = compose("config", overrides=structure)
+    except HydraException:
+        return  # a bad group choice or addition: Hydra's own message names it
+    composed_as = f" (with {' '.join(first)}, the sweep's first job)" if first else ""
+    for override in plain:
+        _check_key_exists(cfg, override.key_or_group, override.input_line, composed_as)
+
+
+def _check_key_exists(cfg: DictConfig, key: str, typed: str, composed_as: str) -> None:
+    import difflib
+
+    parts = key.split(".")
+    node: Any = cfg
+    for depth, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            break
+        node = node._get_node(part)
+        if node._is_interpolation() and depth + 1 < len(parts):
+            here, rest = ".".join(parts[: depth + 1]), ".".join(parts[depth + 1 :])
+            target = str(node._value())
+            refers = target[2:-1] if target.startswith("${") and target.endswith("}") else None
+            instead = f"Set {refers}.{rest}={typed.split('=', 1)[1]} instead." if refers else ""
+            raise ConfigError(
+                f"{typed}: {here} is {target}, a reference Hydra cannot set a value through. {instead}".strip()
+            )
+    else:
+        return
+    parent = ".".join(parts[:depth]) or "the config"
+    if not isinstance(node, DictConfig):
+        raise ConfigError(
+            f"{typed}: {parent} is a value ({node._value()!r}), not a group of settings, so it has no key "
+            f"{part!r}{composed_as}. Set {parent}=<value> instead."
+        )
+    keys = [str(k) for k in node]
+    close = difflib.get_close_matches(part, keys, n=1)
+    hint = f" Did you mean {'.'.join([*parts[:depth], close[0]])}?" if close else ""
+    raise ConfigError(
+        f"{typed}: {parent} has no key {part!r}{composed_as}; its keys are {', '.join(keys)}.{hint} To add a "
+        f"key the config does not have, write +{typed} (a setting of a `_target_` node must still be an "
+        "argument of its target)."
+    )
+
+
 def options(group: str) -> list[str]:
     """The options of a config group: the YAML files in `conf/<group>/`."""
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
