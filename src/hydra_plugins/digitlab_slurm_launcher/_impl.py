@@ -217,6 +217,7 @@ def _dead(job: Any, listed: dict[str, tuple[str, str]], unlisted: dict[str, floa
 def _result(job: Any, overrides: list[str]) -> JobReturn:
     """The job's own JobReturn, or one failed JobReturn that says how SLURM ended it."""
     from digitlab.errors import DigitlabError, RunInterrupted
+    from digitlab.sweeps.job_life import job_return
 
     try:
         ret = job.results()[0]
@@ -226,9 +227,9 @@ def _result(job: Any, overrides: list[str]) -> JobReturn:
         detail = f"; submitit: {said[0][:300]}" if said else ""
         if state in ("UNKNOWN", "RUNNING", "PENDING"):
             state = "gone from squeue with no result (without SLURM accounting its end state is unknown)"
-        ret = JobReturn(overrides=overrides, status=JobStatus.FAILED)
         ended = RunInterrupted if state.split(" ")[0] in STOPPED else DigitlabError
-        ret.return_value = ended(f"SLURM job {job.job_id} ended {state}{detail}. Its log: {job.paths.stderr}")
+        error = ended(f"SLURM job {job.job_id} ended {state}{detail}. Its log: {job.paths.stderr}")
+        ret = job_return(error, None, overrides)
         log.error("%s", ret._return_value)
         return ret
     if ret.status == JobStatus.FAILED:  # it stopped itself (a cancelled job's SIGTERM): say SLURM's part

@@ -128,8 +128,6 @@ def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
     apply_process_policy()
     first = chunk[0].sweep_config
     quiet = not verbose(first.hydra.verbose)
-    if quiet:
-        quiet_console()  # Lightning's notes for the fit; each trial's line follows it
     context = launcher.hydra_context
     started = time.perf_counter()
     opened = [open_job(context, job.sweep_config, launcher.task_function) for job in chunk]
@@ -140,6 +138,8 @@ def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
     HydraConfig.instance().set_config(first)
     configure_log(first.hydra.job_logging, first.hydra.verbose)
     share_log(opened[0], opened[1:])
+    if quiet:
+        quiet_console()  # Lightning's notes for the fit (the log keeps them); each trial's line follows it
     say("%d job folders set up in %.1f s", len(chunk), time.perf_counter() - started)
 
     say("%s: %d trials stacked in one fit", job_numbers([j.idx for j in chunk]), len(chunk))
