@@ -608,3 +608,31 @@ def test_a_worker_stopped_by_sigterm_gives_its_trial_back_and_the_next_worker_ru
     finished = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(finished) == 2 and stopped.params in [t.params for t in finished]
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [stopped.number]
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_asked_again(sample_root, tmp_path):
+    """On a database study, a worker killed between asking its trial and beating for it leaves a RUNNING
+    trial Optuna's heartbeat check cannot see (it never beat): the next worker finds it by the dead worker's
+    own beats, fails it and runs its parameters again, once; the study ends with n_trials finished."""
+    from tests.conftest import run_until_killed
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = search(
+        sample_root,
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        f"hydra.sweeper.storage={url}",
+    )
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "trial_asked", tmp_path)
+    (killed,) = optuna.load_study(study_name="s", storage=url).trials
+    assert killed.state == TrialState.RUNNING
+    cli(*args, cwd=tmp_path)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs[STALE] is True
+    retries = [
+        t for t in trials if t.user_attrs.get(RETRY_OF) == 0 or t.system_attrs.get("failed_trial") == 0
+    ]
+    # Killed before its parameters were sampled: its retry samples them (a later kill keeps them, above).
+    assert len(retries) == 1 and killed.params == {} and retries[0].params

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from digitlab.sweeps.study import RETRY_OF
 from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.cluster
@@ -112,14 +113,19 @@ def test_three_workers_started_at_once_on_an_empty_database_share_one_study(data
         assert "digitlab:***@" in output or SECRET not in output
 
 
-def test_a_worker_killed_on_another_machine_has_its_trial_retried_once(database, sample_root, tmp_path):
+@pytest.mark.parametrize("point", ["epoch_end:0", "trial_asked"])
+def test_a_worker_killed_on_another_machine_has_its_trial_retried_once(
+    point, database, sample_root, tmp_path
+):
+    """Killed mid-trial (its heartbeat goes stale: Optuna's own check), or between asking its trial and its
+    first heartbeat (no heartbeat at all: found by the dead worker's own beats)."""
     marker = tmp_path / "paused"
     first = worker(
         database,
         tmp_path / "machine_a",
         sample_root,
         "hydra.sweeper.n_trials=3",
-        env={"DIGITLAB_PAUSE_AT": "epoch_end:0", "DIGITLAB_PAUSE_MARKER": str(marker)},
+        env={"DIGITLAB_PAUSE_AT": point, "DIGITLAB_PAUSE_MARKER": str(marker)},
     )
     deadline = time.monotonic() + 300
     while not marker.exists():
@@ -134,6 +140,9 @@ def test_a_worker_killed_on_another_machine_has_its_trial_retried_once(database,
     study = study_of(database)
     states = [t.state.name for t in study.trials]
     assert states.count("FAIL") == 1 and "RUNNING" not in states and len(states) == 4, states
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
-    assert len(retries) == 1 and retries[0].params == study.trials[0].params
+    retries = [
+        t for t in study.trials if t.system_attrs.get("failed_trial") == 0 or t.user_attrs.get(RETRY_OF) == 0
+    ]
+    # Killed before its parameters were sampled, the retry samples its own.
+    assert len(retries) == 1 and retries[0].params == (study.trials[0].params or retries[0].params)
     assert retries[0].state.name in ("COMPLETE", "PRUNED")

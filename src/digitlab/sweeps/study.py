@@ -38,6 +38,7 @@ import optuna
 from optuna.trial import TrialState
 
 from digitlab.errors import ConfigError
+from digitlab.faults import pause_point
 
 JOURNAL = "study.journal"
 LOCK = "study.lock"
@@ -339,6 +340,7 @@ class Worker:
                         asked = [self.study.ask() for _ in range(count)]
                     for trial in asked:
                         trial.set_user_attr(WORKER, self.name)
+                        pause_point("trial_asked")  # before its first heartbeat (fault tests)
                         self._beat_trial(trial._trial_id)
                     return asked
             if not waiting_said:
@@ -358,11 +360,13 @@ class Worker:
     def _retry_orphans(self) -> None:
         if self.in_database:
             # Optuna's own: a RUNNING trial whose heartbeat is older than the grace period is failed, and
-            # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`).
+            # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`). A trial that never
+            # beat (its worker killed between asking it and its first beat) has no heartbeat for Optuna to
+            # find: the worker beats below find it.
             with warnings.catch_warnings():  # experimental since Optuna 2.9, unchanged since
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
-            return
+        # Every worker beats the study itself (`_beat`), whatever the storage.
         beats = {
             k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
         }
