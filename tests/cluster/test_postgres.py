@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -36,7 +37,8 @@ def postgres():
 @pytest.fixture
 def database(postgres, request):
     """An empty database of this test's own, and its URL with the password in it (as a user may type it)."""
-    name = f"t_{request.node.name[:40].lower()}"
+    node = request.node.name.lower()
+    name = f"t_{node[:30]}_{hashlib.sha1(node.encode()).hexdigest()[:8]}"  # parametrised tests differ late
     subprocess.run(["bash", str(HERE / "postgres_up.sh"), name], check=True, capture_output=True, timeout=120)
     return f"postgresql://digitlab:{SECRET}@{postgres}/{name}"
 

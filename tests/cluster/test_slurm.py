@@ -371,3 +371,76 @@ def test_a_job_that_waits_says_why_and_a_cancelled_job_fails_the_sweep_in_one_pa
         and "CANCELLED" in output
         and "1 of the 1 jobs of this sweep failed" in output
     )
+
+
+def test_an_array_worker_cancelled_mid_trial_gives_its_trial_back_and_the_array_again_finishes(
+    slurm, sample_root, tmp_path
+):
+    """The README's recipe: an `sbatch --array` of workers on one journal study. `scancel` of one worker
+    mid-trial (SIGTERM, as SLURM sends it): its trial is FAIL with the reason and asked again once; the same
+    array again ends the study with its n_trials finished."""
+    study_dir = tmp_path / "shared"
+    marker = tmp_path / "paused"
+    train_command = " ".join(
+        [
+            sys.executable,
+            "-m",
+            "digitlab.cli.train",
+            "hparams_search=linear_lr",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.study_name=shared",
+            *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=2"),
+            f"hydra.sweep.dir={study_dir}",
+        ]
+    )
+    # Task 0 waits mid-epoch in its first trial until the test has cancelled it; task 1 runs freely.
+    pause = (
+        f'if [ "$SLURM_ARRAY_TASK_ID" = 0 ]; then export DIGITLAB_PAUSE_AT=mid_epoch:0 '
+        f"DIGITLAB_PAUSE_MARKER={marker}; fi; "
+    )
+
+    def array(wrap: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                "sbatch",
+                "--parsable",
+                "--array=0-1",
+                "--cpus-per-task=1",
+                "--mem=2G",
+                f"--output={tmp_path}/w-%A-%a.out",
+                "--wait",
+                f"--chdir={tmp_path}",
+                "--wrap",
+                wrap,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    first = array(pause + train_command)
+    wait_for(marker)
+    job = first.stdout.readline().strip()
+    subprocess.run(["scancel", f"{job}_0"], check=True)
+    time.sleep(1)
+    marker.unlink()  # let it go on to the signal
+    first.communicate(timeout=600)
+    logs = "".join(p.read_text() for p in tmp_path.glob(f"w-{job}-*.out"))
+    assert "this worker was stopped" in logs and "Traceback" not in logs, logs[-3000:]
+    again = array(train_command)
+    _, err = again.communicate(timeout=600)
+    logs = "".join(p.read_text() for p in tmp_path.glob("w-*.out"))
+    assert again.returncode == 0, err + logs[-3000:]
+    study = optuna.load_study(
+        study_name="shared",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study_dir / "study.journal"))
+        ),
+    )
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    (cancelled,) = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(finished) == 4, [t.state.name for t in study.trials]
+    assert cancelled.user_attrs["stale"] and "SIGTERM" in cancelled.user_attrs["stopped"]
+    assert [t.user_attrs.get("retry_of") for t in study.trials].count(cancelled.number) == 1
+    assert cancelled.params in [t.params for t in finished]
