@@ -131,6 +131,9 @@ def test_stacked_checkpoints_hold_what_a_single_runs_hold(sweeps):
             single["best_model_score"]
         )
         assert ours["datamodule_hyper_parameters"] == theirs["datamodule_hyper_parameters"]
+        # Its own weights only, not the stack's (its tensors are views of the stacked leaves while it trains).
+        for path in run.checkpoints.glob("*.ckpt"):
+            assert path.stat().st_size < 1.5 * (basic[name].checkpoints / "last.ckpt").stat().st_size, path
 
 
 def test_resume_continues_a_stacked_trial_as_its_single_run(sweeps, tmp_path):
@@ -284,6 +287,7 @@ def test_the_batched_first_layer_computes_what_each_trial_computes():
         images = torch.rand(3, 8, 1, 28, 28)
         scores = model(images)
         scores.sum().backward()
+        model.net.hand_out_grads()  # each trial's gradient: a view of its row of the stacked one
         for k, trial in enumerate(trials):
             stacked_grads = [p.grad.clone() for p in trial.parameters()]
             trial.zero_grad()
@@ -650,3 +654,63 @@ def test_hydra_job_callbacks_fire_around_the_stacked_fit(sample_root, tmp_path):
         assert end["metrics_json"] and end["status"] == "COMPLETED"
         assert end["value"] == pytest.approx(run.metrics["val/acc_best"])
         assert any(o.startswith("optimizer.lr=") for o in end["overrides"])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        [{"lr": lr} for lr in (0.01, 0.3, 1.0, 7.0)],
+        [
+            {"lr": 0.1, "momentum": 0.9},
+            {"lr": 0.5, "momentum": 0.0, "dampening": 0.3},
+            {"lr": 0.2, "momentum": 0.5, "dampening": 0.1, "weight_decay": 1e-3},
+            {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
+        ],
+    ],
+)
+def test_stacked_sgd_steps_each_trial_as_its_own_sgd_does(settings):
+    """Bit for bit, over several steps, with each trial's own settings; its state is the stock format, and a
+    StackedSGD loaded from it goes on as the stock optimizer does."""
+    from digitlab.stacked.optim import StackedSGD
+
+    k = len(settings)
+    torch.manual_seed(0)
+    start = [(torch.randn(3, 5), torch.randn(3)) for _ in range(k)]
+    grads = [[(torch.randn(3, 5), torch.randn(3)) for _ in range(k)] for _ in range(4)]
+    rows = [2, 0, 3, 1]  # row j of the leaves is trial rows[j]
+
+    stock = [[torch.nn.Parameter(w.clone()), torch.nn.Parameter(b.clone())] for w, b in start]
+    stock_sgd = [torch.optim.SGD(params, **s) for params, s in zip(stock, settings, strict=True)]
+    leaf_w = torch.nn.Parameter(torch.stack([start[t][0] for t in rows]))
+    leaf_b = torch.nn.Parameter(torch.stack([start[t][1] for t in rows]))
+    own = [[torch.nn.Parameter(torch.empty(0)), torch.nn.Parameter(torch.empty(0))] for _ in range(k)]
+    for j, t in enumerate(rows):
+        own[t][0].data, own[t][1].data = leaf_w.data[j], leaf_b.data[j]
+    groups = [torch.optim.SGD(params, **s).param_groups[0] for params, s in zip(own, settings, strict=True)]
+    stacked = StackedSGD(
+        groups, {}, [(leaf_w, [own[t][0] for t in rows]), (leaf_b, [own[t][1] for t in rows])], rows
+    )
+
+    def step(step_grads):
+        for sgd, params, (gw, gb) in zip(stock_sgd, stock, step_grads, strict=True):
+            params[0].grad, params[1].grad = gw.clone(), gb.clone()
+            sgd.step()
+        leaf_w.grad = torch.stack([step_grads[t][0] for t in rows])
+        leaf_b.grad = torch.stack([step_grads[t][1] for t in rows])
+        stacked.step()
+
+    for step_grads in grads[:2]:
+        step(step_grads)
+    for t in range(k):
+        assert torch.equal(own[t][0], stock[t][0]) and torch.equal(own[t][1], stock[t][1]), t
+        theirs, ours = stock_sgd[t].state_dict(), stacked.state_dict()
+        mine = {i: ours["state"][2 * t + i] for i in range(2) if 2 * t + i in ours["state"]}
+        assert set(mine) == set(theirs["state"])
+        for i, state in theirs["state"].items():
+            assert torch.equal(mine[i]["momentum_buffer"], state["momentum_buffer"])
+    saved = stacked.state_dict()
+    stacked.load_state_dict(saved)  # as a resumed stack loads it
+    for step_grads in grads[2:]:
+        step(step_grads)
+    for t in range(k):
+        assert torch.equal(own[t][0], stock[t][0]) and torch.equal(own[t][1], stock[t][1]), t

@@ -108,8 +108,10 @@ def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
     group["params"] = list(range(len(numbered)))
     schedulers = stack["lr_schedulers"][0]["schedulers"] if stack["lr_schedulers"] else []
     checkpoint |= {
+        # Copies: a stack's trial tensors are views of its stacked leaves (`StackedNet`), and a view is saved
+        # with the whole storage it views.
         "state_dict": {
-            name[len(prefix) :]: value
+            name[len(prefix) :]: _own(value)
             for name, value in stack["state_dict"].items()
             if name.startswith(prefix)
         },
@@ -117,7 +119,9 @@ def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
         "optimizer_states": [
             {
                 "state": {
-                    new: shared["state"][old] for new, old in enumerate(numbered) if old in shared["state"]
+                    new: {key: _own(value) for key, value in shared["state"][old].items()}
+                    for new, old in enumerate(numbered)
+                    if old in shared["state"]
                 },
                 "param_groups": [group],
             }
@@ -191,3 +195,10 @@ def _checkpointer_state(trial: dict[str, Any]) -> dict[str, Any] | None:
     """The trial's ModelCheckpoint state (its one callback state besides its record)."""
     states = [value for key, value in trial.get("callbacks", {}).items() if key.startswith("ModelCheckpoint")]
     return states[0] if states else None
+
+
+def _own(value: Any) -> Any:
+    """A tensor as a tensor of its own (not a view of a larger storage); anything else as it is."""
+    import torch
+
+    return value.clone() if isinstance(value, torch.Tensor) else value

@@ -4,8 +4,9 @@ Each trial keeps its own module (its net's parameters initialised from its own s
 draws them, and saved in its own checkpoints under the same names). A step runs the trials' nets as one
 (`net.py`: batched matmuls, no Python loop over trials). The trials' losses are summed: their parameters
 are disjoint, so each trial's gradient is its own loss's.
-One stock torch optimizer holds one param group per trial, with that trial's hyperparameters; each trial
-keeps its own stock lr scheduler.
+One optimizer holds one param group per trial, with that trial's hyperparameters: `StackedSGD` for SGD
+(each stacked leaf stepped at once, `optim.py`), else a stock torch optimizer of the trials' class, each trial's
+gradient handed to its own parameters; each trial keeps its own stock lr scheduler.
 
 Metrics are kept per trial on the device and handed to `on_epoch_metrics` once per epoch as
 `[{name: value}] * K`, the names a single run logs; the last validation's predictions stay for the pictures.
@@ -25,6 +26,7 @@ from digitlab.checkpoint_format import STACKED_BEST_KEY
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
+from digitlab.stacked.optim import StackedSGD, vectorisable
 
 EpochMetrics = Callable[[list[dict[str, float]]], None]
 
@@ -108,7 +110,11 @@ class StackedClassifier(L.LightningModule):
         trial's scheduler is built as a single run builds it, on the trial's own optimizer, whose one param
         group is the very dict the shared optimizer holds, so the scheduler's lr reaches the shared step."""
         own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
-        shared = type(own[0])([optimizer.param_groups[0] for optimizer in own], **own[0].defaults)
+        groups = [optimizer.param_groups[0] for optimizer in own]
+        if vectorisable(own):
+            shared = StackedSGD(groups, own[0].defaults, self.net.stacked(), self.net.rows)
+        else:
+            shared = type(own[0])(groups, **own[0].defaults)
         self.trial_optimizers, self.trial_schedulers = own, TrialSchedulers(shared, [])
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
@@ -119,6 +125,14 @@ class StackedClassifier(L.LightningModule):
         ]
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
+
+    def on_after_backward(self) -> None:
+        if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own
+            self.net.hand_out_grads()
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        self.net.zero_grad()  # the stacked leaves, which a stock optimizer does not hold
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[STACKED_BEST_KEY] = self.val_acc_best.tolist()

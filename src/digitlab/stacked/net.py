@@ -8,8 +8,11 @@ weights come first in the product so that their gradient is `[out, B] @ [B, pixe
 BLAS is fast at: the other one, which `einsum` and a vmapped `Linear` pick, took 6 x longer on the chapter's
 shapes. The rest of the net (ReLU, Linear) is batched matmuls over the trials too (`[K, B, in] @ [K, in, out]`).
 
-Each step stacks the trials' own parameters (`torch.stack`, through which gradients flow back to each
-trial's tensors), so every trial keeps its own leaves, and its own param group in the optimizer.
+Each layer's weights and biases of all K trials are one leaf tensor each (`stacked`: one gradient to
+accumulate, one tensor for a vectorised optimizer step, `optim.py`), and each trial's own parameters are views
+of its row (`tie`): its module reads and loads the live values, so its state dict, its checkpoint and its
+param group in a stock optimizer stay a single run's. A stock optimizer's step gets each trial's gradient as a
+view of the stacked one (`hand_out_grads`).
 """
 
 from __future__ import annotations
@@ -51,31 +54,90 @@ class StackedNet(nn.Module):
         self._grouped = order != list(range(len(nets)))  # scores come out grouped: put them back
         self._share_rows = even
         self._rest = [isinstance(layer, nn.Linear) for layer in list(nets[0].children())[2:]]  # else ReLU
-        self._order = order
+        self._order = order  # row j of a stacked tensor is trial order[j]'s
+        self._linears = [i for i, layer in enumerate(nets[0].children()) if isinstance(layer, nn.Linear)]
+        # Per Linear layer, the trials' weights `[K, out, in]` and biases `[K, out]`, rows in `order`.
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.stack([nets[k][i].weight.detach() for k in order])) for i in self._linears]
+        )
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.stack([nets[k][i].bias.detach() for k in order])) for i in self._linears]
+        )
+        self.tie()
+        # A checkpoint holds each trial's own parameters only (a single run's names, read by `split`): the
+        # stacked leaves are those same values, so they are left out, and loaded through the trials' views.
+        self.register_state_dict_post_hook(_without_leaves)
+        self.register_load_state_dict_pre_hook(_leaves_as_they_are)
+
+    @property
+    def rows(self) -> list[int]:
+        """`rows[j]`: the trial whose row j of every stacked leaf is."""
+        return list(self._order)
+
+    def stacked(self) -> list[tuple[nn.Parameter, list[nn.Parameter]]]:
+        """Each stacked leaf with the trials' own parameters that are its rows, in row order."""
+        pairs = []
+        for layer, i in enumerate(self._linears):
+            pairs.append((self.weights[layer], [self._nets[k][i].weight for k in self._order]))
+            pairs.append((self.biases[layer], [self._nets[k][i].bias for k in self._order]))
+        return pairs
+
+    def tie(self) -> None:
+        """Each trial's parameters become views of its rows of the stacked leaves (again after a device move,
+        which gives every tensor new storage)."""
+        for leaf, own in self.stacked():
+            for row, param in zip(leaf.data.unbind(0), own, strict=True):
+                param.data = row
+
+    def hand_out_grads(self) -> None:
+        """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step."""
+        for leaf, own in self.stacked():
+            if leaf.grad is not None:
+                for row, param in zip(leaf.grad.unbind(0), own, strict=True):
+                    param.grad = row
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        result = super()._apply(fn, recurse)
+        self.tie()
+        return result
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B, outputs]` from a training batch `[U, B, ...]` or one batch `[B, ...]` for all trials."""
+        weights, biases = list(self.weights), list(self.biases)  # rows in `order`
         if images.dim() == 4:  # one batch: every trial reads the same rows
-            return self._scores(images.unsqueeze(0), self._nets, groups=1)
-        if not self._share_rows:
-            return self._scores(images.index_select(0, self.shuffle_of), self._nets, groups=self.groups)
-        nets = [self._nets[k] for k in self._order]
-        scores = self._scores(images, nets, groups=self.groups)
+            scores = self._scores(images.unsqueeze(0), weights, biases, groups=1)
+        elif not self._share_rows:  # rows in trial order (`order` is the identity)
+            return self._scores(images.index_select(0, self.shuffle_of), weights, biases, groups=self.groups)
+        else:
+            scores = self._scores(images, weights, biases, groups=self.groups)
         return scores.index_select(0, self.position) if self._grouped else scores
 
-    def _scores(self, images: torch.Tensor, nets: Sequence[nn.Sequential], groups: int) -> torch.Tensor:
-        weight = torch.stack([net[1].weight for net in nets])  # [K, out, pixels]
-        bias = torch.stack([net[1].bias for net in nets])  # [K, out]
+    def _scores(
+        self, images: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], groups: int
+    ) -> torch.Tensor:
+        weight, bias = weights[0], biases[0]  # [K, out, pixels], [K, out]
         k, out, pixels = weight.shape
         batch = images.shape[1]
         x = images.flatten(2)  # [U, B, pixels]
         hidden = torch.baddbmm(bias.view(groups, -1, 1), weight.view(groups, -1, pixels), x.transpose(1, 2))
         hidden = hidden.view(k, out, batch).transpose(1, 2)  # [K, B, out]
-        for index, linear in enumerate(self._rest, start=2):
+        layer = 1
+        for linear in self._rest:
             if linear:
-                weight = torch.stack([net[index].weight for net in nets])  # [K, out, in]
-                bias = torch.stack([net[index].bias for net in nets])  # [K, out]
+                weight, bias = weights[layer], biases[layer]  # [K, out, in], [K, out]
                 hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))  # [K, B, out]
+                layer += 1
             else:
                 hidden = torch.relu(hidden)
         return hidden
+
+
+def _without_leaves(module: StackedNet, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for name, _ in module.named_parameters():
+        state_dict.pop(prefix + name, None)
+
+
+def _leaves_as_they_are(module: StackedNet, state_dict: dict, prefix: str, *args) -> None:
+    """The leaves take their own current values (the trials' entries, loaded into their views, set them)."""
+    for name, param in module.named_parameters():
+        state_dict.setdefault(prefix + name, param.detach().clone())
