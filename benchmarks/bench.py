@@ -207,6 +207,15 @@ def stacked(tmp: Path) -> dict:
             by_lr[lr] = max(by_lr.get(lr, 0.0), abs(m["val/loss"] - metrics["basic"][run]["val/loss"]))
         result[f"{name}_val_loss_diff_by_lr"] = by_lr
         print(name, {k: v for k, v in result.items() if k.startswith(name)}, flush=True)
+    # The hand-written stacked loop over the same 24 linear trials, in the same run (bare_stack.py).
+    lrs, seeds = (arg.split("=", 1)[1] for arg in STACKED_SWEEP)
+    bare_wall, bare_out, _ = timed(
+        [PY, str(ROOT / "benchmarks" / "bare_stack.py"), str(ROOT / "data"), "20", lrs, seeds]
+    )
+    result["linear_bare_stack_s"] = bare_wall
+    result["linear_bare_stack_fit_s"] = json.loads(bare_out.strip().splitlines()[-1])["fit_s"]
+    result["linear_vs_bare_stack"] = result["linear_stacked_s"] / bare_wall
+    print("bare stack", bare_wall, flush=True)
     return result
 
 

@@ -169,6 +169,13 @@ def report(results: dict) -> str:
                 "Largest difference from the basic runs: val/loss "
                 f"{stack[f'{name}_max_diff_val_loss']:.1e}, val/acc {stack[f'{name}_max_diff_val_acc']:.1e}."
             )
+            if name == "linear" and "linear_bare_stack_s" in stack:
+                lines.append(
+                    f"  - a hand-written stacked PyTorch loop over the same 24 trials (`bare_stack.py`, no run "
+                    f"folders, logs or checkpoints), in the same run: {stack['linear_bare_stack_s']:.1f} s "
+                    f"({stack['linear_bare_stack_fit_s']:.1f} s training); the stacked sweep takes "
+                    f"{stack['linear_vs_bare_stack']:.1f} x that"
+                )
             if f"{name}_val_loss_diff_by_lr" in stack:
                 by_lr = stack[f"{name}_val_loss_diff_by_lr"]
                 lines.append(
