@@ -461,10 +461,14 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample_root, tmp_path):
+@pytest.mark.parametrize(
+    "net", [(), ("model=mlp", "model.net.hidden=4,8")], ids=["linear", "mlp_of_two_widths"]
+)
+def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, sample_root, tmp_path):
     """SIGTERM mid-fit: every trial keeps interrupted.ckpt and no metrics.json; the same command with
     resume=true continues the trials from their last epoch as one stack, to the numbers each trial reaches
-    resumed alone (the basic launcher on a copy)."""
+    resumed alone (the basic launcher on a copy). Trials of different widths alike."""
+    n = 4 if net else 2
     sweep = tmp_path / "sweep"
     args = [
         sys.executable,
@@ -481,11 +485,12 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
             "scheduler=one_cycle",
             "trainer.max_epochs=30",
             "data.batch_size=2",
+            *net,
         ),
     ]
     output = run_until_killed(args, "mid_epoch:5", tmp_path, signal.SIGTERM)  # far from the last epoch
     trials = sorted(sweep.glob("[0-9]_*"))
-    assert len(trials) == 2 and "2 trials stacked in one fit" in output
+    assert len(trials) == n and f"{n} trials stacked in one fit" in output
     for trial in trials:
         assert (trial / "checkpoints" / "interrupted.ckpt").is_file()
         assert json.loads((trial / "metrics.json").read_text())["status"] == "interrupted"
@@ -505,7 +510,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
         assert done.returncode == 0, done.stderr[-3000:]
         resumes[launcher] = done.stdout + done.stderr
     # Stopped between two trials' last.ckpt writes, they stand at different epochs and resume apart.
-    assert ("2 trials stacked in one fit" in resumes["stacked"]) == (len(points) == 1)
+    assert (f"{n} trials stacked in one fit" in resumes["stacked"]) == (len(points) == 1)
     for trial in trials:
         assert f"resume: continuing {trial}" in resumes["stacked"]
         metrics, single = Run(trial).metrics, Run(alone / trial.name).metrics
@@ -520,7 +525,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(sample
             assert torch.allclose(ours[name], weight, rtol=1e-4, atol=1e-6), name
 
 
-def both_ways(sample_root, tmp_path, *overrides: str) -> tuple[dict, dict]:
+def both_ways(sample_root, tmp_path, *overrides: str, trials: int = 2) -> tuple[dict, dict]:
     """`optimizer.lr=0.5,2.0` with `overrides`, run by the basic launcher and stacked (checked to stack): each
     launcher's `metrics.json`s by run name."""
     finals = []
@@ -534,7 +539,7 @@ def both_ways(sample_root, tmp_path, *overrides: str) -> tuple[dict, dict]:
             cwd=tmp_path,
         )
         finals.append({name: run.metrics for name, run in by_name(sweep).items()})
-    assert "2 trials stacked in one fit" in proc.stdout + proc.stderr
+    assert f"{trials} trials stacked in one fit" in proc.stdout + proc.stderr
     return finals[0], finals[1]
 
 
@@ -714,3 +719,32 @@ def test_stacked_sgd_steps_each_trial_as_its_own_sgd_does(settings):
         step(step_grads)
     for t in range(k):
         assert torch.equal(own[t][0], stock[t][0]) and torch.equal(own[t][1], stock[t][1]), t
+
+
+def test_trials_of_different_widths_stack_and_match_their_single_runs(sample_root, tmp_path):
+    """`model.net.hidden` may differ within a stack (each trial in the widest one's shape, zeros around it):
+    each trial's numbers are its single run's, its checkpoint holds its own width, and it loads as any run's."""
+    basic, stacked = both_ways(
+        sample_root,
+        tmp_path,
+        "model=mlp",
+        "model.net.hidden=8,16",
+        "optimizer.momentum=0.5",
+        "seed=0,1",
+        trials=8,
+    )
+    assert len(stacked) == 8 and sorted(stacked) == sorted(basic)
+    for name, metrics in stacked.items():
+        assert metrics["stacked_with"] == 8
+        assert metrics["val/acc"] == pytest.approx(basic[name]["val/acc"], abs=1e-6), name
+        assert math.isclose(metrics["val/loss"], basic[name]["val/loss"], rel_tol=1e-4, abs_tol=1e-7), name
+        assert metrics["parameters"] == basic[name]["parameters"]
+    for run in find_runs(tmp_path / "stacked"):
+        hidden = 8 if "hidden=8" in run.path.name else 16
+        weights = torch.load(run.checkpoints / "last.ckpt", weights_only=True)["state_dict"]
+        assert weights["net.1.weight"].shape == (hidden, 28 * 28) and weights["net.3.weight"].shape == (
+            1,
+            hidden,
+        )
+        _, _, model = build_from_checkpoint(run.checkpoints / "last.ckpt")
+        assert model.net[1].out_features == hidden

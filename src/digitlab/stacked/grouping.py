@@ -1,7 +1,8 @@
-"""Which jobs of a sweep can share one training loop: the same architecture, data (but its seed), batch
-size, epochs, loss, optimizer and scheduler classes, trainer and device. They may differ in `seed` (initial
-weights and shuffle order) and in the optimizer's and scheduler's hyperparameters (lr, momentum, weight
-decay, betas, max_lr, ...): each trial is one param group with its own scheduler. Anything else runs one job
+"""Which jobs of a sweep can share one training loop: the same architecture (but the MLP's width), data
+(but its seed), batch size, epochs, loss, optimizer and scheduler classes, trainer and device. They may differ
+in `seed` (initial weights and shuffle order), in `model.net.hidden` (each trial in the widest one's shape,
+`net.padded`) and in the optimizer's and scheduler's hyperparameters (lr, momentum, weight decay, betas,
+max_lr, ...): each trial is one param group with its own scheduler. Anything else runs one job
 at a time, with the reason in one log line.
 """
 
@@ -41,6 +42,7 @@ PATH_SETTINGS = ("dirpath", "run_dir", "output_dir")  # a callback's per-job fol
 # Free between stacked trials, besides the optimizer's and scheduler's hyperparameters.
 # (model.optimizer and model.scheduler are the model's copies of those groups.)
 FREE = (
+    "model.net.hidden",  # trials of different widths stack, each in the widest one's shape (`net.padded`)
     "seed",
     "data.seed",
     "model.optimizer",

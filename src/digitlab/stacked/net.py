@@ -56,12 +56,13 @@ class StackedNet(nn.Module):
         self._rest = [isinstance(layer, nn.Linear) for layer in list(nets[0].children())[2:]]  # else ReLU
         self._order = order  # row j of a stacked tensor is trial order[j]'s
         self._linears = [i for i, layer in enumerate(nets[0].children()) if isinstance(layer, nn.Linear)]
-        # Per Linear layer, the trials' weights `[K, out, in]` and biases `[K, out]`, rows in `order`.
+        # Per Linear layer, the trials' weights `[K, out, in]` and biases `[K, out]`, rows in `order`; trials
+        # of different widths (`model.net.hidden`) sit in the widest one's shape, the rest zeros (see `padded`).
         self.weights = nn.ParameterList(
-            [nn.Parameter(torch.stack([nets[k][i].weight.detach() for k in order])) for i in self._linears]
+            [nn.Parameter(padded([nets[k][i].weight.detach() for k in order])) for i in self._linears]
         )
         self.biases = nn.ParameterList(
-            [nn.Parameter(torch.stack([nets[k][i].bias.detach() for k in order])) for i in self._linears]
+            [nn.Parameter(padded([nets[k][i].bias.detach() for k in order])) for i in self._linears]
         )
         self.tie()
         # A checkpoint holds each trial's own parameters only (a single run's names, read by `split`): the
@@ -87,14 +88,14 @@ class StackedNet(nn.Module):
         which gives every tensor new storage)."""
         for leaf, own in self.stacked():
             for row, param in zip(leaf.data.unbind(0), own, strict=True):
-                param.data = row
+                param.data = own_part(row, param)
 
     def hand_out_grads(self) -> None:
         """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step."""
         for leaf, own in self.stacked():
             if leaf.grad is not None:
                 for row, param in zip(leaf.grad.unbind(0), own, strict=True):
-                    param.grad = row
+                    param.grad = own_part(row, param)
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         result = super()._apply(fn, recurse)
@@ -130,6 +131,24 @@ class StackedNet(nn.Module):
             else:
                 hidden = torch.relu(hidden)
         return hidden
+
+
+def padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The trials' tensors of one layer stacked, each in the top-left corner of the largest shape, zeros
+    around it. A trial narrower than the widest keeps its extra units at exactly 0: their input weights and
+    bias are 0, so their ReLU output is 0 and ReLU's gradient at 0 is 0, and their output weights see a 0
+    input, so no gradient, decay, momentum or Adam step ever moves them. Its scores are its own net's, summed
+    with exact zeros."""
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in tensors), strict=True)]
+    out = tensors[0].new_zeros(len(tensors), *shape)
+    for row, tensor in zip(out, tensors, strict=True):
+        own_part(row, tensor).copy_(tensor)
+    return out
+
+
+def own_part(row: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """The part of a stacked leaf's row that is this trial's parameter (all of it, unless it is narrower)."""
+    return row[tuple(slice(0, n) for n in param.shape)]
 
 
 def _without_leaves(module: StackedNet, state_dict: dict, prefix: str, local_metadata: dict) -> None:

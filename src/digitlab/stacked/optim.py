@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from digitlab.optimizer import BasicOptim
+from digitlab.stacked.net import own_part
 
 VECTORISED = (torch.optim.SGD, BasicOptim)
 
@@ -113,18 +114,19 @@ class StackedSGD(torch.optim.Optimizer):
         rows = self._buffers[index].unbind(0)
         for trial, (param, row) in zip(self.rows.tolist(), zip(own, rows, strict=True), strict=True):
             if self.param_groups[trial].get("momentum", 0):
-                self.state[param]["momentum_buffer"] = row
+                self.state[param]["momentum_buffer"] = own_part(row, param)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """The stock format (a resumed stack, `checkpoint_format.join`): each trial's buffer gathered into
         its leaf's rows."""
         super().load_state_dict(state_dict)
         self._buffers = {}
-        for index, (_, own) in enumerate(self.stacked):
+        for index, (leaf, own) in enumerate(self.stacked):
             saved = [self.state.get(param, {}).get("momentum_buffer") for param in own]
             if all(buffer is None for buffer in saved):
                 continue
-            self._buffers[index] = torch.stack(
-                [b if b is not None else torch.zeros_like(p) for b, p in zip(saved, own, strict=True)]
-            )
+            buffer = self._buffers[index] = torch.zeros_like(leaf)
+            for row, part in zip(buffer, saved, strict=True):
+                if part is not None:
+                    own_part(row, part).copy_(part)
             self._share_state(index, own)
