@@ -204,6 +204,20 @@ def test_jobs_that_cannot_stack_run_alone_and_say_why(sample_root, tmp_path):
     assert len(runs) == 2 and all(run.completed and "stacked_with" not in run.metrics for run in runs)
 
 
+def test_jobs_that_change_into_their_folders_run_alone(sample_root, tmp_path):
+    """`hydra.job.chdir=true` puts each job in its own working folder, which one stacked fit cannot do."""
+    proc = cli(
+        "-m",
+        "hydra/launcher=stacked",
+        "hydra.job.chdir=true",
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,2.0", "trainer.max_epochs=1"),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    assert "#0 runs alone: hydra.job.chdir=true" in output and "stacked in one fit" not in output
+
+
 @pytest.mark.parametrize(
     ("overrides", "why"),
     [

@@ -107,6 +107,8 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
         resolved = resolved_task(config)
     job.cfg = OmegaConf.create(resolved)
     job.key, job.why = stack_key(job.cfg)
+    if job.key is not None and sweep_config.hydra.job.chdir:
+        job.key, job.why = None, "hydra.job.chdir=true: each job works in its own folder, a stack in one"
     if job.key is not None and job.cfg.get("resume"):
         point, job.resume_from = resume.plan(job.cfg)
         if point is None:
@@ -120,6 +122,7 @@ def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
     """The chunk's jobs opened (`job_life.open_job`: folder, `.hydra/`, `on_job_start`), trained as one
     stacked fit, and closed with each one's outcome (`close_job`: `JobReturn`, `on_job_end`)."""
     import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
+    from hydra.core.hydra_config import HydraConfig
 
     from digitlab.process import apply_process_policy
     from digitlab.stacked.training import train_stack
@@ -133,8 +136,6 @@ def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
     opened = [open_job(context, job.sweep_config, launcher.task_function) for job in chunk]
     # Hydra's job logging, configured once for the stack (as `run_job` configures it for a job): its log
     # file, in the first job's folder, is every job's.
-    from hydra.core.hydra_config import HydraConfig
-
     HydraConfig.instance().set_config(first)
     configure_log(first.hydra.job_logging, first.hydra.verbose)
     share_log(opened[0], opened[1:])
