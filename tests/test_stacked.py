@@ -762,3 +762,15 @@ def test_trials_of_different_widths_stack_and_match_their_single_runs(sample_roo
         )
         _, _, model = build_from_checkpoint(run.checkpoints / "last.ckpt")
         assert model.net[1].out_features == hidden
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_trials_of_a_stock_optimizer_stack_and_match_their_single_runs(optimizer, sample_root, tmp_path):
+    """Optimizers other than SGD step the stock way on each trial's parameters (views of the stacked leaves),
+    each given its gradient (`StackedNet.hand_out_grads`), to its single run's numbers."""
+    basic, stacked = both_ways(
+        sample_root, tmp_path, "model=mlp", f"optimizer={optimizer}", "model.net.hidden=8,16", trials=4
+    )
+    for name, metrics in stacked.items():
+        assert metrics["val/acc"] == pytest.approx(basic[name]["val/acc"], abs=1e-6), name
+        assert math.isclose(metrics["val/loss"], basic[name]["val/loss"], rel_tol=1e-4, abs_tol=1e-7), name

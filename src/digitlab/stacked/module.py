@@ -114,7 +114,7 @@ class StackedClassifier(L.LightningModule):
         if vectorisable(own):
             shared = StackedSGD(groups, own[0].defaults, self.net.stacked(), self.net.rows)
         else:
-            shared = type(own[0])(groups, **own[0].defaults)
+            shared = type(own[0])(groups, **_arguments_of(type(own[0]), own[0].defaults))
         self.trial_optimizers, self.trial_schedulers = own, TrialSchedulers(shared, [])
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
@@ -227,3 +227,12 @@ class TrialSchedulers:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for scheduler, own in zip(self.schedulers, state["schedulers"], strict=True):
             scheduler.load_state_dict(own)
+
+
+def _arguments_of(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's defaults that its constructor takes (AdamW keeps `decoupled_weight_decay` among its
+    defaults but does not take it), so that a second one of the same class can be built with them."""
+    import inspect
+
+    parameters = inspect.signature(cls).parameters
+    return {key: value for key, value in defaults.items() if key in parameters}
