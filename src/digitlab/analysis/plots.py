@@ -140,7 +140,12 @@ def metric_vs_param_figures(comparison: Comparison) -> dict[str, Figure]:
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric} against {key}, one line per setting of the rest")
+        # The second line only when there is a "rest": a title that fits the figure (at 600 px the one-line
+        # version was cut off at its right edge).
+        others = len([n for n in names.values() if n])
+        ax.set_title(
+            f"{metric} against {key}" + (f"\none line per setting of the rest ({others})" if others else "")
+        )
         ax.grid(alpha=0.3)
         _legend(fig, ax, len([n for n in names.values() if n]) or 1)
         figures[key] = fig
