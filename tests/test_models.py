@@ -167,5 +167,7 @@ def test_pictures_reach_tensorboard_and_png(sample_root, tmp_path, experiment, p
     for name in pictures:  # the same picture in both places
         (event,) = events.Images(f"pictures/{name}")
         in_tensorboard = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
-        png = np.asarray(Image.open(run_dir / "pictures" / f"{name}.png"))
+        png = np.asarray(
+            Image.open(run_dir / "pictures" / f"{name}.png").convert("RGB")
+        )  # grey ones: 1 channel
         assert in_tensorboard.shape == png.shape and (in_tensorboard == png).all(), name
