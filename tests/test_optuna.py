@@ -636,3 +636,75 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_asked_again(sam
     ]
     # Killed before its parameters were sampled: its retry samples them (a later kill keeps them, above).
     assert len(retries) == 1 and killed.params == {} and retries[0].params
+
+
+def _storage_of(kind: str, tmp_path: Path) -> str:
+    """The study's storage as the sweeper is told it, journal (in the sweep folder) or SQLite."""
+    return f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else str(tmp_path / "s" / JOURNAL)
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_trial_another_tool_left_running_with_no_heartbeat_is_asked_again(sample_root, tmp_path, kind):
+    """A RUNNING trial that no worker claims and nothing beats for (here asked by another Optuna program
+    that never tells it) is failed once a worker has watched it for the grace period (4 beats), and its
+    parameters are asked again, once: the study ends with n_trials finished."""
+    storage = _storage_of(kind, tmp_path)
+    (tmp_path / "s").mkdir()
+    from digitlab.sweeps.study import open_storage
+
+    left = optuna.create_study(study_name="s", storage=open_storage(storage), direction="maximize")
+    left.ask({"optimizer.lr": FloatDistribution(0.01, 10.0, log=True)})  # another tool, gone since
+    args = search(
+        sample_root,
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.heartbeat_s=1",
+        f"hydra.sweeper.storage={storage}",
+    )
+    proc = cli(*args, cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert "trial 0 was left running by no digitlab worker" in output, output[-3000:]
+    trials = optuna.load_study(study_name="s", storage=open_storage(storage)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs[STALE] is True
+    assert trials[2].user_attrs[RETRY_OF] == 0 and trials[2].params == trials[0].params
+
+
+def test_a_trial_another_tool_runs_with_optunas_heartbeat_is_left_to_it(sample_root, tmp_path):
+    """The same trial, but its program beats for it (Optuna's heartbeat, on a database) and tells it after
+    the grace period: the workers wait for it and never fail it."""
+    import threading
+
+    storage = _storage_of("sqlite", tmp_path)
+    other = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = other.ask({"optimizer.lr": FloatDistribution(0.01, 10.0, log=True)})
+    done = threading.Event()
+
+    def run_elsewhere() -> None:  # beats every 0.2 s for 20 s (grace: 4 s), then reports
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            other._storage.record_heartbeat(trial._trial_id)
+            time.sleep(0.2)
+        other.tell(trial, 0.5)
+        done.set()
+
+    elsewhere = threading.Thread(target=run_elsewhere)
+    elsewhere.start()
+    try:
+        args = search(
+            sample_root,
+            tmp_path,
+            "hydra.sweeper.n_trials=2",
+            "trainer.max_epochs=1",
+            "hydra.sweeper.heartbeat_s=1",
+            f"hydra.sweeper.storage={storage}",
+        )
+        proc = cli(*args, cwd=tmp_path)
+    finally:
+        elsewhere.join()
+    output = proc.stdout + proc.stderr
+    assert done.is_set() and "left running" not in output, output[-3000:]
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].value == 0.5 and STALE not in trials[0].user_attrs

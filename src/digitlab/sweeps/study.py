@@ -16,7 +16,10 @@ reach the study through `open_study`, so a job in another process, or on another
   asked again, once, so the search does not lose it. In a database this is Optuna's own trial heartbeat and
   `RetryHeartbeatStaleTrialCallback`. In a journal (user attr `stale`), gone means: on this host, its process no longer
   runs; on any host, its heartbeat (a study user attribute refreshed every `hydra.sweeper.heartbeat_s`) is
-  older than 4 beats. Workers check when they join and before each batch.
+  older than 4 beats. A RUNNING trial that names no worker (its worker killed between asking it and naming
+  itself, or a trial another tool left) and that nothing beats for (no Optuna heartbeat either) is gone once
+  a worker has watched it for 4 beats. Workers check when they join, before each batch, and while they wait
+  for other workers' trials at the end.
 """
 
 from __future__ import annotations
@@ -255,6 +258,9 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.heartbeat_s = heartbeat_s
         self.in_database = location.in_database
+        self.storage = location.storage
+        # RUNNING trials no worker claims, and when this worker first saw them (`_unclaimed`).
+        self._unclaimed_since: dict[int, float] = {}
         file_lock = FileLock(location.sweep_dir / LOCK)
         self._locked = (
             (lambda: database.lock(location.storage, f"digitlab-study:{location.name}"))
@@ -361,8 +367,7 @@ class Worker:
         if self.in_database:
             # Optuna's own: a RUNNING trial whose heartbeat is older than the grace period is failed, and
             # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`). A trial that never
-            # beat (its worker killed between asking it and its first beat) has no heartbeat for Optuna to
-            # find: the worker beats below find it.
+            # beat has no heartbeat for Optuna to find: its worker's beats (below) or its age do.
             with warnings.catch_warnings():  # experimental since Optuna 2.9, unchanged since
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
@@ -370,9 +375,15 @@ class Worker:
         beats = {
             k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
         }
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        grace_s = GRACE_BEATS * self.heartbeat_s
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in running:
             worker = trial.user_attrs.get(WORKER)
-            why = _orphaned(worker, beats.get(worker), grace_s=GRACE_BEATS * self.heartbeat_s)
+            if worker:
+                why = _orphaned(worker, beats.get(worker), grace_s)
+            else:
+                why = self._unclaimed(trial._trial_id, grace_s)
+                worker = "no digitlab worker"
             if why:
                 log.warning(
                     "trial %d was left running by %s (%s): marked FAIL, its parameters asked again",
@@ -383,6 +394,24 @@ class Worker:
                 optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
                 self.study.tell(trial.number, state=TrialState.FAIL)
                 self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+        self._unclaimed_since = {
+            t._trial_id: s for t in running if (s := self._unclaimed_since.get(t._trial_id)) is not None
+        }
+
+    def _unclaimed(self, trial_id: int, grace_s: float) -> str:
+        """Why a RUNNING trial that no digitlab worker claims (a worker killed between asking it and naming
+        itself in it, which it does under the study lock, or a trial another tool left) is gone ("" if it
+        may be alive): nothing has beaten for it since this worker first saw it, `grace_s` ago or more. Its
+        age is this worker's own clock (hosts' clocks and time zones need not agree); a trial with Optuna's
+        heartbeat is Optuna's to judge (`fail_stale_trials`, above)."""
+        from digitlab.sweeps import database
+
+        if self.in_database and database.has_heartbeat(self.storage, trial_id):
+            return ""
+        seen = self._unclaimed_since.setdefault(trial_id, time.monotonic())
+        if time.monotonic() - seen < grace_s:
+            return ""
+        return f"no worker named in it and no heartbeat for {time.monotonic() - seen:.0f} s"
 
     def _beat(self) -> None:
         self.study.set_user_attr(HEARTBEAT + self.name, time.time())
