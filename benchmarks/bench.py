@@ -12,6 +12,8 @@ turns that into benchmarks/RESULTS.md:
   table, basic launcher against `hydra/launcher=stacked`, with peak memory and the largest metric difference;
 - a wide stacked sweep: 256 linear trials (64 lr x 4 seeds, 20 epochs), the whole command, against a
   hand-written stacked loop over the same trials (`bare_stack.py`), with where the command's time goes;
+- the shipped search (`hparams_search=mlp`, whole command) against `bare_search.py`, the Optuna ask/tell loop
+  over bare PyTorch that a researcher writes instead: wall time, best value, epochs trained;
 - peak memory (max RSS) of each training process.
 - the import floor: `import lightning` against `import torch`, what any Lightning program pays at start.
 Timings on a shared machine are noisy: the models alternate digitlab and bare runs REPEATS times and report
@@ -274,6 +276,44 @@ def wide_stack(tmp: Path) -> dict:
     return result
 
 
+def search(tmp: Path) -> dict:
+    """The shipped search, `digitlab-train hparams_search=mlp` as a user types it, the whole command, against
+    `bare_search.py` (Optuna ask/tell with the same sampler, pruner and space over a bare PyTorch loop,
+    trials one at a time), in the same run: wall time, best val/acc_best, epochs trained, trials pruned."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep = tmp / "search"
+    wall, _, rss = timed(
+        [PY, "-m", "digitlab.cli.train", "hparams_search=mlp", f"hydra.sweep.dir={sweep}", *QUIET]
+    )
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(sweep / "study.journal")))
+    study = optuna.load_study(study_name="mlp", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    bare_wall, bare_out, bare_rss = timed(
+        [PY, str(ROOT / "benchmarks" / "bare_search.py"), str(ROOT / "data")]
+    )
+    bare = json.loads(bare_out.strip().splitlines()[-1])
+    result = {
+        "trials": len(trials),
+        "digitlab_s": wall,
+        "best": study.best_value,
+        "best_params": study.best_params,
+        "epochs": sum(len(t.intermediate_values) for t in trials),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "rss_mb": rss,
+        "bare_s": bare_wall,
+        "bare_best": bare["best"],
+        "bare_best_params": bare["best_params"],
+        "bare_epochs": bare["epochs"],
+        "bare_pruned": bare["pruned"],
+        "bare_rss_mb": bare_rss,
+        "ratio": wall / bare_wall,
+    }
+    print("search", result, flush=True)
+    return result
+
+
 STACK_SIZES = (1, 16, 64, 256)
 
 
@@ -306,7 +346,17 @@ def stack_sizes(tmp: Path) -> dict:
     return result
 
 
-SECTIONS = ("models", "startup", "data", "sweeps", "stacked", "wide_stack", "stack_sizes", "imports")
+SECTIONS = (
+    "models",
+    "startup",
+    "data",
+    "sweeps",
+    "stacked",
+    "wide_stack",
+    "stack_sizes",
+    "search",
+    "imports",
+)
 
 
 def main() -> None:
@@ -337,6 +387,7 @@ def main() -> None:
         stack = stacked(tmp)
         wide = wide_stack(tmp)
         sizes = stack_sizes(tmp)
+        searched = search(tmp)
     import lightning
     import torch
 
@@ -356,6 +407,7 @@ def main() -> None:
         "stacked": stack,
         "wide_stack": wide,
         "stack_sizes": sizes,
+        "search": searched,
         "imports": imports,
     }
     RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
@@ -378,6 +430,8 @@ def _section(name: str, tmp: Path) -> object:
         return stack_sizes(tmp)
     if name == "wide_stack":
         return wide_stack(tmp)
+    if name == "search":
+        return search(tmp)
     raise SystemExit(f"--only {name}: the data section needs the models' epoch time; run the whole bench")
 
 

@@ -18,10 +18,12 @@ import torch
 
 from digitlab.api import compose_config
 from digitlab.build import build_from_checkpoint
+from digitlab.checkpoints import read_checkpoint
 from digitlab.rundir import Run, find_runs
 from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
 from digitlab.stacked.resume import resume_point
+from digitlab.stacked.steps import StepPlan
 from tests.conftest import cli, run_until_killed, tiny_overrides
 from tests.tb import hparams, scalars, steps
 
@@ -241,6 +243,7 @@ def test_which_configs_stack(overrides, why, tmp_path):
 
 
 def test_configs_differing_in_seed_and_optimizer_settings_share_a_key(tmp_path):
+    """... and batch size, where the batch sizes share a micro-batch (the shipped 256 and 64, 128, 512)."""
     keys = {
         stack_key(compose_config([*o, f"paths.log_dir={tmp_path}"], tmp_path / str(i)))[0]
         for i, o in enumerate(
@@ -248,11 +251,13 @@ def test_configs_differing_in_seed_and_optimizer_settings_share_a_key(tmp_path):
                 ["seed=0"],
                 ["seed=3", "optimizer.lr=3.0"],
                 ["optimizer.momentum=0.9", "optimizer.weight_decay=0.01"],
+                ["data.batch_size=64"],
+                ["data.batch_size=512"],
             ]
         )
     }
     assert len(keys) == 1
-    for setting in ("data.batch_size=64", "callbacks.model_checkpoint.monitor=val/loss"):
+    for setting in ("data.batch_size=96", "callbacks.model_checkpoint.monitor=val/loss"):
         other = stack_key(compose_config([setting, f"paths.log_dir={tmp_path}"], tmp_path / "x"))[0]
         assert other not in keys, setting
 
@@ -266,7 +271,7 @@ def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
     seeds = [0, 7, 0, 7, 3]
     rows = shuffle_rows(seeds)
     assert rows == [0, 1, 0, 1, 2]
-    sampler = StackedBatchSampler(n, batch, seeds)
+    sampler = StackedBatchSampler(n, batch, [(0, True), (7, True), (3, True)])
     loaders = [
         DataLoader(range(n), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(s))
         for s in seeds
@@ -278,6 +283,39 @@ def test_the_stacked_sampler_draws_what_each_trials_loader_draws():
             step = next(stacked)
             assert len(step) == 3
             assert [step[row].tolist() for row in rows] == [next(it).tolist() for it in singles]
+
+
+def test_micro_batches_make_up_each_trials_own_batches():
+    """Trials of batch sizes 4, 12 and 10 read micro-batches of 2 rows: each trial's consecutive micro-batches
+    (r_k of them, fewer at its epoch's short end) are its own DataLoader's batches, epoch after epoch; its
+    shuffle row is shared with the trials of its seed whose epochs end the same way."""
+    from torch.utils.data import DataLoader
+
+    n = 48
+    trials = [(0, 4), (0, 12), (0, 10), (7, 4)]  # (seed, batch size); 48 rows by 10 end with a short batch
+    plan = StepPlan(n, [batch for _, batch in trials])
+    assert plan.micro == 2 and plan.per_step == [2, 6, 5, 2] and plan.steps_per_epoch == [12, 4, 5, 12]
+    partial = [plan.partial_last(k) for k in range(len(trials))]
+    rows = shuffle_rows([seed for seed, _ in trials], True, partial)
+    assert partial == [False, False, True, False] and rows == [0, 0, 1, 2]
+    orders = list(dict.fromkeys((seed, p) for (seed, _), p in zip(trials, partial, strict=True)))
+    sampler = StackedBatchSampler(n, plan.micro, orders)
+    loaders = [
+        DataLoader(range(n), batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        for seed, batch in trials
+    ]
+    for _epoch in range(3):
+        micro = list(iter(sampler))
+        assert len(micro) == plan.micro_per_epoch == 24
+        for k, loader in enumerate(loaders):
+            ends = [j + 1 for j in range(len(micro)) if plan.steps_after[j, k]]
+            own = [
+                torch.cat([m[rows[k]] for m in micro[a:b]]).tolist()
+                for a, b in zip([0, *ends[:-1]], ends, strict=True)
+            ]
+            batches = iter(loader)  # read as Lightning reads it: never the request after the last batch
+            assert own == [next(batches).tolist() for _ in range(len(loader))], k
+    assert plan.weights[:, 2].tolist()[-4:] == [2 / 8] * 4  # the short last batch of 8 rows, 4 micro-batches
 
 
 def test_the_batched_first_layer_computes_what_each_trial_computes():
@@ -476,12 +514,16 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "net", [(), ("model=mlp", "model.net.hidden=4,8")], ids=["linear", "mlp_of_two_widths"]
+    "net",
+    [(), ("model=mlp", "model.net.hidden=4,8"), ("model=mlp", "data.batch_size=2,10")],
+    ids=["linear", "mlp_of_two_widths", "mlp_of_two_batch_sizes"],
 )
 def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, sample_root, tmp_path):
     """SIGTERM mid-fit: every trial keeps interrupted.ckpt and no metrics.json; the same command with
     resume=true continues the trials from their last epoch as one stack, to the numbers each trial reaches
-    resumed alone (the basic launcher on a copy). Trials of different widths alike."""
+    resumed alone (the basic launcher on a copy). Trials of different widths alike, and of different batch
+    sizes (micro-batches of 2: the SIGTERM at micro-batch 24 takes effect at 25, where the trial of 10
+    rows steps, so every trial's interrupted.ckpt stands at its own step boundary)."""
     n = 4 if net else 2
     sweep = tmp_path / "sweep"
     args = [
@@ -508,6 +550,9 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     for trial in trials:
         assert (trial / "checkpoints" / "interrupted.ckpt").is_file()
         assert json.loads((trial / "metrics.json").read_text())["status"] == "interrupted"
+        if "data.batch_size=2,10" in net:  # micro-batch 25 of epoch 5: 5 steps of 10 rows, or 25 of 2
+            stood = read_checkpoint(trial / "checkpoints" / "interrupted.ckpt")["global_step"]  # its own
+            assert stood == (5 * 10 + 5 if "batch_size=10" in trial.name else 5 * 48 + 25), trial.name
     # The same stopped sweep resumed one job at a time (each trial as a single run) and as a stack.
     alone = tmp_path / "alone"
     shutil.copytree(sweep, alone)
@@ -528,7 +573,8 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     for trial in trials:
         assert f"resume: continuing {trial}" in resumes["stacked"]
         metrics, single = Run(trial).metrics, Run(alone / trial.name).metrics
-        assert metrics["epochs"] == 30 and metrics["steps"] == 30 * 48 and metrics["status"] == "completed"
+        steps = 30 * (10 if "batch_size=10" in trial.name else 48)  # 96 rows in batches of 2 or 10
+        assert metrics["epochs"] == 30 and metrics["steps"] == steps and metrics["status"] == "completed"
         assert metrics["val/acc"] == single["val/acc"]
         # The losses are near 0 on this tiny set: the final weights say more.
         ours, theirs = (
@@ -769,8 +815,51 @@ def test_trials_of_a_stock_optimizer_stack_and_match_their_single_runs(optimizer
     """Optimizers other than SGD step the stock way on each trial's parameters (views of the stacked leaves),
     each given its gradient (`StackedNet.hand_out_grads`), to its single run's numbers."""
     basic, stacked = both_ways(
-        sample_root, tmp_path, "model=mlp", f"optimizer={optimizer}", "model.net.hidden=8,16", trials=4
+        sample_root,
+        tmp_path,
+        "model=mlp",
+        f"optimizer={optimizer}",
+        "model.net.hidden=8,16",
+        "data.batch_size=6,10",  # each trial steps its own Adam at its own batches' ends
+        trials=8,
     )
     for name, metrics in stacked.items():
         assert metrics["val/acc"] == pytest.approx(basic[name]["val/acc"], abs=1e-6), name
         assert math.isclose(metrics["val/loss"], basic[name]["val/loss"], rel_tol=1e-4, abs_tol=1e-7), name
+
+
+def test_trials_of_different_batch_sizes_stack_and_match_their_single_runs(sample_root, tmp_path):
+    """`data.batch_size` may differ within a stack: each trial accumulates micro-batches (here of 2 rows)
+    into its own batch and steps on its own schedule, its epoch's short last batch (96 rows by 10) and its
+    momentum and one-cycle schedule included, so its numbers, steps and checkpoints are its single run's."""
+    basic, stacked = both_ways(
+        sample_root,
+        tmp_path,
+        "model=mlp",
+        "model.net.hidden=8,16",
+        "data.batch_size=6,10",
+        "optimizer.momentum=0.5",
+        "scheduler=one_cycle",
+        "seed=0,1",
+        trials=16,
+    )
+    assert len(stacked) == 16 and sorted(stacked) == sorted(basic)
+    for name, metrics in stacked.items():
+        assert metrics["steps"] == basic[name]["steps"] == (2 * 16 if "batch_size=6" in name else 2 * 10)
+        assert metrics["val/acc"] == pytest.approx(basic[name]["val/acc"], abs=1e-6), name
+        assert math.isclose(metrics["val/loss"], basic[name]["val/loss"], rel_tol=1e-4, abs_tol=1e-7), name
+        assert math.isclose(metrics["train/loss"], basic[name]["train/loss"], rel_tol=1e-4, abs_tol=1e-7)
+    for run in find_runs(tmp_path / "stacked"):
+        ours = torch.load(run.checkpoints / "last.ckpt", weights_only=True)
+        theirs = torch.load(
+            tmp_path / "basic" / run.path.name / "checkpoints" / "last.ckpt", weights_only=True
+        )
+        assert ours["global_step"] == theirs["global_step"]
+        fit, own_fit = ours["loops"]["fit_loop"], theirs["loops"]["fit_loop"]
+        assert {k: v for k, v in fit.items() if k != "state_dict"} == {
+            k: v for k, v in own_fit.items() if k != "state_dict"
+        }
+        for name, weight in theirs["state_dict"].items():
+            assert torch.allclose(ours["state_dict"][name], weight, rtol=1e-4, atol=1e-6), name
+        _, _, model = build_from_checkpoint(run.checkpoints / "last.ckpt")  # loads as any run's
+        assert model.net[1].out_features == (8 if "hidden=8" in run.path.name else 16)

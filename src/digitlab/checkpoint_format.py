@@ -16,6 +16,8 @@ point; `split` turns it into trial k's own checkpoint, exactly as its single run
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 CONFIG_KEY = "digitlab_config"  # the run's composed config
@@ -56,18 +58,22 @@ def stack_section(
     records_key: str,
     data_key: str,
     left_lr: dict[int, float],
+    counts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`STACK_KEY`'s value: `runs[k]` slot k's run folder name; `trials[k]` what slot k's own checkpoint
     carries that the stack's does not (`encoded`: `hyper_parameters`, `datamodule_hparams`,
     `datamodule_key`, `checkpointer_key`, `config`); the stack's callback and datamodule state keys; the lr
-    of each slot that left the stack (its param group's is 0). The stack's callback state holds each slot's
-    ModelCheckpoint state (`checkpointers`) and record (`records`, `encoded`)."""
+    of each slot that left the stack (its param group's is 0); for slots of different batch sizes, `counts`
+    (`stacked.steps.StepPlan.counts`: the loops count micro-batches, each slot's checkpoint its own steps).
+    The stack's callback state holds each slot's ModelCheckpoint state (`checkpointers`) and record
+    (`records`, `encoded`)."""
     return {
         "runs": runs,
         "trials": trials,
         "records_key": records_key,
         "data_key": data_key,
         "left_lr": left_lr,
+        "counts": counts,
     }
 
 
@@ -100,6 +106,14 @@ def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
         fit = checkpoint["loops"]["fit_loop"]
         state = {**fit["state_dict"], "combined_loader": [order]}
         checkpoint["loops"] = {**checkpoint["loops"], "fit_loop": {**fit, "state_dict": state}}
+    counts = section.get("counts")
+    if counts:  # the loops count the stack's micro-batches: slot k's single run counts its own steps
+        recount(
+            checkpoint,
+            Recount.in_steps(counts["micro_per_epoch"], counts["steps_per_epoch"][k], counts["per_step"][k]),
+            # The stack validates in the first slot's batches: slot k's count, in proportion.
+            Recount.in_proportion(counts["val_batches"][0], counts["val_batches"][k]),
+        )
     (shared,) = stack["optimizer_states"]
     group = dict(shared["param_groups"][k])
     if k in section["left_lr"]:
@@ -176,6 +190,71 @@ def join(trials: list[dict[str, Any]], records_key: str, data_key: str) -> dict[
         data_key: {"orders": [_order(trial) for trial in trials]},
         STACKED_BEST_KEY: [trial.get(BEST_KEY, float("-inf")) for trial in trials],
     }
+
+
+@dataclass(frozen=True)
+class Recount:
+    """Batches counted over epochs of `per_epoch` each, as counted over epochs of `own_per_epoch`: whole
+    epochs map to whole epochs, `into(n)` maps n batches into an epoch (stacks of trials of different batch
+    sizes count micro-batches, their trials their own steps: `stacked/steps.py`)."""
+
+    per_epoch: int
+    own_per_epoch: int
+    into: Callable[[int], int]
+
+    @classmethod
+    def in_steps(cls, per_epoch: int, own_per_epoch: int, per_step: int) -> Recount:
+        """Micro-batches as steps of `per_step` micro-batches each (the last of an epoch may be short)."""
+        return cls(per_epoch, own_per_epoch, lambda n: n // per_step)
+
+    @classmethod
+    def in_proportion(cls, per_epoch: int, own_per_epoch: int) -> Recount:
+        return cls(per_epoch, own_per_epoch, lambda n: n * own_per_epoch // per_epoch)
+
+    def total(self, count: int) -> int:
+        epochs, into = divmod(count, self.per_epoch)
+        return epochs * self.own_per_epoch + self.into(into)
+
+    def current(self, count: int) -> int:
+        """A count within the epoch (a loop's `current`, which stays at the epoch's end until the next)."""
+        return self.own_per_epoch if count >= self.per_epoch else self.into(count)
+
+
+# Lightning's batch counters in a checkpoint's fit loop, each with `total` (over the fit) and `current`
+# (within the epoch) counts: training's, then validation's.
+TRAINING_PROGRESS = "epoch_loop.batch_progress"  # in a checkpoint's fit loop: the training batches' progress
+_TRAINING_COUNTERS = (
+    (TRAINING_PROGRESS,),
+    ("epoch_loop.scheduler_progress",),
+    ("epoch_loop.automatic_optimization.optim_progress", "optimizer", "step"),
+    ("epoch_loop.automatic_optimization.optim_progress", "optimizer", "zero_grad"),
+)
+_VALIDATION_COUNTERS = (("epoch_loop.val_loop.batch_progress",),)
+
+
+def recount(checkpoint: dict[str, Any], training: Recount, validation: Recount | None = None) -> None:
+    """The batch counts in `checkpoint` (Lightning's loops, `global_step`) recounted in place."""
+    loops = checkpoint["loops"] = dict(checkpoint["loops"])
+    fit = loops["fit_loop"] = _copied(loops["fit_loop"])
+    for paths, counting in ((_TRAINING_COUNTERS, training), (_VALIDATION_COUNTERS, validation)):
+        for path in paths if counting is not None else ():
+            node = fit
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                continue
+            for scope, mapping in (("total", counting.total), ("current", counting.current)):
+                for key, value in node.get(scope, {}).items():
+                    node[scope][key] = mapping(value)
+    state = fit.get("epoch_loop.state_dict", {})
+    if "_batches_that_stepped" in state:
+        state["_batches_that_stepped"] = training.total(state["_batches_that_stepped"])
+    checkpoint["global_step"] = training.total(checkpoint["global_step"])
+
+
+def _copied(node: Any) -> Any:
+    """Nested dicts copied (their leaves shared), so a recount leaves the stack's own loops as they are."""
+    return {key: _copied(value) for key, value in node.items()} if isinstance(node, dict) else node
 
 
 def _without_loader_state(loops: dict[str, Any]) -> dict[str, Any]:

@@ -5,43 +5,46 @@ it would see alone. One gather serves all trials: `[K, B]` indices -> `[K, B, 1,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import Sampler
 
-from digitlab.data.datamodules import IndexBatchSampler, TensorBatches
+from digitlab.data.datamodules import TensorBatches
 
 
-def shuffle_rows(seeds: Sequence[int], shuffle: bool = True) -> list[int]:
-    """Row k of a stacked batch for trial k: one row per distinct seed (one row in all without shuffling)."""
-    distinct = list(dict.fromkeys(seeds)) if shuffle else []
-    return [distinct.index(seed) for seed in seeds] if shuffle else [0] * len(seeds)
+def shuffle_rows(
+    seeds: Sequence[int], shuffle: bool = True, partial_last: Sequence[bool] | None = None
+) -> list[int]:
+    """Row k of a stacked batch for trial k: one row per distinct shuffle order (one row in all without
+    shuffling). Trials share an order when they share the seed and whether their epoch ends with a short
+    batch (`steps.StepPlan.partial_last`), since that decides when their sampler draws its next permutation."""
+    if not shuffle:
+        return [0] * len(seeds)
+    keys = list(zip(seeds, partial_last or [False] * len(seeds), strict=True))
+    distinct = list(dict.fromkeys(keys))
+    return [distinct.index(key) for key in keys]
 
 
 class StackedBatchSampler(Sampler[torch.Tensor]):
-    """`[U, B]` index batches, one row per distinct shuffle order: trials with the same seed draw the same
-    order, so it is drawn and gathered once (`shuffle_rows` says which row is whose); without shuffling,
-    one row."""
+    """`[U, B]` index batches, one row per distinct shuffle order (`shuffle_rows`): trials with the same order
+    draw it once, gathered once; without shuffling, one row. B is the stack's micro-batch (`steps.StepPlan`):
+    each row is the permutation its trials' single runs draw, in micro-batches."""
 
-    def __init__(self, size: int, batch_size: int, seeds: Sequence[int], shuffle: bool = True) -> None:
-        distinct = list(dict.fromkeys(seeds))
+    def __init__(
+        self, size: int, batch_size: int, orders: Sequence[tuple[int, bool]], shuffle: bool = True
+    ) -> None:
+        """`orders[u]`: row u's seed, and whether its trials' epochs end with a short batch."""
+        self.size, self.batch_size = size, batch_size
         self.epoch_starts: list[torch.Tensor] | None = None  # each generator's state when the epoch began
         self.skip = 0  # batches to pass over on the next epoch (a resume mid-epoch)
-        self.generators = [torch.Generator().manual_seed(seed) for seed in distinct] if shuffle else []
-        items = range(size)
-        self.samplers = (
-            [
-                IndexBatchSampler(RandomSampler(items, generator=g), batch_size, drop_last=False)
-                for g in self.generators
-            ]
-            if shuffle
-            else [IndexBatchSampler(SequentialSampler(items), batch_size, drop_last=False)]
-        )
+        self.generators = [torch.Generator().manual_seed(seed) for seed, _ in orders] if shuffle else []
+        self.partial_last = [partial for _, partial in orders] if shuffle else []
 
     def __len__(self) -> int:
-        return len(self.samplers[0])
+        return math.ceil(self.size / self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         self.epoch_starts = [generator.get_state() for generator in self.generators]
@@ -55,28 +58,39 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
             next(steps)
         return steps
 
-    def order_state(self, row: int, batches_done: int) -> dict[str, Any]:
-        """Shuffle row `row`'s training-order state, in a single run's layout (`ResumableLoader.state_dict`);
-        `batches_done` as `datamodules.batches_into_epoch` counts them (0 between epochs)."""
+    def order_state(self, row: int, batches_done: int, epoch_batches: int) -> dict[str, Any]:
+        """Shuffle row `row`'s training-order state, in a single run's layout (`ResumableLoader.state_dict`)
+        for a trial whose epoch has `epoch_batches` batches, `batches_done` of them trained, as
+        `datamodules.batches_into_epoch` counts them (0 between epochs)."""
         if not self.generators:
-            return {"generator": None, "batches_done": batches_done if batches_done < len(self) else 0}
+            return {"generator": None, "batches_done": batches_done if batches_done < epoch_batches else 0}
         generator = self.generators[row]
-        if self.epoch_starts is None or batches_done == 0 or batches_done >= len(self):
+        if self.epoch_starts is None or batches_done == 0 or batches_done >= epoch_batches:
             return {"generator": generator.get_state(), "batches_done": 0}
         return {"generator": self.epoch_starts[row], "batches_done": batches_done}
 
-    def load_order(self, states: Sequence[dict[str, Any]]) -> None:
-        """One state per shuffle row (all at the same point): the next epoch continues from it."""
+    def load_order(self, states: Sequence[dict[str, Any]], micro_batches_done: int) -> None:
+        """One state per shuffle row (all at the same point, `micro_batches_done` into the epoch): the next
+        epoch continues from it."""
         for generator, state in zip(self.generators, states, strict=False):
             if state.get("generator") is not None:
                 generator.set_state(state["generator"])
-        self.skip = int(states[0]["batches_done"]) if states else 0
+        self.skip = micro_batches_done
 
     def _steps(self) -> Iterator[torch.Tensor]:
-        # The trials' samplers in lockstep, each resumed exactly when a single run's would be: its permutation
-        # is drawn at the first batch, and the extra one after its last batch only if that is asked for
-        # (Lightning does not ask; a plain `for` over the DataLoader does).
-        yield from (torch.stack(step) for step in zip(*self.samplers, strict=True))
+        # Each row's permutation is drawn at the first batch, as a single run's sampler draws it
+        # (`IndexBatchSampler`); a row whose trials' epochs end with a short batch draws the next one while
+        # that batch is filled, the others only if asked after their last batch (Lightning does not ask).
+        if not self.generators:
+            yield from (rows.unsqueeze(0) for rows in torch.arange(self.size).split(self.batch_size))
+            return
+        orders = [torch.randperm(self.size, generator=g) for g in self.generators]
+        batches = torch.stack(orders).split(self.batch_size, dim=1)
+        yield from batches[:-1]
+        for generator, partial in zip(self.generators, self.partial_last, strict=True):
+            if partial:
+                torch.randperm(self.size, generator=generator)
+        yield batches[-1]
 
 
 class StackedTensorBatches(TensorBatches):

@@ -1,14 +1,16 @@
 """Which jobs of a sweep can share one training loop: the same architecture (but the MLP's width), data
-(but its seed), batch size, epochs, loss, optimizer and scheduler classes, trainer and device. They may differ
-in `seed` (initial weights and shuffle order), in `model.net.hidden` (each trial in the widest one's shape,
-`net.padded`) and in the optimizer's and scheduler's hyperparameters (lr, momentum, weight decay, betas,
-max_lr, ...): each trial is one param group with its own scheduler. Anything else runs one job
-at a time, with the reason in one log line.
+(but its seed and batch size), epochs, loss, optimizer and scheduler classes, trainer and device. They may
+differ in `seed` (initial weights and shuffle order), in `model.net.hidden` (each trial in the widest one's
+shape, `net.padded`), in `data.batch_size` (each trial steps after its own batch of micro-batches,
+`steps.py`, when the batch sizes share the micro-batch `micro_batch_class`) and in the optimizer's and
+scheduler's hyperparameters (lr, momentum, weight decay, betas, max_lr, ...): each trial is one param group
+with its own scheduler. Anything else runs one job at a time, with the reason in one log line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -43,6 +45,7 @@ PATH_SETTINGS = ("dirpath", "run_dir", "output_dir")  # a callback's per-job fol
 # (model.optimizer and model.scheduler are the model's copies of those groups.)
 FREE = (
     "model.net.hidden",  # trials of different widths stack, each in the widest one's shape (`net.padded`)
+    "data.batch_size",  # trials of different batch sizes stack, by micro-batches (`micro_batch_class`)
     "seed",
     "data.seed",
     "model.optimizer",
@@ -77,8 +80,20 @@ def stack_key(cfg: DictConfig) -> tuple[str | None, str]:
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)
     shared = {k: v for k, v in _flat(container).items() if not _free(k)}
     shared["optimizer._target_"] = container["optimizer"].get("_target_")
+    shared["micro_batch"] = micro_batch_class(int(container["data"]["batch_size"]))
     shared["scheduler._target_"] = (container.get("scheduler") or {}).get("_target_")
     return json.dumps(shared, sort_keys=True, default=str), ""
+
+
+MICRO_BATCH = 64  # the largest micro-batch a stack of different batch sizes reads
+
+
+def micro_batch_class(batch_size: int) -> int:
+    """The largest power of two up to `MICRO_BATCH` that divides `batch_size`: trials whose batch sizes
+    agree on it stack, reading micro-batches of at least that many rows (64, 128, 256 and 512 all give 64;
+    96 gives 32 and stacks with 32, 160, ...). Batch sizes with no such common part would have the stack
+    read batches of a row or two, slower than running them apart."""
+    return math.gcd(batch_size, MICRO_BATCH)
 
 
 def _callback_settings(callbacks: Any) -> str:

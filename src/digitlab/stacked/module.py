@@ -22,11 +22,12 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from digitlab.checkpoint_format import STACKED_BEST_KEY
+from digitlab.checkpoint_format import STACKED_BEST_KEY, recount
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
 from digitlab.stacked.optim import StackedSGD, vectorisable
+from digitlab.stacked.steps import StepPlan
 
 EpochMetrics = Callable[[list[dict[str, float]]], None]
 
@@ -38,9 +39,11 @@ class StackedClassifier(L.LightningModule):
         on_epoch_metrics: EpochMetrics,
         shuffle_of: Sequence[int] | None = None,
         compile: bool | dict[str, Any] = False,
+        plan: StepPlan | None = None,
     ) -> None:
         """`shuffle_of[k]`: which row of a training batch (one per distinct shuffle order, `batches.py`) is
-        trial k's; default: one row per trial."""
+        trial k's; default: one row per trial. `plan`: when each trial steps, for trials of different batch
+        sizes (`steps.py`); default: every trial at every batch."""
         super().__init__()
         self.trials = nn.ModuleList(trials)
         first = trials[0]
@@ -63,10 +66,29 @@ class StackedClassifier(L.LightningModule):
         # watching costs no host sync per step; `TrialRecords` reads it.
         self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
         self.left_lr: dict[int, float] = {}  # trials that left the stack (`leave`): the lr each had
+        self.plan = plan
+        if plan is not None and not plan.uniform:
+            # Per micro-batch j: each trial's loss weight, whether it steps after j, the step j belongs to.
+            self.register_buffer("step_weights", plan.weights.float(), persistent=False)
+            self.register_buffer("steps_after", plan.steps_after, persistent=False)
+            self.register_buffer("step_number", plan.step_number, persistent=False)
+            self.register_buffer("epoch_steps", torch.tensor(plan.steps_per_epoch), persistent=False)
+            self._steppers = [torch.nonzero(row).flatten().tolist() for row in plan.steps_after]
+            self._stepping: torch.Tensor | None = None  # this micro-batch's `steps_after` row
+            self._stepped: torch.Tensor | None = None  # the previous one's: their gradients start again
 
     @property
     def size(self) -> int:
         return len(self.trials)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the trials' batch sizes differ (they step at different micro-batches)."""
+        return self.plan is not None and not self.plan.uniform
+
+    def trial_steps(self, k: int, micro_batches: int) -> int:
+        """Trial k's own step count (its single run's) after `micro_batches` trained batches of the stack."""
+        return self.plan.trial_steps(k, micro_batches) if self.mixed else micro_batches
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B]` (binary) or `[K, B, classes]` from one batch `[B, ...]` for all trials, or from a
@@ -96,14 +118,18 @@ class StackedClassifier(L.LightningModule):
             correct = (self.predict_labels(scores) == labels).sum(-1).to(losses.dtype)
             self.train_sums += torch.stack([losses * n, correct, torch.full_like(losses, n)], dim=1)
         bad = ~torch.isfinite(losses.detach())
-        self.first_bad_step = torch.where(
-            bad & (self.first_bad_step < 0),
-            # named as a single run names it (`StopOnNonFiniteLoss`): the steps taken, this one included
-            torch.full_like(self.first_bad_step, self.global_step + 1),
-            self.first_bad_step,
+        # named as a single run names it (`StopOnNonFiniteLoss`): the steps taken, this one included
+        step = (
+            self.epoch_steps * self.current_epoch + self.step_number[batch_idx]
+            if self.mixed
+            else torch.full_like(self.first_bad_step, self.global_step + 1)
         )
+        self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
         # A diverged trial adds nothing: the others' loss stays finite (their gradients never mix with its own).
-        return losses.masked_fill(bad, 0.0).sum()
+        losses = losses.masked_fill(bad, 0.0)
+        if self.mixed:  # each micro-batch's share of its trial's batch (`steps.py`)
+            losses = losses * self.step_weights[batch_idx].to(losses.dtype)
+        return losses.sum()
 
     def configure_optimizers(self):
         """One optimizer of the trials' class, one param group per trial with that trial's settings. Each
@@ -119,26 +145,51 @@ class StackedClassifier(L.LightningModule):
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
             return shared
-        total = self.trainer.estimated_stepping_batches
+        total = self.trainer.estimated_stepping_batches  # micro-batches: each trial's own steps below
         schedulers = [
-            build_scheduler(f, optimizer, total) for f, optimizer in zip(factories, own, strict=True)
+            build_scheduler(f, optimizer, self.trial_steps(k, total))
+            for k, (f, optimizer) in enumerate(zip(factories, own, strict=True))
         ]
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
 
     def on_after_backward(self) -> None:
         if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own
-            self.net.hand_out_grads()
+            self.net.hand_out_grads(self._stepping_now if self.mixed else None)
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        """Trials of different batch sizes: only those whose batch this micro-batch completes step."""
+        if not self.mixed:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self._stepping = self.steps_after[batch_idx]
+        self._stepping_now = self._steppers[batch_idx]
+        inner = getattr(optimizer, "optimizer", optimizer)
+        if isinstance(inner, StackedSGD):
+            inner.only = self._stepping
+        optimizer.step(closure=optimizer_closure)  # the closure runs the step, zero_grad and backward
+        self._stepped = self._stepping
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad()
-        self.net.zero_grad()  # the stacked leaves, which a stock optimizer does not hold
+        if not self.mixed or self._stepped is None:
+            optimizer.zero_grad()
+            self.net.zero_grad()  # the stacked leaves, which a stock optimizer does not hold
+            return
+        # Trials of different batch sizes: only those that just stepped start again, the others keep
+        # accumulating (`StackedSGD.zero_grad` would drop every trial's).
+        if not isinstance(getattr(optimizer, "optimizer", optimizer), StackedSGD):
+            optimizer.zero_grad()  # the trials' own views, handed out again after the backward
+        self.net.restart_grads(self._stepped)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[STACKED_BEST_KEY] = self.val_acc_best.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A resumed stack (`checkpoint_format.join`): each trial's best val/acc so far."""
+        """A resumed stack (`checkpoint_format.join`): each trial's best val/acc so far; its loops count the
+        first trial's steps, which become the stack's micro-batches (Lightning restores the loops later)."""
+        if self.mixed:
+            recount(checkpoint, self.plan.from_trial(0))  # validation: in the first trial's batches already
         if STACKED_BEST_KEY in checkpoint:
             self.val_acc_best = torch.tensor(checkpoint[STACKED_BEST_KEY], device=self.val_acc_best.device)
 
@@ -150,7 +201,7 @@ class StackedClassifier(L.LightningModule):
             own.param_groups[0] = group
 
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
-        scheduler.step()
+        scheduler.step(self._stepping_now if self.mixed else None)
 
     def leave(self, k: int) -> None:
         """Trial k trains no more: its lr becomes 0 and its scheduler, which would set it again, stops; its
@@ -216,10 +267,11 @@ class TrialSchedulers:
         self.schedulers = schedulers
         self.stopped: set[int] = set()  # trials that left the stack: their lr stays 0
 
-    def step(self) -> None:
-        for k, scheduler in enumerate(self.schedulers):
+    def step(self, only: list[int] | None = None) -> None:
+        """Each trial's scheduler (or those of `only`: the trials that stepped)."""
+        for k in range(len(self.schedulers)) if only is None else only:
             if k not in self.stopped:
-                scheduler.step()
+                self.schedulers[k].step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"schedulers": [scheduler.state_dict() for scheduler in self.schedulers]}

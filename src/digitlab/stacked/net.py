@@ -55,6 +55,7 @@ class StackedNet(nn.Module):
         self._share_rows = even
         self._rest = [isinstance(layer, nn.Linear) for layer in list(nets[0].children())[2:]]  # else ReLU
         self._order = order  # row j of a stacked tensor is trial order[j]'s
+        self.register_buffer("trial_of_row", torch.tensor(order), persistent=False)
         self._linears = [i for i, layer in enumerate(nets[0].children()) if isinstance(layer, nn.Linear)]
         # Per Linear layer, the trials' weights `[K, out, in]` and biases `[K, out]`, rows in `order`; trials
         # of different widths (`model.net.hidden`) sit in the widest one's shape, the rest zeros (see `padded`).
@@ -90,12 +91,23 @@ class StackedNet(nn.Module):
             for row, param in zip(leaf.data.unbind(0), own, strict=True):
                 param.data = own_part(row, param)
 
-    def hand_out_grads(self) -> None:
-        """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step."""
+    def hand_out_grads(self, only: Sequence[int] | None = None) -> None:
+        """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step; with
+        `only` (trials of different batch sizes), the other trials get none, so the optimizer passes them
+        over (they are still accumulating)."""
+        stepping = set(only) if only is not None else None
         for leaf, own in self.stacked():
             if leaf.grad is not None:
-                for row, param in zip(leaf.grad.unbind(0), own, strict=True):
-                    param.grad = own_part(row, param)
+                for k, row, param in zip(self._order, leaf.grad.unbind(0), own, strict=True):
+                    param.grad = own_part(row, param) if stepping is None or k in stepping else None
+
+    def restart_grads(self, stepped: torch.Tensor) -> None:
+        """The stacked gradients of the trials that just stepped (`stepped[k]`, in trial order) start again
+        from 0; the others keep accumulating."""
+        rows = stepped.index_select(0, self.trial_of_row)
+        for leaf in self.parameters():
+            if leaf.grad is not None:
+                leaf.grad.masked_fill_(rows.view(-1, *([1] * (leaf.dim() - 1))), 0.0)
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         result = super()._apply(fn, recurse)

@@ -49,6 +49,10 @@ class StackedSGD(torch.optim.Optimizer):
         self.stacked = stacked
         self.rows = torch.as_tensor(list(rows))
         self._buffers: dict[int, torch.Tensor] = {}  # leaf index -> `[K, ...]` momentum buffers
+        # Trials of different batch sizes (`steps.py`): which trials step now (`[K]` bool, trial order, set
+        # by the module before each step; None: all), and per leaf the rows whose buffer has started.
+        self.only: torch.Tensor | None = None
+        self._started: dict[int, torch.Tensor] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         # The trials' own parameters never get a gradient here: only the stacked leaves do.
@@ -83,30 +87,56 @@ class StackedSGD(torch.optim.Optimizer):
         columns = self._columns()
         with_decay = bool(columns["weight_decay"].any())
         with_momentum = bool(columns["momentum"].any())
-        nesterov = bool(columns["nesterov"].any())
         for index, (leaf, own) in enumerate(self.stacked):
             grad = leaf.grad
             if grad is None:
                 continue
             shape = (-1, *([1] * (leaf.dim() - 1)))
             column = {key: value.to(leaf.dtype).to(leaf.device).view(shape) for key, value in columns.items()}
+            stepping = None
+            if self.only is not None:
+                stepping = self.only.index_select(0, self.rows.to(self.only.device)).view(shape)
             if with_decay:  # grad.add(param, alpha=weight_decay), per row
                 grad = grad.addcmul(leaf, column["weight_decay"])
             if with_momentum:
-                momentum = column["momentum"]
-                buffer = self._buffers.get(index)
-                if buffer is None:  # the first step: the gradient itself, as torch starts it
-                    buffer = self._buffers[index] = grad.detach().clone()
-                    self._share_state(index, own)
-                else:  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                    buffer.mul_(momentum).addcmul_(grad, column["keep"])
-                stepped = torch.where(momentum != 0, buffer, grad)  # no momentum: the gradient itself
-                if nesterov:  # grad.add(buf, alpha=momentum)
-                    ahead = (column["nesterov"] != 0) & (momentum != 0)
-                    stepped = torch.where(ahead, grad.addcmul(buffer, momentum), stepped)
-                grad = stepped
-            leaf.addcmul_(grad, column["minus_lr"])  # param.add_(grad, alpha=-lr)
+                grad = self._momentum(index, own, grad, column, stepping)
+            if stepping is None:
+                leaf.addcmul_(grad, column["minus_lr"])  # param.add_(grad, alpha=-lr)
+            else:  # rows still accumulating stay as they are
+                leaf.copy_(torch.where(stepping, leaf.addcmul(grad, column["minus_lr"]), leaf))
         return loss
+
+    def _momentum(
+        self,
+        index: int,
+        own: list[nn.Parameter],
+        grad: torch.Tensor,
+        column: dict[str, torch.Tensor],
+        stepping: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The leaf's step direction with momentum, its buffer updated (only the `stepping` rows, if given)."""
+        momentum = column["momentum"]
+        buffer = self._buffers.get(index)
+        if stepping is None:
+            if buffer is None:  # the first step: the gradient itself, as torch starts it
+                buffer = self._buffers[index] = grad.detach().clone()
+                self._share_state(index, own)
+            else:  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                buffer.mul_(momentum).addcmul_(grad, column["keep"])
+        else:
+            if buffer is None:
+                buffer = self._buffers[index] = torch.zeros_like(grad)
+                self._started[index] = torch.zeros_like(stepping)
+                self._share_state(index, own)
+            started = self._started[index]
+            moved = torch.where(started, buffer.mul(momentum).addcmul(grad, column["keep"]), grad)
+            buffer.copy_(torch.where(stepping, moved, buffer))
+            started |= stepping
+        stepped = torch.where(momentum != 0, buffer, grad)  # no momentum: the gradient itself
+        if bool(column["nesterov"].any()):  # grad.add(buf, alpha=momentum)
+            ahead = (column["nesterov"] != 0) & (momentum != 0)
+            stepped = torch.where(ahead, grad.addcmul(buffer, momentum), stepped)
+        return stepped
 
     def _share_state(self, index: int, own: list[nn.Parameter]) -> None:
         """Each trial's `momentum_buffer` in `state` is a view of its row, as its own SGD keeps it (only for
@@ -120,11 +150,15 @@ class StackedSGD(torch.optim.Optimizer):
         """The stock format (a resumed stack, `checkpoint_format.join`): each trial's buffer gathered into
         its leaf's rows."""
         super().load_state_dict(state_dict)
-        self._buffers = {}
+        self._buffers, self._started = {}, {}
         for index, (leaf, own) in enumerate(self.stacked):
             saved = [self.state.get(param, {}).get("momentum_buffer") for param in own]
             if all(buffer is None for buffer in saved):
                 continue
+            shape = (-1, *([1] * (leaf.dim() - 1)))
+            self._started[index] = torch.tensor([b is not None for b in saved], device=leaf.device).view(
+                shape
+            )
             buffer = self._buffers[index] = torch.zeros_like(leaf)
             for row, part in zip(buffer, saved, strict=True):
                 if part is not None:

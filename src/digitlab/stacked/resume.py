@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from digitlab.checkpoint_format import CONFIG_KEY, TRAINING_PROGRESS
 from digitlab.checkpoints import read_checkpoint, resume_checkpoint
 from digitlab.rundir import Run
 
@@ -25,6 +26,11 @@ def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
 
 
 def resume_point(checkpoint: str | Path) -> str:
-    """Where a checkpoint stands: `epoch/step`. Trials resume in one stack only from the same point."""
+    """Where a checkpoint stands: `epoch/end`, or `epoch/<training rows into it>` (trials of different batch
+    sizes count different steps at the same point). Trials resume in one stack only from the same point."""
     state = read_checkpoint(checkpoint)
-    return f"{state['epoch']}/{state['global_step']}"
+    progress = state["loops"]["fit_loop"][TRAINING_PROGRESS]
+    if progress.get("is_last_batch"):
+        return f"{state['epoch']}/end"
+    batch_size = (state.get(CONFIG_KEY) or {}).get("data", {}).get("batch_size", 1)
+    return f"{state['epoch']}/{progress['current']['completed'] * batch_size}"

@@ -57,20 +57,27 @@ from digitlab.run_lock import holding
 from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, PRUNED, Run
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
+from digitlab.stacked.steps import StepPlan
 
 log = logging.getLogger(__name__)
 
 
 class StackedData(L.LightningDataModule):
-    """The trials' shared datamodule, with training batches for every trial at once."""
+    """The trials' shared datamodule, with training batches for every trial at once: micro-batches of the
+    trials' batch sizes' common divisor (`steps.StepPlan`), one row per distinct shuffle order."""
 
-    def __init__(self, inner: L.LightningDataModule, seeds: list[int]) -> None:
+    def __init__(self, inner: L.LightningDataModule, seeds: list[int], plan: StepPlan) -> None:
+        """`inner`: the first trial's datamodule, set up (its training set's size made `plan`)."""
         super().__init__()
         self.inner = inner
-        self.seeds = seeds
-        self.rows = shuffle_rows(seeds, inner.shuffle)
+        self.plan = plan
+        partial = [plan.partial_last(k) for k in range(len(seeds))]
+        self.rows = shuffle_rows(seeds, inner.shuffle, partial)
+        self.orders = list(
+            dict.fromkeys(zip(seeds, partial, strict=True))
+        )  # row u's (seed, short last batch)
         self.sampler: StackedBatchSampler | None = None
-        self._resume_from: list[dict[str, Any]] | None = None
+        self._resume_from: tuple[list[dict[str, Any]], int] | None = None
 
     def prepare_data(self) -> None:
         self.inner.prepare_data()
@@ -83,29 +90,37 @@ class StackedData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.sampler = StackedBatchSampler(
-            len(self.train_set), self.inner.batch_size, self.seeds, self.inner.shuffle
+            len(self.train_set), self.plan.micro, self.orders, self.inner.shuffle
         )
         if self._resume_from is not None:
-            self.sampler.load_order(self._resume_from)
+            self.sampler.load_order(*self._resume_from)
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=keep_batch)
 
     def val_dataloader(self) -> DataLoader:
         return self.inner.val_dataloader()
 
     def state_dict(self) -> dict[str, Any]:
-        """Each trial's training-order state, as its single run's datamodule keeps it (one per shuffle row)."""
+        """Each trial's training-order state, as its single run's datamodule keeps it (its own batches)."""
         if self.sampler is None:
             return {}
-        done = batches_into_epoch(self.trainer)
-        per_row = {row: self.sampler.order_state(row, done) for row in set(self.rows)}
-        return {"orders": [per_row[row] for row in self.rows]}
+        done, plan = batches_into_epoch(self.trainer), self.plan
+        return {
+            "orders": [
+                self.sampler.order_state(row, plan.to_trial(k).current(done), plan.steps_per_epoch[k])
+                for k, row in enumerate(self.rows)
+            ]
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """A resumed stack (`checkpoint_format.join`): each trial's order; one per shuffle row is used."""
+        """A resumed stack (`checkpoint_format.join`): each trial's order; one per shuffle row is used, and
+        how far into the epoch they stand (all trials at the same point) in micro-batches."""
         first_of_row = {row: k for k, row in reversed(list(enumerate(self.rows)))}
         orders = state["orders"]
-        known = bool(orders) and None not in orders  # checkpoints from before the order was kept: none
-        self._resume_from = [orders[first_of_row[row]] for row in sorted(first_of_row)] if known else None
+        if not orders or None in orders:  # checkpoints from before the order was kept: none
+            self._resume_from = None
+            return
+        done = int(orders[0]["batches_done"]) * self.plan.per_step[0]
+        self._resume_from = ([orders[first_of_row[row]] for row in sorted(first_of_row)], done)
 
 
 class TrialRecords(L.Callback):
@@ -162,6 +177,7 @@ class TrialRecords(L.Callback):
         # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
         guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
         self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
+        self._sigterm_held = False  # a SIGTERM waiting for a common step boundary (`on_train_batch_end`)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -172,12 +188,14 @@ class TrialRecords(L.Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        plan = pl_module.plan
         checkpoint[STACK_KEY] = stack_section(
             [run.path.name for run in self.runs],
             self.slots,
             self.state_key,
             type(trainer.datamodule).__qualname__,
             dict(pl_module.left_lr),
+            None if plan is None or plan.uniform else plan.counts(),
         )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -198,7 +216,9 @@ class TrialRecords(L.Callback):
         for record in self.records:
             record.epoch_started()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # A trial whose loss stopped being finite leaves the stack, read every `check_every_n_steps` steps as
         # its single run's StopOnNonFiniteLoss reads it (a host sync each time; the first bad step is kept on
         # the device, so the error names it exactly), and at the epoch's end (`epoch_metrics`).
@@ -206,6 +226,8 @@ class TrialRecords(L.Callback):
             self._leave_diverged(trainer)
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
             pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
+        if pl_module.mixed:  # last: Lightning reads the SIGTERM flag right after this hook
+            self._stop_at_a_common_boundary(trainer, pl_module.plan.at_common_boundary(batch_idx + 1))
 
     def on_validation_batch_end(
         self,
@@ -217,6 +239,17 @@ class TrialRecords(L.Callback):
         *args,
     ) -> None:
         pause_mid_validation(trainer, batch_idx)
+
+    def _stop_at_a_common_boundary(self, trainer: L.Trainer, at_boundary: bool) -> None:
+        """Trials of different batch sizes: a SIGTERM takes effect where every trial has just stepped (a
+        few micro-batches later at most), so that `interrupted.ckpt` holds no half-accumulated gradient and
+        each trial's copy is its single run's. Lightning raises its SIGTERMException after this hook when
+        its signal connector says so."""
+        connector = trainer._signal_connector  # Lightning keeps the flag there; `received_sigterm` reads it
+        if connector.received_sigterm and not at_boundary:
+            connector.received_sigterm, self._sigterm_held = False, True
+        elif self._sigterm_held and at_boundary:
+            connector.received_sigterm, self._sigterm_held = True, False
 
     def _leave_diverged(self, trainer: L.Trainer) -> None:
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
@@ -236,7 +269,7 @@ class TrialRecords(L.Callback):
             for logger in self.loggers[k]:
                 # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
                 # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
-                step = trainer.fit_loop.epoch_loop._batches_that_stepped
+                step = self._steps(trainer, k, trainer.fit_loop.epoch_loop._batches_that_stepped)
                 logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=step)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
@@ -255,7 +288,7 @@ class TrialRecords(L.Callback):
             return
         # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
         # the cost of K x metrics tensors per epoch.
-        candidates = {**values, "epoch": trainer.current_epoch, "step": trainer.global_step}
+        candidates = {**values, "epoch": trainer.current_epoch, "step": self._steps(trainer, k)}
         path = checkpointer.format_checkpoint_name(candidates)
         previous = checkpointer.best_model_path
         checkpointer.best_model_path = checkpointer.kth_best_model_path = path
@@ -323,7 +356,17 @@ class TrialRecords(L.Callback):
             flush_all(self.event_files)
         except OSError as err:  # the disk that stopped the fit, most likely: its error is the one reported
             log.warning("the last epoch's TensorBoard scalars were not all written: %s", err)
-        if worth_an_interrupted_checkpoint(trainer, exception):
+        module = trainer.lightning_module
+        between_steps = module.mixed and not module.plan.at_common_boundary(
+            trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        )
+        if between_steps and worth_an_interrupted_checkpoint(trainer, exception):
+            log.warning(
+                "stacked fit stopped (%s) while trials of different batch sizes stood between steps: each "
+                "trial resumes from its last.ckpt",
+                type(exception).__name__,
+            )
+        elif worth_an_interrupted_checkpoint(trainer, exception):
             try:
                 self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT for k in active])
             except WriteFailed as err:
@@ -339,7 +382,7 @@ class TrialRecords(L.Callback):
                 pictures = draw_pictures(
                     self.modules[k], pl_module.last_predictions(k), cfg.callbacks.pictures.max_misclassified
                 )
-                save_pictures(pictures, self.loggers[k], trainer.global_step, run.pictures)
+                save_pictures(pictures, self.loggers[k], self._steps(trainer, k), run.pictures)
         self._split_into_trials()
         say(
             "%d trials' pictures and own checkpoints written in %.1f s",
@@ -354,10 +397,15 @@ class TrialRecords(L.Callback):
                 for logger in self.loggers[k]:
                     logger.finalize("failed")
 
+    def _steps(self, trainer: L.Trainer, k: int, micro_batches: int | None = None) -> int:
+        """Trial k's own step count (its single run's) at the stack's `micro_batches` (default: now)."""
+        count = trainer.global_step if micro_batches is None else micro_batches
+        return trainer.lightning_module.trial_steps(k, count)
+
     def _counts(self, trainer: L.Trainer, k: int, status: str | None = None) -> dict[str, int]:
         return {
             "epochs": trainer.current_epoch + (1 if status == PRUNED else 0),
-            "steps": trainer.global_step,
+            "steps": self._steps(trainer, k),
             "parameters": sum(p.numel() for p in self.modules[k].parameters()),
         }
 
@@ -368,7 +416,7 @@ class TrialRecords(L.Callback):
             extra["pruned_epoch"] = self.pruned[k]
         if self.trials[k] is not None:
             for logger in self.loggers[k]:
-                logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=trainer.global_step)
+                logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=self._steps(trainer, k))
         for logger in self.loggers[k]:
             logger.finalize("success")
         self.records[k].finish(status, **self._counts(trainer, k, status), **extra)
@@ -429,13 +477,23 @@ def _train_stack(
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # as training.train does, in its order
         datamodules.append(build.datamodule(cfg))
         modules.append(build.model(cfg, datamodules[-1].class_names))
-    data = StackedData(build.datamodule(first), [cfg.data.seed for cfg in cfgs])
+    inner = build.datamodule(first)
+    inner.prepare_data()
+    inner.setup("fit")  # the training set's size: when each trial steps (on the CPU; the fit moves it)
+    plan = StepPlan(
+        len(inner.train_set),
+        [cfg.data.batch_size for cfg in cfgs],
+        len(inner.valid_set),
+        [cfg.data.eval_batch_size or cfg.data.batch_size for cfg in cfgs],
+    )
+    data = StackedData(inner, [cfg.data.seed for cfg in cfgs], plan)
     records = TrialRecords(cfgs, modules, datamodules, hydra_cfgs)
     model = StackedClassifier(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
         shuffle_of=data.rows,
         compile=first.model.get("compile") or False,
+        plan=plan,
     )
     trainer = build.trainer(
         first,
@@ -451,7 +509,6 @@ def _train_stack(
         Run(cfgs[0].paths.output_dir).path,
         Run(cfgs[-1].paths.output_dir).path.name,
     )
-    data.prepare_data()
     with tempfile.TemporaryDirectory(prefix="digitlab-stack-") as tmp:
         ckpt_path = None
         if resume_from and all(resume_from):

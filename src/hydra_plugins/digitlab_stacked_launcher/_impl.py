@@ -60,7 +60,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             if len(chunk) == 1:
                 chunk[
                     0
-                ].why = "no other job of this batch differs from it only in seed, MLP width, optimizer and scheduler settings"
+                ].why = "no other job of this batch differs from it only in seed, MLP width, batch size (of the same micro-batch), optimizer and scheduler settings"
                 alone.append(chunk[0])
             else:
                 returns |= _train_stacked(launcher, chunk)

@@ -1,0 +1,85 @@
+"""The baseline of the search benchmark: what a researcher writes instead of `digitlab-train hparams_search=mlp`.
+
+Optuna's ask/tell with the shipped search's sampler, pruner and space (conf/hparams_search/mlp.yaml: seeded
+TPE, 6 start-up trials; median pruning, 5 start-up trials, 1 warm-up epoch; lr log [0.01, 3], hidden
+{16, 30, 64, 128}, batch size {64, 128, 256, 512}; 20 trials of up to 40 epochs, maximising the best
+validation accuracy so far), a bare PyTorch loop per trial (bare_loop.py's: the cached tensors in memory,
+`index_select` batches, SGD, mnist_loss), trials one at a time in one process, the study in memory. Prints
+one JSON line: wall time, best value, epochs trained, trials pruned.
+
+    python benchmarks/bare_search.py <data_dir> [n_trials]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from bare_loop import load_split, mnist_loss
+from torch import nn
+
+EPOCHS = 40
+SEED = 0  # conf/config.yaml's seed: each trial's initial weights and shuffle order
+
+
+def main(data_dir: str, n_trials: int) -> None:
+    start = time.perf_counter()
+    train_x, train_y = load_split(Path(data_dir), "train")
+    valid_x, valid_y = load_split(Path(data_dir), "valid")
+    train_x, valid_x = train_x.flatten(1), valid_x.flatten(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=6),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1, interval_steps=1),
+    )
+    epochs_trained = 0
+    for _ in range(n_trials):
+        trial = study.ask()
+        lr = trial.suggest_float("optimizer.lr", 0.01, 3.0, log=True)
+        hidden = trial.suggest_categorical("model.net.hidden", [16, 30, 64, 128])
+        batch = trial.suggest_categorical("data.batch_size", [64, 128, 256, 512])
+        torch.manual_seed(SEED)
+        model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        best, state = 0.0, optuna.trial.TrialState.COMPLETE
+        for epoch in range(EPOCHS):
+            for idx in torch.randperm(len(train_y)).split(batch):
+                loss = mnist_loss(
+                    model(train_x.index_select(0, idx)).squeeze(-1), train_y.index_select(0, idx)
+                )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                preds = (model(valid_x).squeeze(-1) > 0).long()
+            best = max(best, float((preds == valid_y).float().mean()))
+            epochs_trained += 1
+            trial.report(best, epoch)
+            if trial.should_prune():
+                state = optuna.trial.TrialState.PRUNED
+                break
+        if state == optuna.trial.TrialState.PRUNED:
+            study.tell(trial, state=state)
+        else:
+            study.tell(trial, best)
+    pruned = len(study.get_trials(states=(optuna.trial.TrialState.PRUNED,)))
+    print(
+        json.dumps(
+            {
+                "wall_s": time.perf_counter() - start,
+                "best": study.best_value,
+                "best_params": study.best_params,
+                "epochs": epochs_trained,
+                "pruned": pruned,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20)
