@@ -228,7 +228,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sa
 
 @pytest.mark.parametrize(
     ("point", "standing"),
-    [("checkpoint_write:last.ckpt@2", {"1/10"}), ("checkpoint_link:last.ckpt@2", {"2/15", "1/10"})],
+    [("checkpoint_write:last.ckpt@2", {"1/end"}), ("checkpoint_link:last.ckpt@2", {"2/end", "1/end"})],
 )
 def test_a_stack_killed_between_its_trials_checkpoints_resumes_each_to_its_numbers(
     point, standing, sample_root, tmp_path
