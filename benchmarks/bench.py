@@ -13,7 +13,8 @@ turns that into benchmarks/RESULTS.md:
 - a wide stacked sweep: 256 linear trials (64 lr x 4 seeds, 20 epochs), the whole command, against a
   hand-written stacked loop over the same trials (`bare_stack.py`), with where the command's time goes;
 - the shipped search (`hparams_search=mlp`, whole command) against `bare_search.py`, the Optuna ask/tell loop
-  over bare PyTorch that a researcher writes instead: wall time, best value, epochs trained;
+  over bare PyTorch that a researcher writes instead: wall time, best value, epochs trained; and Ray Tune
+  (`ray_search.py`) when DIGITLAB_BENCH_RAY_PYTHON names a Python that has it;
 - peak memory (max RSS) of each training process.
 - the import floor: `import lightning` against `import torch`, what any Lightning program pays at start.
 Timings on a shared machine are noisy: the models alternate digitlab and bare runs REPEATS times and report
@@ -294,6 +295,13 @@ def search(tmp: Path) -> dict:
         [PY, str(ROOT / "benchmarks" / "bare_search.py"), str(ROOT / "data")]
     )
     bare = json.loads(bare_out.strip().splitlines()[-1])
+    ray = None
+    ray_python = os.environ.get("DIGITLAB_BENCH_RAY_PYTHON")  # a Python with ray[tune] (ray_search.py)
+    if ray_python:
+        ray_wall, ray_out, _ = timed(
+            [ray_python, str(ROOT / "benchmarks" / "ray_search.py"), str(ROOT / "data")]
+        )
+        ray = {**json.loads(ray_out.strip().splitlines()[-1]), "wall_s": ray_wall}
     result = {
         "trials": len(trials),
         "digitlab_s": wall,
@@ -309,6 +317,7 @@ def search(tmp: Path) -> dict:
         "bare_pruned": bare["pruned"],
         "bare_rss_mb": bare_rss,
         "ratio": wall / bare_wall,
+        "ray": ray,
     }
     print("search", result, flush=True)
     return result

@@ -275,6 +275,14 @@ def report(results: dict) -> str:
             f"{search['pruned']} | {search['rss_mb']} | {params(search['best_params'])} |",
             f"| hand-written | {search['bare_s']:.1f} | {search['bare_best']:.4f} | {search['bare_epochs']} | "
             f"{search['bare_pruned']} | {search['bare_rss_mb']} | {params(search['bare_best_params'])} |",
+        ]
+        ray = search.get("ray")
+        if ray:
+            lines.append(
+                f"| Ray Tune 2.60 (OptunaSearch, ASHA, 2 at once) | {ray['wall_s']:.1f} | {ray['best']:.4f} | "
+                f"{ray['epochs']} | {ray['pruned']} | - | {params(ray['best_params'])} |"
+            )
+        lines += [
             "",
             f"digitlab takes {search['ratio']:.1f} x the hand-written search. The two studies need not propose "
             "the same trials: the sampler sees the same results only while the trials' numbers agree to the "
