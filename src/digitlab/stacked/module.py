@@ -98,6 +98,9 @@ class StackedClassifier(L.LightningModule):
 
     def losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """`[K]`: each trial's loss on its own batch (labels `[K, B]`) or the shared one (`[B]`)."""
+        per_trial = getattr(self.loss_fn, "per_trial", None)  # digitlab's losses: one op for the stack
+        if per_trial is not None:
+            return per_trial(scores, labels)
         return vmap(self.loss_fn, in_dims=(0, 0 if labels.dim() == 2 else None))(scores, labels)
 
     def predict_labels(self, scores: torch.Tensor) -> torch.Tensor:

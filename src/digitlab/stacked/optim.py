@@ -50,33 +50,43 @@ class StackedSGD(torch.optim.Optimizer):
         self.rows = torch.as_tensor(list(rows))
         self._buffers: dict[int, torch.Tensor] = {}  # leaf index -> `[K, ...]` momentum buffers
         # Trials of different batch sizes (`steps.py`): which trials step now (`[K]` bool, trial order, set
-        # by the module before each step; None: all), and per leaf the rows whose buffer has started.
+        # by the module before each step; None: all), and the rows (row order) that have stepped before.
         self.only: torch.Tensor | None = None
-        self._started: dict[int, torch.Tensor] = {}
+        self._started_rows: torch.Tensor | None = None
+        self._cached: tuple[Any, dict[str, Any]] | None = None  # `_columns`
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         # The trials' own parameters never get a gradient here: only the stacked leaves do.
         for leaf, _ in self.stacked:
             leaf.grad = None
 
-    def _columns(self) -> dict[str, torch.Tensor]:
-        """Each trial's settings as `[K]` float64 columns in row order; what torch computes in Python floats
-        (`1 - dampening`) is computed here in float64 too, then rounded once, as torch rounds its scalars."""
+    def _columns(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each trial's settings as `[K]` columns in row order, in `like`'s dtype and device; what torch computes
+        in Python floats (`1 - dampening`) is computed here in float64, then rounded once, as torch rounds its
+        scalars. Kept while no setting changes (a scheduler changes the lr; most searches have none)."""
         groups = self.param_groups
-        values = {
-            key: torch.tensor([float(g.get(key, 0.0)) for g in groups], dtype=torch.float64).index_select(
-                0, self.rows
-            )
+        settings = tuple(
+            tuple(float(g.get(key, 0.0)) for g in groups)
             for key in ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+        )
+        key = (settings, like.dtype, like.device)
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        lr, momentum, dampening, weight_decay, nesterov = (
+            torch.tensor(values, dtype=torch.float64).index_select(0, self.rows) for values in settings
+        )
+        dampening = dampening.masked_fill(momentum == 0, 0.0)
+        columns = {
+            "minus_lr": -lr,
+            "momentum": momentum,
+            "keep": 1 - dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
         }
-        values["dampening"] = values["dampening"].masked_fill(values["momentum"] == 0, 0.0)
-        return {
-            "minus_lr": -values["lr"],
-            "momentum": values["momentum"],
-            "keep": 1 - values["dampening"],
-            "weight_decay": values["weight_decay"],
-            "nesterov": values["nesterov"],
-        }
+        columns = {name: value.to(like.dtype).to(like.device) for name, value in columns.items()}
+        columns["flags"] = (bool(weight_decay.any()), bool(momentum.any()), bool(nesterov.any()))
+        self._cached = (key, columns)
+        return columns
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -84,59 +94,52 @@ class StackedSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        columns = self._columns()
-        with_decay = bool(columns["weight_decay"].any())
-        with_momentum = bool(columns["momentum"].any())
+        leaves = [leaf for leaf, _ in self.stacked if leaf.grad is not None]
+        if not leaves:
+            return loss
+        columns = self._columns(leaves[0])
+        with_decay, with_momentum, nesterov = columns["flags"]
+        minus_lr, momentum, keep = columns["minus_lr"], columns["momentum"], columns["keep"]
+        if self.only is not None:
+            # Trials of different batch sizes: the rows that do not step get lr 0 and keep their momentum
+            # buffer (x 1 + grad x 0); a row's first step starts its buffer at its gradient (0 x 0 + grad x 1).
+            # Exact for a finite gradient; a diverged trial's rows are its own.
+            stepping = self.only.index_select(0, self.rows.to(self.only.device))
+            if self._started_rows is None:
+                self._started_rows = torch.zeros_like(stepping)
+            started = self._started_rows
+            minus_lr = minus_lr * stepping
+            momentum = torch.where(stepping, torch.where(started, momentum, 0.0), 1.0)
+            keep = torch.where(stepping, torch.where(started, keep, 1.0), 0.0)
+            self._started_rows = started | stepping
         for index, (leaf, own) in enumerate(self.stacked):
             grad = leaf.grad
             if grad is None:
                 continue
             shape = (-1, *([1] * (leaf.dim() - 1)))
-            column = {key: value.to(leaf.dtype).to(leaf.device).view(shape) for key, value in columns.items()}
-            stepping = None
-            if self.only is not None:
-                stepping = self.only.index_select(0, self.rows.to(self.only.device)).view(shape)
             if with_decay:  # grad.add(param, alpha=weight_decay), per row
-                grad = grad.addcmul(leaf, column["weight_decay"])
+                grad = grad.addcmul(leaf, columns["weight_decay"].view(shape))
             if with_momentum:
-                grad = self._momentum(index, own, grad, column, stepping)
-            if stepping is None:
-                leaf.addcmul_(grad, column["minus_lr"])  # param.add_(grad, alpha=-lr)
-            else:  # rows still accumulating stay as they are
-                leaf.copy_(torch.where(stepping, leaf.addcmul(grad, column["minus_lr"]), leaf))
+                buffer = self._buffers.get(index)
+                if (
+                    buffer is None and self.only is None
+                ):  # the first step: the gradient itself, as torch starts it
+                    buffer = self._buffers[index] = grad.detach().clone()
+                    self._share_state(index, own)
+                else:
+                    if buffer is None:
+                        buffer = self._buffers[index] = torch.zeros_like(grad)
+                        self._share_state(index, own)
+                    # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                    buffer.mul_(momentum.view(shape)).addcmul_(grad, keep.view(shape))
+                with_own = columns["momentum"].view(shape)
+                stepped = torch.where(with_own != 0, buffer, grad)  # no momentum: the gradient itself
+                if nesterov:  # grad.add(buf, alpha=momentum)
+                    ahead = (columns["nesterov"].view(shape) != 0) & (with_own != 0)
+                    stepped = torch.where(ahead, grad.addcmul(buffer, with_own), stepped)
+                grad = stepped
+            leaf.addcmul_(grad, minus_lr.view(shape))  # param.add_(grad, alpha=-lr)
         return loss
-
-    def _momentum(
-        self,
-        index: int,
-        own: list[nn.Parameter],
-        grad: torch.Tensor,
-        column: dict[str, torch.Tensor],
-        stepping: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """The leaf's step direction with momentum, its buffer updated (only the `stepping` rows, if given)."""
-        momentum = column["momentum"]
-        buffer = self._buffers.get(index)
-        if stepping is None:
-            if buffer is None:  # the first step: the gradient itself, as torch starts it
-                buffer = self._buffers[index] = grad.detach().clone()
-                self._share_state(index, own)
-            else:  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                buffer.mul_(momentum).addcmul_(grad, column["keep"])
-        else:
-            if buffer is None:
-                buffer = self._buffers[index] = torch.zeros_like(grad)
-                self._started[index] = torch.zeros_like(stepping)
-                self._share_state(index, own)
-            started = self._started[index]
-            moved = torch.where(started, buffer.mul(momentum).addcmul(grad, column["keep"]), grad)
-            buffer.copy_(torch.where(stepping, moved, buffer))
-            started |= stepping
-        stepped = torch.where(momentum != 0, buffer, grad)  # no momentum: the gradient itself
-        if bool(column["nesterov"].any()):  # grad.add(buf, alpha=momentum)
-            ahead = (column["nesterov"] != 0) & (momentum != 0)
-            stepped = torch.where(ahead, grad.addcmul(buffer, momentum), stepped)
-        return stepped
 
     def _share_state(self, index: int, own: list[nn.Parameter]) -> None:
         """Each trial's `momentum_buffer` in `state` is a view of its row, as its own SGD keeps it (only for
@@ -150,15 +153,13 @@ class StackedSGD(torch.optim.Optimizer):
         """The stock format (a resumed stack, `checkpoint_format.join`): each trial's buffer gathered into
         its leaf's rows."""
         super().load_state_dict(state_dict)
-        self._buffers, self._started = {}, {}
+        self._buffers, self._started_rows, self._cached = {}, None, None
         for index, (leaf, own) in enumerate(self.stacked):
             saved = [self.state.get(param, {}).get("momentum_buffer") for param in own]
             if all(buffer is None for buffer in saved):
                 continue
-            shape = (-1, *([1] * (leaf.dim() - 1)))
-            self._started[index] = torch.tensor([b is not None for b in saved], device=leaf.device).view(
-                shape
-            )
+            if self._started_rows is None:  # a resumed stack stands at a step: its trials have stepped
+                self._started_rows = torch.ones(len(own), dtype=torch.bool, device=leaf.device)
             buffer = self._buffers[index] = torch.zeros_like(leaf)
             for row, part in zip(buffer, saved, strict=True):
                 if part is not None:
