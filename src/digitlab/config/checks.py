@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -384,8 +385,14 @@ def _check_extras(cfg: DictConfig, keys: list[str], choices: dict[str, Any]) -> 
             ) from None
 
 
+# The optimizer and scheduler settings this process built and passed (a sweep's jobs share most of theirs:
+# a grid of 64 lrs x 4 seeds builds 64 optimizers, not 256).
+_optimizations_checked: set[str] = set()
+
+
 def _check_optimization(cfg: DictConfig, choices: dict[str, Any]) -> None:
-    """The optimizer and scheduler the model uses, built for real on a stand-in parameter."""
+    """The optimizer and scheduler the model uses, built for real on a stand-in parameter, once per
+    distinct resolved setting in a process."""
     from digitlab.build import instantiate
     from digitlab.optimizer import check_optimizer
     from digitlab.scheduler import check_scheduler
@@ -393,24 +400,30 @@ def _check_optimization(cfg: DictConfig, choices: dict[str, Any]) -> None:
     model = cfg.get("model")
     if model is None or cfg.get("optimizer") is None or "optimizer" not in model:
         return
-    settings = _settings(cfg.optimizer)
+    optimizer_node = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    with_scheduler = cfg.get("scheduler") is not None and "scheduler" in model
+    scheduler_node = OmegaConf.to_container(cfg.scheduler, resolve=True) if with_scheduler else None
+    named = (_chosen("optimizer", cfg, choices), _chosen("scheduler", cfg, choices) if with_scheduler else "")
+    seen = json.dumps([optimizer_node, scheduler_node, named], sort_keys=True, default=repr)
+    if seen in _optimizations_checked:
+        return
     optimizer = check_optimizer(
-        instantiate(cfg.optimizer, _convert_="all"), settings, _chosen("optimizer", cfg, choices)
+        instantiate(optimizer_node, _convert_="all"), _arguments(optimizer_node), named[0]
     )
-    if cfg.get("scheduler") is not None and "scheduler" in model:
-        scheduler = _chosen("scheduler", cfg, choices)
+    if scheduler_node is not None:
         check_scheduler(
-            instantiate(cfg.scheduler, _convert_="all"), optimizer, _settings(cfg.scheduler), scheduler
+            instantiate(scheduler_node, _convert_="all"), optimizer, _arguments(scheduler_node), named[1]
         )
+    _optimizations_checked.add(seen)
+
+
+def _arguments(node: dict[str, Any]) -> dict[str, Any]:
+    """A resolved `_target_` node's settings (its keys less Hydra's `_target_`, `_partial_`, ...)."""
+    return {key: value for key, value in node.items() if not str(key).startswith("_")}
 
 
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def _settings(node: DictConfig) -> dict[str, Any]:
-    values = OmegaConf.to_container(node, resolve=True)
-    return {key: value for key, value in values.items() if not str(key).startswith("_")}
 
 
 def _chosen(group: str, cfg: DictConfig, choices: dict[str, Any]) -> str:
