@@ -45,3 +45,32 @@ def test_basic_optim_steps_against_the_gradient():
     with pytest.raises(ValueError, match="lr=0"):
         BasicOptim([p], lr=0)
     assert math.isclose(opt.param_groups[0]["lr"], 0.5)
+
+
+@pytest.mark.parametrize(
+    ("loss", "classes"),
+    [
+        (MnistLoss(), 0),
+        (BinaryCrossEntropy(), 0),
+        (CrossEntropy(), 10),
+        (CrossEntropy(label_smoothing=0.1), 10),
+        (CrossEntropy(weight=torch.rand(10) + 0.5), 10),
+    ],
+    ids=["mnist_loss", "bce", "cross_entropy", "label_smoothing", "class_weights"],
+)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_batch", "own_batches"])
+def test_a_stacks_losses_are_each_trials_own(loss, classes, shared):
+    """`per_trial` (K stacked trials' losses in one op) gives each trial's single loss, to round-off, for K
+    trials on one shared batch (validation) or on a batch each (training), and its gradient too."""
+    torch.manual_seed(0)
+    k, b = 5, 33
+    logits = torch.randn(k, b, classes) * 3 if classes else torch.randn(k, b) * 3
+    logits.requires_grad_()
+    targets = torch.randint(0, classes or 2, (b,) if shared else (k, b))
+    stacked = loss.per_trial(logits, targets)
+    alone = torch.stack([loss(logits[t], targets if shared else targets[t]) for t in range(k)])
+    assert stacked.shape == (k,)
+    assert torch.allclose(stacked, alone, rtol=1e-6, atol=1e-7)
+    (grad,) = torch.autograd.grad(stacked.sum(), logits)
+    (own,) = torch.autograd.grad(alone.sum(), logits)
+    assert torch.allclose(grad, own, rtol=1e-5, atol=1e-8)

@@ -222,7 +222,15 @@ class TrialRecords(L.Callback):
         # A trial whose loss stopped being finite leaves the stack, read every `check_every_n_steps` steps as
         # its single run's StopOnNonFiniteLoss reads it (a host sync each time; the first bad step is kept on
         # the device, so the error names it exactly), and at the epoch's end (`epoch_metrics`).
-        if self.check_every and trainer.global_step % self.check_every == 0:
+        if self.check_every and pl_module.mixed:  # each trial read at its own steps
+            due = [
+                k
+                for k in pl_module._stepping_now
+                if pl_module.trial_steps(k, trainer.global_step) % self.check_every == 0
+            ]
+            if due:
+                self._leave_diverged(trainer, due)
+        elif self.check_every and trainer.global_step % self.check_every == 0:
             self._leave_diverged(trainer)
         if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
             pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
@@ -251,9 +259,10 @@ class TrialRecords(L.Callback):
         elif self._sigterm_held and at_boundary:
             connector.received_sigterm, self._sigterm_held = True, False
 
-    def _leave_diverged(self, trainer: L.Trainer) -> None:
+    def _leave_diverged(self, trainer: L.Trainer, only: list[int] | None = None) -> None:
+        """The trials (or those of `only`: due to be read) whose loss stopped being finite leave."""
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
-            if step >= 0 and self.active(k):
+            if step >= 0 and self.active(k) and (only is None or k in only):
                 self._diverged(trainer, k, step)
         if not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
