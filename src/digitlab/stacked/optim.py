@@ -53,6 +53,7 @@ class StackedSGD(torch.optim.Optimizer):
         # by the module before each step; None: all), and the rows (row order) that have stepped before.
         self.only: torch.Tensor | None = None
         self._started_rows: torch.Tensor | None = None
+        self._mask_rows: torch.Tensor | None = None  # `rows` on the mask's device
         self._cached: tuple[Any, dict[str, Any]] | None = None  # `_columns`
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -104,7 +105,9 @@ class StackedSGD(torch.optim.Optimizer):
             # Trials of different batch sizes: the rows that do not step get lr 0 and keep their momentum
             # buffer (x 1 + grad x 0); a row's first step starts its buffer at its gradient (0 x 0 + grad x 1).
             # Exact for a finite gradient; a diverged trial's rows are its own.
-            stepping = self.only.index_select(0, self.rows.to(self.only.device))
+            if self._mask_rows is None or self._mask_rows.device != self.only.device:
+                self._mask_rows = self.rows.to(self.only.device)  # once, where the mask is
+            stepping = self.only.index_select(0, self._mask_rows)
             if self._started_rows is None:
                 self._started_rows = torch.zeros_like(stepping)
             started = self._started_rows
