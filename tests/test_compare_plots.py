@@ -56,3 +56,28 @@ def test_the_curves_legend_groups_seeds_for_24_runs(tmp_path):
     lines = figure.axes[0].get_lines()
     assert len(lines) == 6 and all(list(line.get_xdata()) == [1, 2, 3] for line in lines)
     assert len(figure.axes[0].collections) == 6  # each mean in its band over the 4 seeds
+
+
+def test_a_search_whose_runs_share_no_other_setting_is_one_cloud_of_dots(tmp_path):
+    """An Optuna study's trials each have their own lr and width: no line can join two runs of the same other
+    settings, so each plot is one colour of dots, one per run, and nothing is averaged across settings."""
+    trials = [(0.01, 16), (0.1, 30), (1.0, 64), (0.03, 128), (0.3, 256)]
+    for number, (lr, hidden) in enumerate(trials):
+        run = tmp_path / "study" / f"{number}_optimizer.lr={lr},model.net.hidden={hidden}"
+        (run / ".hydra").mkdir(parents=True)
+        OmegaConf.save(
+            OmegaConf.create({"seed": 0, "optimizer": {"lr": lr}, "model": {"net": {"hidden": hidden}}}),
+            run / ".hydra/config.yaml",
+        )
+        OmegaConf.save(
+            OmegaConf.create([f"optimizer.lr={lr}", f"model.net.hidden={hidden}"]),
+            run / ".hydra/overrides.yaml",
+        )
+        (run / "metrics.json").write_text(json.dumps({"val/acc_best": 0.9 + number / 100}))
+    figures = metric_vs_param_figures(compare(tmp_path / "study", metric="val/acc_best"))
+    assert sorted(figures) == ["model.net.hidden", "optimizer.lr"]
+    for figure in figures.values():
+        ax = figure.axes[0]
+        assert ax.get_legend() is None and not ax.get_lines()  # no line, no mean
+        dots = [tuple(point) for collection in ax.collections for point in collection.get_offsets()]
+        assert len(dots) == 5 and "each dot a run (5)" in ax.get_title()

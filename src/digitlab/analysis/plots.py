@@ -125,6 +125,16 @@ def metric_vs_param_figures(comparison: Comparison) -> dict[str, Figure]:
             lines[rest][x] += [v for v in group.values[metric] if v is not None and np.isfinite(v)]
         if len({x for line in lines.values() for x, ys in line.items() if ys}) < 2:
             continue
+        # A search (Optuna's trials, a random sweep): no two runs share the other settings, so no line joins
+        # two points. Then each run is a dot of one colour, and nothing is averaged across settings.
+        scattered = len(lines) > 1 and all(sum(1 for ys in p.values() if ys) < 2 for p in lines.values())
+        if scattered:
+            pooled: dict[float, list[float]] = defaultdict(list)
+            for points in lines.values():
+                for x, ys in points.items():
+                    pooled[x] += ys
+            others = len(lines)
+            lines, names = {(): pooled}, {(): ""}
         fig = Figure(figsize=(7 if len(lines) > LEGEND_INSIDE else 6, 4))
         ax = fig.subplots()
         xs_all = []
@@ -133,20 +143,30 @@ def metric_vs_param_figures(comparison: Comparison) -> dict[str, Figure]:
             xs_all += xs
             color = f"C{index % 10}"
             for x in xs:
-                ax.scatter([x] * len(points[x]), points[x], color=color, alpha=0.5, s=12)
-            label = names[rest] or ("mean over seeds" if any(len(points[x]) > 1 for x in xs) else None)
-            _band(ax, points, color, label)
+                ax.scatter(
+                    [x] * len(points[x]), points[x], color=color, alpha=0.5 if not scattered else 0.8, s=12
+                )
+            if not scattered:
+                label = names[rest] or ("mean over seeds" if any(len(points[x]) > 1 for x in xs) else None)
+                _band(ax, points, color, label)
         if min(xs_all) > 0 and max(xs_all) / min(xs_all) > LOG_SPAN:
             ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
         # The second line only when there is a "rest": a title that fits the figure (at 600 px the one-line
         # version was cut off at its right edge).
-        others = len([n for n in names.values() if n])
-        ax.set_title(
-            f"{metric} against {key}" + (f"\none line per setting of the rest ({others})" if others else "")
-        )
+        if scattered:
+            ax.set_title(
+                f"{metric} against {key}\neach dot a run ({others}); no two share their other settings"
+            )
+            fig.tight_layout()
+        else:
+            others = len([n for n in names.values() if n])
+            ax.set_title(
+                f"{metric} against {key}"
+                + (f"\none line per setting of the rest ({others})" if others else "")
+            )
+            _legend(fig, ax, others or 1)
         ax.grid(alpha=0.3)
-        _legend(fig, ax, len([n for n in names.values() if n]) or 1)
         figures[key] = fig
     return figures
