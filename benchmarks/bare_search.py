@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -24,6 +25,28 @@ from torch import nn
 
 EPOCHS = 40
 SEED = 0  # conf/config.yaml's seed: each trial's initial weights and shuffle order
+
+
+def best_so_far(
+    lr: float, hidden: int, batch: int, train: tuple[torch.Tensor, ...], valid: tuple[torch.Tensor, ...]
+) -> Iterator[float]:
+    """One trial of the shipped MLP search, bare: after each of its epochs, the best validation accuracy so
+    far (`train`, `valid`: flattened images and labels in memory). Ray's trainable runs it too."""
+    (train_x, train_y), (valid_x, valid_y) = train, valid
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    best = 0.0
+    for _ in range(EPOCHS):
+        for idx in torch.randperm(len(train_y)).split(batch):
+            loss = mnist_loss(model(train_x.index_select(0, idx)).squeeze(-1), train_y.index_select(0, idx))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            preds = (model(valid_x).squeeze(-1) > 0).long()
+        best = max(best, float((preds == valid_y).float().mean()))
+        yield best
 
 
 def main(data_dir: str, n_trials: int) -> None:
@@ -43,21 +66,9 @@ def main(data_dir: str, n_trials: int) -> None:
         lr = trial.suggest_float("optimizer.lr", 0.01, 3.0, log=True)
         hidden = trial.suggest_categorical("model.net.hidden", [16, 30, 64, 128])
         batch = trial.suggest_categorical("data.batch_size", [64, 128, 256, 512])
-        torch.manual_seed(SEED)
-        model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
         best, state = 0.0, optuna.trial.TrialState.COMPLETE
-        for epoch in range(EPOCHS):
-            for idx in torch.randperm(len(train_y)).split(batch):
-                loss = mnist_loss(
-                    model(train_x.index_select(0, idx)).squeeze(-1), train_y.index_select(0, idx)
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            with torch.no_grad():
-                preds = (model(valid_x).squeeze(-1) > 0).long()
-            best = max(best, float((preds == valid_y).float().mean()))
+        train, valid = (train_x, train_y), (valid_x, valid_y)
+        for epoch, best in enumerate(best_so_far(lr, hidden, batch, train, valid)):
             epochs_trained += 1
             trial.report(best, epoch)
             if trial.should_prune():

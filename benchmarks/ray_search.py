@@ -20,32 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-EPOCHS = 40
-SEED = 0
+from bare_search import EPOCHS
 
 
 def trainable(config: dict, data: dict) -> None:
     import torch
-    from bare_loop import mnist_loss
+    from bare_search import best_so_far
     from ray import tune
-    from torch import nn
 
     torch.set_num_threads(1)
-    train_x, train_y, valid_x, valid_y = (data[k] for k in ("train_x", "train_y", "valid_x", "valid_y"))
-    torch.manual_seed(SEED)
-    hidden, batch = config["model.net.hidden"], config["data.batch_size"]
-    model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=config["optimizer.lr"])
-    best = 0.0
-    for _ in range(EPOCHS):
-        for idx in torch.randperm(len(train_y)).split(batch):
-            loss = mnist_loss(model(train_x.index_select(0, idx)).squeeze(-1), train_y.index_select(0, idx))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            preds = (model(valid_x).squeeze(-1) > 0).long()
-        best = max(best, float((preds == valid_y).float().mean()))
+    train, valid = (data["train_x"], data["train_y"]), (data["valid_x"], data["valid_y"])
+    hidden, batch, lr = config["model.net.hidden"], config["data.batch_size"], config["optimizer.lr"]
+    for best in best_so_far(lr, hidden, batch, train, valid):
         tune.report({"acc_best": best})
 
 

@@ -643,6 +643,21 @@ def _storage_of(kind: str, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else str(tmp_path / "s" / JOURNAL)
 
 
+def _two_trials_beside(sample_root: Path, tmp_path: Path, storage: str) -> str:
+    """A 2-trial search on `storage`, beating every second (grace: 4 s), beside another program's trial;
+    its output."""
+    args = search(
+        sample_root,
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.heartbeat_s=1",
+        f"hydra.sweeper.storage={storage}",
+    )
+    proc = cli(*args, cwd=tmp_path)
+    return proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_a_trial_another_tool_left_running_with_no_heartbeat_is_asked_again(sample_root, tmp_path, kind):
     """A RUNNING trial that no worker claims and nothing beats for (here asked by another Optuna program
@@ -654,16 +669,7 @@ def test_a_trial_another_tool_left_running_with_no_heartbeat_is_asked_again(samp
 
     left = optuna.create_study(study_name="s", storage=open_storage(storage), direction="maximize")
     left.ask({"optimizer.lr": FloatDistribution(0.01, 10.0, log=True)})  # another tool, gone since
-    args = search(
-        sample_root,
-        tmp_path,
-        "hydra.sweeper.n_trials=2",
-        "trainer.max_epochs=1",
-        "hydra.sweeper.heartbeat_s=1",
-        f"hydra.sweeper.storage={storage}",
-    )
-    proc = cli(*args, cwd=tmp_path)
-    output = proc.stdout + proc.stderr
+    output = _two_trials_beside(sample_root, tmp_path, storage)
     assert "trial 0 was left running by no digitlab worker" in output, output[-3000:]
     trials = optuna.load_study(study_name="s", storage=open_storage(storage)).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
@@ -692,18 +698,9 @@ def test_a_trial_another_tool_runs_with_optunas_heartbeat_is_left_to_it(sample_r
     elsewhere = threading.Thread(target=run_elsewhere)
     elsewhere.start()
     try:
-        args = search(
-            sample_root,
-            tmp_path,
-            "hydra.sweeper.n_trials=2",
-            "trainer.max_epochs=1",
-            "hydra.sweeper.heartbeat_s=1",
-            f"hydra.sweeper.storage={storage}",
-        )
-        proc = cli(*args, cwd=tmp_path)
+        output = _two_trials_beside(sample_root, tmp_path, storage)
     finally:
         elsewhere.join()
-    output = proc.stdout + proc.stderr
     assert done.is_set() and "left running" not in output, output[-3000:]
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
