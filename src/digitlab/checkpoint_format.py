@@ -108,11 +108,18 @@ def split(stack: dict[str, Any], k: int) -> dict[str, Any]:
         checkpoint["loops"] = {**checkpoint["loops"], "fit_loop": {**fit, "state_dict": state}}
     counts = section.get("counts")
     if counts:  # the loops count the stack's micro-batches: slot k's single run counts its own steps
+        joined = (counts.get("start_epochs") or [0] * len(section["runs"]))[k]  # a continuous stack's slot
         recount(
             checkpoint,
-            Recount.in_steps(counts["micro_per_epoch"], counts["steps_per_epoch"][k], counts["per_step"][k]),
+            Recount.in_steps(
+                counts["micro_per_epoch"],
+                counts["steps_per_epoch"][k],
+                counts["per_step"][k],
+                joined * counts["micro_per_epoch"],
+            ),
             # The stack validates in the first slot's batches: slot k's count, in proportion.
             Recount.in_proportion(counts["val_batches"][0], counts["val_batches"][k]),
+            epochs_before=joined,
         )
     (shared,) = stack["optimizer_states"]
     group = dict(shared["param_groups"][k])
@@ -196,23 +203,27 @@ def join(trials: list[dict[str, Any]], records_key: str, data_key: str) -> dict[
 class Recount:
     """Batches counted over epochs of `per_epoch` each, as counted over epochs of `own_per_epoch`: whole
     epochs map to whole epochs, `into(n)` maps n batches into an epoch (stacks of trials of different batch
-    sizes count micro-batches, their trials their own steps: `stacked/steps.py`)."""
+    sizes count micro-batches, their trials their own steps: `stacked/steps.py`). Totals count from
+    `before` batches on (a continuous stack's trial that joined after `before` of the stack's batches; a
+    whole number of epochs)."""
 
     per_epoch: int
     own_per_epoch: int
     into: Callable[[int], int]
+    before: int = 0
 
     @classmethod
-    def in_steps(cls, per_epoch: int, own_per_epoch: int, per_step: int) -> Recount:
+    def in_steps(cls, per_epoch: int, own_per_epoch: int, per_step: int, before: int = 0) -> Recount:
         """Micro-batches as steps of `per_step` micro-batches each (the last of an epoch may be short)."""
-        return cls(per_epoch, own_per_epoch, lambda n: n // per_step)
+        return cls(per_epoch, own_per_epoch, lambda n: n // per_step, before)
 
     @classmethod
     def in_proportion(cls, per_epoch: int, own_per_epoch: int) -> Recount:
         return cls(per_epoch, own_per_epoch, lambda n: n * own_per_epoch // per_epoch)
 
     def total(self, count: int) -> int:
-        epochs, into = divmod(count, self.per_epoch)
+        # A counter that stood still (no scheduler: its steps stay 0) is 0 for the trial too.
+        epochs, into = divmod(max(0, count - self.before), self.per_epoch)
         return epochs * self.own_per_epoch + self.into(into)
 
     def current(self, count: int) -> int:
@@ -232,10 +243,19 @@ _TRAINING_COUNTERS = (
 _VALIDATION_COUNTERS = (("epoch_loop.val_loop.batch_progress",),)
 
 
-def recount(checkpoint: dict[str, Any], training: Recount, validation: Recount | None = None) -> None:
-    """The batch counts in `checkpoint` (Lightning's loops, `global_step`) recounted in place."""
+def recount(
+    checkpoint: dict[str, Any], training: Recount, validation: Recount | None = None, epochs_before: int = 0
+) -> None:
+    """The batch counts in `checkpoint` (Lightning's loops, `global_step`) recounted in place; with
+    `epochs_before`, the epochs too (a continuous stack's trial that joined after that many)."""
     loops = checkpoint["loops"] = dict(checkpoint["loops"])
     fit = loops["fit_loop"] = _copied(loops["fit_loop"])
+    if epochs_before:
+        checkpoint["epoch"] -= epochs_before
+        for scope in ("total", "current"):
+            counters = fit.get("epoch_progress", {}).get(scope, {})
+            for key, value in counters.items():
+                counters[key] = max(0, value - epochs_before)
     for paths, counting in ((_TRAINING_COUNTERS, training), (_VALIDATION_COUNTERS, validation)):
         for path in paths if counting is not None else ():
             node = fit

@@ -43,6 +43,13 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
         self.generators = [torch.Generator().manual_seed(seed) for seed, _ in orders] if shuffle else []
         self.partial_last = [partial for _, partial in orders] if shuffle else []
 
+    def restart(self, row: int, seed: int, partial_last: bool) -> None:
+        """Row `row` holds a new trial from the next epoch on (a continuous stack's slot refilled between
+        epochs, `stacked.slots`): its order is drawn by a generator of its own seed, from the start."""
+        if self.generators:
+            self.generators[row] = torch.Generator().manual_seed(seed)
+            self.partial_last[row] = partial_last
+
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
 

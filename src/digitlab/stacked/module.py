@@ -26,7 +26,7 @@ from digitlab.checkpoint_format import STACKED_BEST_KEY, recount
 from digitlab.model.module import ClassifierModule
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
-from digitlab.stacked.optim import StackedSGD, vectorisable
+from digitlab.stacked.optim import StackedSGD, refill_group, vectorisable
 from digitlab.stacked.steps import StepPlan
 
 EpochMetrics = Callable[[list[dict[str, float]]], None]
@@ -40,15 +40,20 @@ class StackedClassifier(L.LightningModule):
         shuffle_of: Sequence[int] | None = None,
         compile: bool | dict[str, Any] = False,
         plan: StepPlan | None = None,
+        widest: Sequence[nn.Sequential] = (),
+        trial_epochs: int | None = None,
     ) -> None:
         """`shuffle_of[k]`: which row of a training batch (one per distinct shuffle order, `batches.py`) is
         trial k's; default: one row per trial. `plan`: when each trial steps, for trials of different batch
-        sizes (`steps.py`); default: every trial at every batch."""
+        sizes (`steps.py`); default: every trial at every batch. A continuous stack's (`slots.py`): `widest`,
+        the nets a refill may bring that its rows must hold, and `trial_epochs`, each trial's own epochs
+        (its scheduler's length; the fit itself runs until no trial is left)."""
         super().__init__()
         self.trials = nn.ModuleList(trials)
         first = trials[0]
         shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
-        self.net = StackedNet([trial.net for trial in trials], shuffle_of)
+        self.net = StackedNet([trial.net for trial in trials], shuffle_of, widest)
+        self.trial_epochs = trial_epochs
         # As ClassifierModule compiles its net (`model.compile`): out of the module tree, the same weights.
         options = compile if isinstance(compile, dict) else {}
         self._compiled_net = (torch.compile(self.net, **options),) if compile else ()
@@ -66,16 +71,25 @@ class StackedClassifier(L.LightningModule):
         # watching costs no host sync per step; `TrialRecords` reads it.
         self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
         self.left_lr: dict[int, float] = {}  # trials that left the stack (`leave`): the lr each had
+        self.plan: StepPlan | None = None
+        self._stepping: torch.Tensor | None = None  # this micro-batch's `steps_after` row
+        self._stepped: torch.Tensor | None = None  # the previous one's: their gradients start again
+        self.use_plan(plan)
+
+    def use_plan(self, plan: StepPlan | None) -> None:
+        """When each trial steps from now on (a continuous stack's plan changes as its slots refill)."""
         self.plan = plan
         if plan is not None and not plan.uniform:
             # Per micro-batch j: each trial's loss weight, whether it steps after j, the step j belongs to.
-            self.register_buffer("step_weights", plan.weights.float(), persistent=False)
-            self.register_buffer("steps_after", plan.steps_after, persistent=False)
-            self.register_buffer("step_number", plan.step_number, persistent=False)
-            self.register_buffer("epoch_steps", torch.tensor(plan.steps_per_epoch), persistent=False)
+            for name, value in (
+                ("step_weights", plan.weights.float()),
+                ("steps_after", plan.steps_after),
+                ("step_number", plan.step_number),
+                ("epoch_steps", torch.tensor(plan.steps_per_epoch)),
+                ("joined_at", torch.tensor(plan.start_epochs)),  # a continuous stack's (0s otherwise)
+            ):
+                self.register_buffer(name, value.to(self.device), persistent=False)
             self._steppers = [torch.nonzero(row).flatten().tolist() for row in plan.steps_after]
-            self._stepping: torch.Tensor | None = None  # this micro-batch's `steps_after` row
-            self._stepped: torch.Tensor | None = None  # the previous one's: their gradients start again
 
     @property
     def size(self) -> int:
@@ -123,7 +137,7 @@ class StackedClassifier(L.LightningModule):
         bad = ~torch.isfinite(losses.detach())
         # named as a single run names it (`StopOnNonFiniteLoss`): the steps taken, this one included
         step = (
-            self.epoch_steps * self.current_epoch + self.step_number[batch_idx]
+            self.epoch_steps * (self.current_epoch - self.joined_at) + self.step_number[batch_idx]
             if self.mixed
             else torch.full_like(self.first_bad_step, self.global_step + 1)
         )
@@ -148,13 +162,43 @@ class StackedClassifier(L.LightningModule):
         factories = [trial.scheduler_factory for trial in self.trials]
         if factories[0] is None:
             return shared
-        total = self.trainer.estimated_stepping_batches  # micro-batches: each trial's own steps below
         schedulers = [
-            build_scheduler(f, optimizer, self.trial_steps(k, total))
+            build_scheduler(f, optimizer, self._scheduled_steps(k))
             for k, (f, optimizer) in enumerate(zip(factories, own, strict=True))
         ]
         self.trial_schedulers = TrialSchedulers(shared, schedulers)
         return {"optimizer": shared, "lr_scheduler": {"scheduler": self.trial_schedulers, "interval": "step"}}
+
+    def _scheduled_steps(self, k: int) -> int:
+        """Trial k's steps over its whole run: what its single run's scheduler is sized to."""
+        if self.trial_epochs is not None:  # a continuous stack: the fit runs until no trial is left
+            return self.trial_epochs * self.plan.steps_per_epoch[k]
+        return self.trial_steps(k, self.trainer.estimated_stepping_batches)
+
+    def refill(self, k: int, trial: ClassifierModule, plan: StepPlan) -> None:
+        """Slot k holds a new trial from the next epoch on (a continuous stack, `slots.py`): its net's
+        weights in the slot's rows, its own optimizer's param group (its settings, no state yet) and its
+        own scheduler in the slot's place, its best val/acc and divergence watch started again; `plan`
+        the stack's steps with it."""
+        trial.to(self.device)
+        self.trials[k] = trial
+        self.net.refill(k, trial.net)
+        own = trial.optimizer_factory(params=trial.parameters())
+        shared = self.trainer.optimizers[0]
+        if isinstance(shared, StackedSGD):
+            shared.refill(k, own.param_groups[0], self.net.stacked())
+        else:
+            refill_group(shared, k, own.param_groups[0])
+        self.trial_optimizers[k] = own
+        self.use_plan(plan)
+        if trial.scheduler_factory is not None:
+            self.trial_schedulers.schedulers[k] = build_scheduler(
+                trial.scheduler_factory, own, self._scheduled_steps(k)
+            )
+        self.trial_schedulers.stopped.discard(k)
+        self.left_lr.pop(k, None)
+        self.val_acc_best[k] = -1.0
+        self.first_bad_step[k] = -1
 
     def on_after_backward(self) -> None:
         if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own

@@ -35,9 +35,12 @@ def stackable(net: nn.Module) -> bool:
 
 
 class StackedNet(nn.Module):
-    def __init__(self, nets: Sequence[nn.Sequential], shuffle_of: Sequence[int]) -> None:
+    def __init__(
+        self, nets: Sequence[nn.Sequential], shuffle_of: Sequence[int], widest: Sequence[nn.Sequential] = ()
+    ) -> None:
         """`nets`: the trials' own nets (registered by their trials' modules, not here); `shuffle_of[k]`: which
-        row of a training batch is trial k's."""
+        row of a training batch is trial k's; `widest`: nets whose shapes the stack's rows must also hold (a
+        continuous stack's: the widest a refill may bring, `refill`)."""
         super().__init__()
         if not stackable(nets[0]):
             raise ValueError(f"only Flatten, Linear, then Linear and ReLU layers stack, not {nets[0]}")
@@ -60,10 +63,18 @@ class StackedNet(nn.Module):
         # Per Linear layer, the trials' weights `[K, out, in]` and biases `[K, out]`, rows in `order`; trials
         # of different widths (`model.net.hidden`) sit in the widest one's shape, the rest zeros (see `padded`).
         self.weights = nn.ParameterList(
-            [nn.Parameter(padded([nets[k][i].weight.detach() for k in order])) for i in self._linears]
+            [
+                nn.Parameter(
+                    padded([nets[k][i].weight.detach() for k in order], [w[i].weight for w in widest])
+                )
+                for i in self._linears
+            ]
         )
         self.biases = nn.ParameterList(
-            [nn.Parameter(padded([nets[k][i].bias.detach() for k in order])) for i in self._linears]
+            [
+                nn.Parameter(padded([nets[k][i].bias.detach() for k in order], [w[i].bias for w in widest]))
+                for i in self._linears
+            ]
         )
         self.tie()
         # A checkpoint holds each trial's own parameters only (a single run's names, read by `split`): the
@@ -90,6 +101,26 @@ class StackedNet(nn.Module):
         for leaf, own in self.stacked():
             for row, param in zip(leaf.data.unbind(0), own, strict=True):
                 param.data = own_part(row, param)
+
+    def refill(self, k: int, net: nn.Sequential) -> None:
+        """Trial k's slot holds another trial's net (a continuous stack, `stacked.slots`): its weights copied
+        into the slot's rows, zeros around a narrower one (as `padded` leaves them), its parameters views of
+        them."""
+        incoming = [p for i in self._linears for p in (net[i].weight, net[i].bias)]
+        for (leaf, _), param in zip(self.stacked(), incoming, strict=True):
+            if any(n > m for n, m in zip(param.shape, leaf.shape[1:], strict=True)):
+                raise ValueError(
+                    f"a {tuple(param.shape)} parameter does not fit the stack's {tuple(leaf.shape[1:])} rows"
+                )
+        nets = list(self._nets)
+        nets[k] = net
+        self._nets = tuple(nets)
+        row = self._order.index(k)
+        with torch.no_grad():
+            for leaf, own in self.stacked():
+                leaf.data[row].zero_()
+                own_part(leaf.data[row], own[row]).copy_(own[row].detach())
+        self.tie()
 
     def hand_out_grads(self, only: Sequence[int] | None = None) -> None:
         """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step; with
@@ -145,13 +176,13 @@ class StackedNet(nn.Module):
         return hidden
 
 
-def padded(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+def padded(tensors: Sequence[torch.Tensor], also: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """The trials' tensors of one layer stacked, each in the top-left corner of the largest shape, zeros
     around it. A trial narrower than the widest keeps its extra units at exactly 0: their input weights and
     bias are 0, so their ReLU output is 0 and ReLU's gradient at 0 is 0, and their output weights see a 0
     input, so no gradient, decay, momentum or Adam step ever moves them. Its scores are its own net's, summed
-    with exact zeros."""
-    shape = [max(sizes) for sizes in zip(*(t.shape for t in tensors), strict=True)]
+    with exact zeros. `also`: tensors whose shapes the rows must hold too (their values are not used)."""
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in [*tensors, *also]), strict=True)]
     out = tensors[0].new_zeros(len(tensors), *shape)
     for row, tensor in zip(out, tensors, strict=True):
         own_part(row, tensor).copy_(tensor)

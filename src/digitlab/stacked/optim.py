@@ -61,6 +61,22 @@ class StackedSGD(torch.optim.Optimizer):
         for leaf, _ in self.stacked:
             leaf.grad = None
 
+    def refill(
+        self, k: int, group: dict[str, Any], stacked: list[tuple[nn.Parameter, list[nn.Parameter]]]
+    ) -> None:
+        """Trial k's slot holds another trial (a continuous stack, `stacked.slots`): its param group is the new
+        trial's own, its rows' momentum starts again at its first step, as its own SGD's does."""
+        refill_group(self, k, group)
+        self.stacked = stacked
+        row = self.rows.tolist().index(k)
+        for buffer in self._buffers.values():
+            buffer[row].zero_()  # a diverged trial's NaNs would survive `x 0`
+        if self._started_rows is not None:
+            self._started_rows[row] = False
+        self._cached = None
+        for index in self._buffers:
+            self._share_state(index, stacked[index][1])
+
     def _columns(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each trial's settings as `[K]` columns in row order, in `like`'s dtype and device; what torch computes
         in Python floats (`1 - dampening`) is computed here in float64, then rounded once, as torch rounds its
@@ -168,3 +184,11 @@ class StackedSGD(torch.optim.Optimizer):
                 if part is not None:
                     own_part(row, part).copy_(part)
             self._share_state(index, own)
+
+
+def refill_group(optimizer: torch.optim.Optimizer, k: int, group: dict[str, Any]) -> None:
+    """Param group k of a stack's optimizer becomes `group` (a new trial's own optimizer's); the state of the
+    parameters it held goes, so the new trial's parameters start from none, as in a new optimizer."""
+    for param in optimizer.param_groups[k]["params"]:
+        optimizer.state.pop(param, None)
+    optimizer.param_groups[k] = group

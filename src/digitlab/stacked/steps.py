@@ -11,6 +11,11 @@ Lightning counts micro-batches (`trainer.global_step`, the loops); `to_trial` an
 between that count and trial k's own steps (what its single run counts, logs at and checkpoints). Both
 are exact wherever every trial stands at a step boundary (`at_common_boundary`): an epoch's end, and every
 lcm(r_k)-th micro-batch. A stack whose trials share the batch size has r_k = 1 and maps to itself.
+
+A continuous stack (`stacked.slots`) refills a slot with a new trial at an epoch boundary: its micro-batch is
+fixed (the batch sizes' class, `grouping.micro_batch_class`, whatever trials stand in the slots), each
+slot's count starts at the epoch its trial joined (`start_epochs`), and every step is masked (`uniform` is
+False), so a trial's first step starts its momentum as its single run's does.
 """
 
 from __future__ import annotations
@@ -30,19 +35,24 @@ class StepPlan:
         batch_sizes: Sequence[int],
         val_rows: int = 0,
         eval_batch_sizes: Sequence[int] | None = None,
+        micro: int | None = None,
+        start_epochs: Sequence[int] | None = None,
     ) -> None:
         """`rows`: the training set's size; `batch_sizes[k]`: trial k's; `val_rows` and `eval_batch_sizes`:
         the validation set's, for its batch counts in the trials' checkpoints (the stack validates in the
-        first trial's batches)."""
-        self.rows = rows
+        first trial's batches). A continuous stack's: `micro` (a divisor of every batch size) and
+        `start_epochs[k]`, the stack's epoch at which slot k's trial joined."""
+        self.rows, self.val_rows = rows, val_rows
+        self.refills = start_epochs is not None
+        self.start_epochs = list(start_epochs) if start_epochs is not None else [0] * len(batch_sizes)
         eval_sizes = list(eval_batch_sizes or batch_sizes)
         self.val_batches = [math.ceil(val_rows / b) for b in eval_sizes]
         self.batch_sizes = list(batch_sizes)
-        self.micro = math.gcd(*self.batch_sizes)
+        self.micro = micro or math.gcd(*self.batch_sizes)
         self.per_step = [b // self.micro for b in self.batch_sizes]  # r_k
         self.micro_per_epoch = math.ceil(rows / self.micro)  # M
         self.steps_per_epoch = [math.ceil(rows / b) for b in self.batch_sizes]  # S_k
-        self.uniform = all(r == 1 for r in self.per_step)
+        self.uniform = all(r == 1 for r in self.per_step) and not self.refills
         j = torch.arange(self.micro_per_epoch)
         micro_rows = (rows - j * self.micro).clamp(max=self.micro)  # the last one may be short
         r = torch.tensor(self.per_step)
@@ -56,13 +66,23 @@ class StepPlan:
         self.step_number = step + 1  # [M, K]: the single run's step, counted within the epoch from 1
 
     def to_trial(self, k: int) -> Recount:
-        """The stack's micro-batch counts as trial k's steps."""
-        return Recount.in_steps(self.micro_per_epoch, self.steps_per_epoch[k], self.per_step[k])
+        """The stack's micro-batch counts as trial k's steps (from the epoch it joined)."""
+        return Recount.in_steps(
+            self.micro_per_epoch,
+            self.steps_per_epoch[k],
+            self.per_step[k],
+            self.start_epochs[k] * self.micro_per_epoch,
+        )
 
     def from_trial(self, k: int) -> Recount:
         """Trial k's step counts as the stack's micro-batches (the inverse, at trial k's step boundaries)."""
         r = self.per_step[k]
-        return Recount(self.steps_per_epoch[k], self.micro_per_epoch, lambda n: n * r)
+        return Recount(
+            self.steps_per_epoch[k],
+            self.micro_per_epoch,
+            lambda n: n * r,
+            -self.start_epochs[k] * self.steps_per_epoch[k],
+        )
 
     def trial_steps(self, k: int, micro_batches: int) -> int:
         """Trial k's steps taken when `micro_batches` micro-batches have been trained."""
@@ -75,6 +95,7 @@ class StepPlan:
             "steps_per_epoch": self.steps_per_epoch,
             "per_step": self.per_step,
             "val_batches": self.val_batches,
+            "start_epochs": self.start_epochs,
         }
 
     def at_common_boundary(self, micro_batches: int) -> bool:

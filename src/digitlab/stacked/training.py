@@ -67,15 +67,16 @@ class StackedData(L.LightningDataModule):
     trials' batch sizes' common divisor (`steps.StepPlan`), one row per distinct shuffle order."""
 
     def __init__(self, inner: L.LightningDataModule, seeds: list[int], plan: StepPlan) -> None:
-        """`inner`: the first trial's datamodule, set up (its training set's size made `plan`)."""
+        """`inner`: the first trial's datamodule, set up (its training set's size made `plan`). A
+        continuous stack's (`plan.refills`) slots each have a row: a refilled slot's trial draws its own."""
         super().__init__()
         self.inner = inner
         self.plan = plan
         partial = [plan.partial_last(k) for k in range(len(seeds))]
-        self.rows = shuffle_rows(seeds, inner.shuffle, partial)
-        self.orders = list(
-            dict.fromkeys(zip(seeds, partial, strict=True))
-        )  # row u's (seed, short last batch)
+        self.rows = list(range(len(seeds))) if plan.refills else shuffle_rows(seeds, inner.shuffle, partial)
+        # Row u's (seed, short last batch): one per distinct one, or one per slot of a continuous stack.
+        orders = list(zip(seeds, partial, strict=True))
+        self.orders = orders if plan.refills else list(dict.fromkeys(orders))
         self.sampler: StackedBatchSampler | None = None
         self._resume_from: tuple[list[dict[str, Any]], int] | None = None
 
@@ -134,50 +135,79 @@ class TrialRecords(L.Callback):
         datamodules: list[L.LightningDataModule],
         hydra_cfgs: list[Any] | None = None,
     ) -> None:
-        from digitlab.sweeps.trial import current_trial, prunable, record_run
-
-        self.cfgs = cfgs
-        self.modules = modules
-        self.runs = [Run(cfg.paths.output_dir) for cfg in cfgs]
-        self.loggers = [build.loggers(cfg) for cfg in cfgs]
-        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
-        self.event_files = [f for group in self.loggers for f in map(buffer_event_file, group) if f]
-        self.records = [
-            RunRecord(run, OmegaConf.to_container(cfg, resolve=True), hparams_from_config(cfg))
-            for run, cfg in zip(self.runs, cfgs, strict=True)
-        ]
-        # Each trial's own ModelCheckpoint, as configured: which epoch is best, the file's name, and the
-        # state its checkpoints carry so that a single run resuming from them goes on keeping the best.
-        self.checkpointers = [_model_checkpoint(cfg) for cfg in cfgs]
-        # What each trial's own checkpoint carries besides the stack's (`checkpoint_format.split`).
-        self.slots = [
-            encoded(
-                {
-                    "hyper_parameters": dict(module.hparams),
-                    "datamodule_hparams": dict(datamodule.hparams),
-                    "datamodule_key": type(datamodule).__qualname__,
-                    "checkpointer_key": checkpointer.state_key if checkpointer else None,
-                    "config": record.config,
-                }
-            )
-            for module, datamodule, checkpointer, record in zip(
-                modules, datamodules, self.checkpointers, self.records, strict=True
-            )
-        ]
+        n = len(cfgs)
+        self.cfgs: list[DictConfig] = [None] * n  # type: ignore[list-item]  (each set by `open_slot`)
+        self.modules: list[L.LightningModule] = [None] * n  # type: ignore[list-item]
+        self.runs: list[Run] = [None] * n  # type: ignore[list-item]
+        self.loggers: list[list[Any]] = [[] for _ in range(n)]
+        self.event_files: list[list[Any]] = [[] for _ in range(n)]
+        self.records: list[RunRecord] = [None] * n  # type: ignore[list-item]
+        self.checkpointers: list[ModelCheckpoint | None] = [None] * n
+        self.slots: list[str] = [""] * n
+        self.trials: list[Any] = [None] * n
+        self.joined = [0] * n  # the stack's epoch at which each slot's trial joined (a continuous stack's)
+        self.failed: dict[int, Exception] = {}
+        self.pruned: dict[int, int] = {}  # slot -> the (trial's own) epoch its trial was pruned after
+        self.closed: set[int] = set()  # a continuous stack's slots whose trial left and was closed
+        self.refills = False  # a continuous stack (`slots.Refills`): the fit goes on while slots refill
+        for k in range(n):
+            self.open_slot(k, cfgs[k], modules[k], datamodules[k], hydra_cfgs[k] if hydra_cfgs else None)
         self.new_best: list[int] = []  # trials whose val/acc improved this epoch: best file at its end
         self.replaced_best: list[str] = []  # their previous best files, removed once the new ones exist
-        self.failed: dict[int, Exception] = {}
-        # Under digitlab's Optuna sweeper: each job's trial, reported to every epoch; a pruned one leaves.
-        self.trials = [current_trial(h) for h in hydra_cfgs] if hydra_cfgs else [None] * len(cfgs)
-        for trial, run in zip(self.trials, self.runs, strict=True):
-            if trial is not None:
-                record_run(trial, run)
-        self.trials = [t if t is not None and prunable(t) else None for t in self.trials]
-        self.pruned: dict[int, int] = {}  # trial -> the epoch it was pruned after
         # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
         guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
         self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
         self._sigterm_held = False  # a SIGTERM waiting for a common step boundary (`on_train_batch_end`)
+
+    def open_slot(
+        self,
+        k: int,
+        cfg: DictConfig,
+        module: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        hydra_cfg: Any = None,
+        joined: int = 0,
+    ) -> None:
+        """Slot k's trial: its run folder, loggers, record, ModelCheckpoint and Optuna trial (`hydra_cfg`:
+        its job's Hydra config), joining at the stack's epoch `joined`."""
+        from digitlab.sweeps.trial import current_trial, prunable, record_run
+
+        run = Run(cfg.paths.output_dir)
+        self.cfgs[k], self.modules[k], self.runs[k], self.joined[k] = cfg, module, run, joined
+        self.loggers[k] = build.loggers(cfg)
+        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
+        self.event_files[k] = [f for f in map(buffer_event_file, self.loggers[k]) if f]
+        record = self.records[k] = RunRecord(
+            run, OmegaConf.to_container(cfg, resolve=True), hparams_from_config(cfg)
+        )
+        # Its own ModelCheckpoint, as configured: which epoch is best, the file's name, and the state its
+        # checkpoints carry so that a single run resuming from them goes on keeping the best.
+        checkpointer = self.checkpointers[k] = _model_checkpoint(cfg)
+        # What its own checkpoint carries besides the stack's (`checkpoint_format.split`).
+        self.slots[k] = encoded(
+            {
+                "hyper_parameters": dict(module.hparams),
+                "datamodule_hparams": dict(datamodule.hparams),
+                "datamodule_key": type(datamodule).__qualname__,
+                "checkpointer_key": checkpointer.state_key if checkpointer else None,
+                "config": record.config,
+            }
+        )
+        # Under digitlab's Optuna sweeper: the job's trial, reported to every epoch; a pruned one leaves.
+        trial = current_trial(hydra_cfg) if hydra_cfg is not None else None
+        if trial is not None:
+            record_run(trial, run)
+        self.trials[k] = trial if trial is not None and prunable(trial) else None
+        self.failed.pop(k, None)
+        self.pruned.pop(k, None)
+        self.closed.discard(k)
+
+    def _epoch(self, trainer: L.Trainer, k: int) -> int:
+        """Slot k's trial's own epoch (its single run's) at the stack's current one."""
+        return trainer.current_epoch - self.joined[k]
+
+    def _open_event_files(self) -> list[Any]:
+        return [f for k, files in enumerate(self.event_files) if k not in self.closed for f in files]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -213,8 +243,9 @@ class TrialRecords(L.Callback):
             record.start(loggers)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for record in self.records:
-            record.epoch_started()
+        for k, record in enumerate(self.records):
+            if self.active(k):
+                record.epoch_started()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -264,7 +295,7 @@ class TrialRecords(L.Callback):
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
             if step >= 0 and self.active(k) and (only is None or k in only):
                 self._diverged(trainer, k, step)
-        if not any(self.active(k) for k in range(len(self.runs))):
+        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
 
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
@@ -279,7 +310,7 @@ class TrialRecords(L.Callback):
                 # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
                 # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
                 step = self._steps(trainer, k, trainer.fit_loop.epoch_loop._batches_that_stepped)
-                logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=step)
+                logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
 
@@ -297,7 +328,7 @@ class TrialRecords(L.Callback):
             return
         # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
         # the cost of K x metrics tensors per epoch.
-        candidates = {**values, "epoch": trainer.current_epoch, "step": self._steps(trainer, k)}
+        candidates = {**values, "epoch": self._epoch(trainer, k), "step": self._steps(trainer, k)}
         path = checkpointer.format_checkpoint_name(candidates)
         previous = checkpointer.best_model_path
         checkpointer.best_model_path = checkpointer.kth_best_model_path = path
@@ -311,7 +342,7 @@ class TrialRecords(L.Callback):
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
         leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
         group = trainer.optimizers[0].param_groups[k]
-        self.failed[k] = diverged(step, trainer.current_epoch, group["lr"], self.runs[k].path)
+        self.failed[k] = diverged(step, self._epoch(trainer, k), group["lr"], self.runs[k].path)
         self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT])
         trainer.lightning_module.leave(k)
         self.records[k].failed(self.failed[k], **self._counts(trainer, k))
@@ -324,35 +355,35 @@ class TrialRecords(L.Callback):
         monitor = self.cfgs[k].get("optimized_metric")
         if trial is None or monitor not in values:
             return
-        trial.report(values[monitor], step=trainer.current_epoch)
+        epoch = self._epoch(trainer, k)
+        trial.report(values[monitor], step=epoch)
         if trial.should_prune():
-            self.pruned[k] = trainer.current_epoch
+            self.pruned[k] = epoch
             trainer.lightning_module.leave(k)
-            log.info(
-                "trial %d pruned after epoch %d: it leaves the stack", trial.number, trainer.current_epoch
-            )
+            log.info("trial %d pruned after epoch %d: it leaves the stack", trial.number, epoch)
 
     def active(self, k: int) -> bool:
-        return k not in self.failed and k not in self.pruned
+        return k not in self.failed and k not in self.pruned and k not in self.closed
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The epoch's one checkpoint of the stack: each trial's last.ckpt (a trial pruned after this epoch
         included), and the best file of each trial whose val/acc improved."""
-        for record in self.records:
-            record.epoch_ended()
-        flush_all(self.event_files)
-        epoch = trainer.current_epoch
-        ending = [k for k in range(len(self.runs)) if self.active(k) or self.pruned.get(k) == epoch]
+        pruned_now = [
+            k for k, at in self.pruned.items() if at == self._epoch(trainer, k) and k not in self.closed
+        ]
+        ending = [k for k in range(len(self.runs)) if self.active(k) or k in pruned_now]
+        for k in ending:
+            self.records[k].epoch_ended()
+        flush_all(self._open_event_files())
         best = [Path(self.checkpointers[k].best_model_path) for k in self.new_best]
         self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
         for previous in self.replaced_best:
             Path(previous).unlink(missing_ok=True)
         self.new_best, self.replaced_best = [], []
-        for k in ending:
-            if self.pruned.get(k) == epoch:
-                self._finish(trainer, k, PRUNED)
+        for k in pruned_now:
+            self._finish(trainer, k, PRUNED, epoch_done=True)
         pause_point(f"epoch_end:{trainer.current_epoch}")
-        if not any(self.active(k) for k in range(len(self.runs))):
+        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
 
     def on_exception(
@@ -362,7 +393,7 @@ class TrialRecords(L.Callback):
         as a single run does (a write the disk refuses is the error already being reported)."""
         active = [k for k in range(len(self.runs)) if self.active(k)]
         try:
-            flush_all(self.event_files)
+            flush_all(self._open_event_files())
         except OSError as err:  # the disk that stopped the fit, most likely: its error is the one reported
             log.warning("the last epoch's TensorBoard scalars were not all written: %s", err)
         module = trainer.lightning_module
@@ -385,40 +416,74 @@ class TrialRecords(L.Callback):
             self.records[k].failed(exception, **self._counts(trainer, k))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        open_slots = [k for k in range(len(self.runs)) if k not in self.closed]
+        if not open_slots:  # a continuous stack closes each trial as it leaves (`leave_stack`)
+            return
         started = time.perf_counter()
-        for k, (cfg, run) in enumerate(zip(self.cfgs, self.runs, strict=True)):
-            if k not in self.failed and cfg.get("callbacks", {}).get("pictures"):
-                pictures = draw_pictures(
-                    self.modules[k], pl_module.last_predictions(k), cfg.callbacks.pictures.max_misclassified
-                )
-                save_pictures(pictures, self.loggers[k], self._steps(trainer, k), run.pictures)
-        self._split_into_trials()
+        for k in open_slots:
+            self._draw_pictures(trainer, k)
+        self._split_into_trials([self.runs[k] for k in open_slots])
         say(
             "%d trials' pictures and own checkpoints written in %.1f s",
-            len(self.runs),
+            len(open_slots),
             time.perf_counter() - started,
         )
         pause_point("before_metrics")
-        for k in range(len(self.runs)):
+        for k in open_slots:
             if self.active(k):
                 self._finish(trainer, k, COMPLETED)
             elif k in self.failed:
                 for logger in self.loggers[k]:
                     logger.finalize("failed")
 
+    def leave_stack(self, trainer: L.Trainer, k: int) -> dict[str, Any] | Exception:
+        """A continuous stack's slot k at an epoch's end, once its trial is done (its epochs trained, pruned
+        or failed): its pictures, its folder's own checkpoints and final record, as a fit's end writes them
+        for every trial of a stack; the slot is then closed. Its outcome (`outcome`)."""
+        self._draw_pictures(trainer, k)
+        self._split_into_trials([self.runs[k]])
+        if self.active(k):
+            self._finish(trainer, k, COMPLETED, epoch_done=True)
+            trainer.lightning_module.leave(k)
+        elif k in self.failed:
+            for logger in self.loggers[k]:
+                logger.finalize("failed")
+        self.closed.add(k)
+        return self.outcome(k)
+
+    def outcome(self, k: int) -> dict[str, Any] | Exception:
+        """Slot k's trial's final metrics (`metrics.json`), or the error that ended it (`TrialPruned` for a
+        trial the pruner stopped)."""
+        import optuna
+
+        if k in self.pruned:
+            return optuna.TrialPruned(f"trial pruned after epoch {self.pruned[k]} (0-based), in a stack")
+        return self.failed.get(k) or Run(self.runs[k].path).metrics
+
+    def _draw_pictures(self, trainer: L.Trainer, k: int) -> None:
+        cfg = self.cfgs[k]
+        if k not in self.failed and cfg.get("callbacks", {}).get("pictures"):
+            pictures = draw_pictures(
+                self.modules[k],
+                trainer.lightning_module.last_predictions(k),
+                cfg.callbacks.pictures.max_misclassified,
+            )
+            save_pictures(pictures, self.loggers[k], self._steps(trainer, k), self.runs[k].pictures)
+
     def _steps(self, trainer: L.Trainer, k: int, micro_batches: int | None = None) -> int:
         """Trial k's own step count (its single run's) at the stack's `micro_batches` (default: now)."""
         count = trainer.global_step if micro_batches is None else micro_batches
         return trainer.lightning_module.trial_steps(k, count)
 
-    def _counts(self, trainer: L.Trainer, k: int, status: str | None = None) -> dict[str, int]:
+    def _counts(self, trainer: L.Trainer, k: int, epoch_done: bool = False) -> dict[str, int]:
+        """Trial k's epochs (the current one counted when `epoch_done`: at its end), steps and size."""
         return {
-            "epochs": trainer.current_epoch + (1 if status == PRUNED else 0),
+            "epochs": self._epoch(trainer, k) + (1 if epoch_done else 0),
             "steps": self._steps(trainer, k),
             "parameters": sum(p.numel() for p in self.modules[k].parameters()),
         }
 
-    def _finish(self, trainer: L.Trainer, k: int, status: str) -> None:
+    def _finish(self, trainer: L.Trainer, k: int, status: str, epoch_done: bool = False) -> None:
         """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
         extra: dict[str, Any] = {"stacked_with": len(self.runs)}
         if status == PRUNED:
@@ -428,7 +493,7 @@ class TrialRecords(L.Callback):
                 logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=self._steps(trainer, k))
         for logger in self.loggers[k]:
             logger.finalize("success")
-        self.records[k].finish(status, **self._counts(trainer, k, status), **extra)
+        self.records[k].finish(status, **self._counts(trainer, k, epoch_done), **extra)
 
     def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:
         """One checkpoint of the whole stack (Lightning's, with `checkpoint_format.STACK_KEY`), written once
@@ -439,11 +504,12 @@ class TrialRecords(L.Callback):
         for target in targets[1:]:
             link_checkpoint(targets[0], target, trainer.current_epoch)
 
-    def _split_into_trials(self) -> None:
-        """Every trial's checkpoints become its own files, as its single run's are: a finished trial's folder
-        stands alone (copied, renamed, its sweep's other folders deleted). Each stack file is read once."""
+    def _split_into_trials(self, runs: list[Run]) -> None:
+        """The trials' checkpoints become their own files, as their single runs' are: a finished trial's
+        folder stands alone (copied, renamed, its sweep's other folders deleted). Each stack file is read
+        once."""
         read: dict[tuple[int, int], dict[str, Any]] = {}
-        for run in self.runs:
+        for run in runs:
             for path in sorted(run.checkpoints.glob("*.ckpt")):
                 stat = path.stat()
                 key = (stat.st_dev, stat.st_ino)
@@ -473,19 +539,27 @@ def train_stack(
         return _train_stack(cfgs, hydra_cfgs, resume_from)
 
 
-def _train_stack(
-    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
-) -> list[dict[str, Any] | Exception]:
-    """Fit the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs` their jobs'
-    Hydra configs, for the Optuna trial each may be; `resume_from` the checkpoints they continue from, all at
-    the same step, see `resume.py`) together; per trial its final metrics (`metrics.json`), or the error that
-    ended it (`TrialPruned` for a trial the pruner stopped)."""
+def trial_module(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """A trial's module and datamodule, built as `training.train` builds them (seeded, then the datamodule,
+    then the model), so its initial weights are the ones it would start from alone."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build.datamodule(cfg)
+    return build.model(cfg, datamodule.class_names), datamodule
+
+
+def build_stack(
+    cfgs: list[DictConfig],
+    hydra_cfgs: list[Any] | None = None,
+    *,
+    refills: dict[str, Any] | None = None,
+    callbacks: list[L.Callback] = (),
+) -> tuple[L.Trainer, StackedClassifier, StackedData, TrialRecords]:
+    """The fit of the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs`
+    their jobs' Hydra configs, for the Optuna trial each may be). A continuous stack (`slots.py`) gives
+    `refills`: its micro-batch (`micro`), the nets its rows must hold (`widest`), its trials' own epochs
+    (`trial_epochs`); its fit runs until no trial is left."""
     first = cfgs[0]
-    modules, datamodules = [], []
-    for cfg in cfgs:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)  # as training.train does, in its order
-        datamodules.append(build.datamodule(cfg))
-        modules.append(build.model(cfg, datamodules[-1].class_names))
+    modules, datamodules = zip(*(trial_module(cfg) for cfg in cfgs), strict=True)
     inner = build.datamodule(first)
     inner.prepare_data()
     inner.setup("fit")  # the training set's size: when each trial steps (on the CPU; the fit moves it)
@@ -494,23 +568,29 @@ def _train_stack(
         [cfg.data.batch_size for cfg in cfgs],
         len(inner.valid_set),
         [cfg.data.eval_batch_size or cfg.data.batch_size for cfg in cfgs],
+        micro=refills["micro"] if refills else None,
+        start_epochs=[0] * len(cfgs) if refills else None,
     )
     data = StackedData(inner, [cfg.data.seed for cfg in cfgs], plan)
-    records = TrialRecords(cfgs, modules, datamodules, hydra_cfgs)
+    records = TrialRecords(cfgs, list(modules), list(datamodules), hydra_cfgs)
     model = StackedClassifier(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
         shuffle_of=data.rows,
         compile=first.model.get("compile") or False,
         plan=plan,
+        widest=refills["widest"] if refills else (),
+        trial_epochs=refills["trial_epochs"] if refills else None,
     )
     trainer = build.trainer(
         first,
         logger=False,
-        callbacks=[records],
+        callbacks=[records, *callbacks],
         enable_checkpointing=False,
         enable_model_summary=False,
         default_root_dir=str(Path(first.paths.output_dir).parent),
+        # Until no trial is left (`slots.Refills`); each trial's line says how far the search is.
+        **({"max_epochs": -1, "enable_progress_bar": False} if refills else {}),
     )
     log.info(
         "stacked: %d trials in one fit, run folders %s ... %s",
@@ -518,28 +598,35 @@ def _train_stack(
         Run(cfgs[0].paths.output_dir).path,
         Run(cfgs[-1].paths.output_dir).path.name,
     )
+    return trainer, model, data, records
+
+
+def fit_stack(
+    trainer: L.Trainer, model: StackedClassifier, data: StackedData, ckpt_path: Path | None = None
+) -> None:
+    """`trainer.fit`; a SIGTERM is said as a single run says it (`training.train`): its trials are given
+    back."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        raise RunInterrupted(
+            "the stacked fit was stopped by SIGTERM; each trial's checkpoints are kept"
+        ) from None
+
+
+def _train_stack(
+    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
+) -> list[dict[str, Any] | Exception]:
+    """Fit the trials of `cfgs` together (`build_stack`; `resume_from` the checkpoints they continue from,
+    all at the same step, see `resume.py`); per trial its outcome (`TrialRecords.outcome`)."""
+    trainer, model, data, records = build_stack(cfgs, hydra_cfgs)
     with tempfile.TemporaryDirectory(prefix="digitlab-stack-") as tmp:
         ckpt_path = None
         if resume_from and all(resume_from):
             ckpt_path = Path(tmp) / "stack.ckpt"
             trials = [read_checkpoint(path) for path in resume_from]
             torch.save(join(trials, records.state_key, type(data).__qualname__), ckpt_path)
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        try:
-            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:  # as a single run says it (`training.train`): its trials are given back
-            raise RunInterrupted(
-                "the stacked fit was stopped by SIGTERM; each trial's checkpoints are kept"
-            ) from None
-    import optuna
-
-    outcomes: list[dict[str, Any] | Exception] = []
-    for k, run in enumerate(records.runs):
-        if k in records.pruned:
-            outcomes.append(
-                optuna.TrialPruned(f"trial pruned after epoch {records.pruned[k]} (0-based), in a stack")
-            )
-        else:
-            outcomes.append(records.failed.get(k) or Run(run.path).metrics)
-    return outcomes
+        fit_stack(trainer, model, data, ckpt_path)
+    return [records.outcome(k) for k in range(len(cfgs))]

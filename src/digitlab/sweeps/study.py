@@ -316,11 +316,12 @@ class Worker:
         if self._beating is not None:
             self._beating.join()
 
-    def ask(self, n: int) -> list[optuna.Trial]:
+    def ask(self, n: int, wait: bool = True) -> list[optuna.Trial]:
         """Up to `n` trials, fewer when the study is near `n_trials` (counting every worker's trials; a
         stale trial is replaced by its retry, so it does not count). Orphans of workers that died since are
         retried first. When the study is full but other workers' trials still run, it waits for them to end
-        or to be found orphaned (then it runs their retry): [] means no trial of the study is left running."""
+        or to be found orphaned (then it runs their retry): [] means no trial of the study is left running.
+        Without `wait` (a worker that still runs trials of its own), [] means the study is full now."""
         waiting_said = False
         while True:
             with self._locked():
@@ -336,7 +337,7 @@ class Worker:
                     and trial.number not in retried
                 )
                 count = max(0, min(n, self.n_trials - taken))
-                if count or not any(t.state == TrialState.RUNNING for t in trials):
+                if count or not wait or not any(t.state == TrialState.RUNNING for t in trials):
                     with warnings.catch_warnings():
                         # Optuna warns that its trial heartbeat is meant for `Study.optimize`; this worker
                         # beats its trials itself (`_beat`), which is what that warning is about.

@@ -143,52 +143,74 @@ class OptunaSweeperImpl:
         extend: Callable | None,
         sweep_dir: Path,
     ) -> None:
-        """Ask, launch and tell batches until the study holds n_trials trials."""
-        failures: list[str] = []
-        launched = 0
+        """Trials until the study holds n_trials: streamed through one continuous stack when the launcher
+        can (`StackedLauncher.stream`, n_jobs slots), else asked, launched and told in batches of n_jobs;
+        then, in batches, whatever other workers' trials leave to retry."""
+        outcomes = _Outcomes(study, worker, objective, self.max_failure_rate, sweep_dir)
+        if self.n_jobs > 1 and hasattr(self.launcher, "stream"):
+            self._stream(worker, space, extend, outcomes)
         while trials := worker.ask(self.n_jobs):
-            jobs = []
-            for trial in trials:
-                space.sample(trial)
-                if extend:
-                    extend(self.config, trial)
-                jobs.append(space.overrides(trial.params))
-            returns = self._launch(trials, jobs)
-            stopped = []
+            returns = self._launch(trials, [self._job(space, extend, trial) for trial in trials])
+            outcomes.launched += len(trials)
             for trial, ret in zip(trials, returns, strict=True):
-                error = ret._return_value if ret.status == JobStatus.FAILED else None
-                if isinstance(error, RunInterrupted):  # stopped or lost, not at fault: asked again, once
-                    worker.give_back(trial, str(error))
-                    log.warning(
-                        "trial %d (%s) was stopped: marked FAIL, its parameters asked again (%s)",
-                        trial.number,
-                        " ".join(ret.overrides or []),
-                        error,
-                    )
-                    stopped.append(trial.number)
-                    continue
-                failure = self._tell(study, trial, ret, objective)
-                if failure:
-                    failures.append(failure)
-            # A job run in this process was stopped by a signal to this process: the worker stops too. (A
-            # SLURM job cancelled on its own, or lost with its node, leaves the search going.)
-            if stopped and type(self.launcher).__name__ in IN_PROCESS_LAUNCHERS:
-                with exit_on_error("digitlab-train"):
-                    raise RunInterrupted(
-                        f"this worker was stopped (SIGTERM or Ctrl-C) while it ran trial(s) "
-                        f"{', '.join(map(str, stopped))}: each is marked FAIL, its checkpoints kept, and its "
-                        "parameters will be run again, once, by the next worker that joins the study (the same "
-                        "command again, or another worker already running)."
-                    )
-            launched += len(trials)
-            if failures and len(failures) / launched > self.max_failure_rate:
-                with exit_on_error("digitlab-train"):
-                    raise DigitlabError(
-                        f"{len(failures)} of the {launched} trials launched so far failed, more than "
-                        f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; the search stops. The first: "
-                        f"{failures[0]}. Their run dirs are under {sweep_dir}."
-                    )
+                outcomes.settle(trial, ret)
+            self._stop_if(outcomes)
         self._write_results(study, sweep_dir)
+
+    def _stream(
+        self, worker: Worker, space: SearchSpace, extend: Callable | None, outcomes: _Outcomes
+    ) -> None:
+        """Trials asked one at a time as the launcher's slots free, each told as soon as it ends: the
+        sampler sees every result as it lands, and no slot waits for a batch."""
+        asked: dict[int, optuna.Trial] = {}
+
+        def ask() -> tuple[int, list[str]] | None:
+            if outcomes.stopped or outcomes.too_many_failures():
+                return None
+            trials = worker.ask(1, wait=False)
+            if not trials:
+                return None
+            asked[trials[0].number] = trials[0]
+            outcomes.launched += 1
+            return trials[0].number, self._job(space, extend, trials[0])
+
+        def tell(number: int, ret: JobReturn) -> None:
+            outcomes.settle(asked.pop(number), ret)
+
+        log.info(
+            "trials are asked one at a time as the launcher's %d slots free (hydra.sweeper.n_jobs)",
+            self.n_jobs,
+        )
+        self.launcher.stream(ask, tell, self.n_jobs, space.corners())
+        self._stop_if(outcomes)
+
+    def _job(self, space: SearchSpace, extend: Callable | None, trial: optuna.Trial) -> list[str]:
+        """The trial's parameters sampled, as its job's overrides."""
+        space.sample(trial)
+        if extend:
+            extend(self.config, trial)
+        return space.overrides(trial.params)
+
+    def _stop_if(self, outcomes: _Outcomes) -> None:
+        """The worker stops when a job run in this process was stopped by a signal to this process (a SLURM
+        job cancelled on its own, or lost with its node, leaves the search going), or when too many failed."""
+        if outcomes.stopped and type(self.launcher).__name__ in IN_PROCESS_LAUNCHERS:
+            with exit_on_error("digitlab-train"):
+                raise RunInterrupted(
+                    f"this worker was stopped (SIGTERM or Ctrl-C) while it ran trial(s) "
+                    f"{', '.join(map(str, outcomes.stopped))}: each is marked FAIL, its checkpoints kept, and "
+                    "its parameters will be run again, once, by the next worker that joins the study (the same "
+                    "command again, or another worker already running)."
+                )
+        outcomes.stopped = []
+        if outcomes.too_many_failures():
+            failures = outcomes.failures
+            with exit_on_error("digitlab-train"):
+                raise DigitlabError(
+                    f"{len(failures)} of the {outcomes.launched} trials launched so far failed, more than "
+                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; the search stops. The first: "
+                    f"{failures[0]}. Their run dirs are under {outcomes.sweep_dir}."
+                )
 
     def _checked(self, arguments: list[str]) -> tuple[SearchSpace, list[str], list[str], Callable | None]:
         """Everything a search needs that the user typed, or one paragraph naming what is wrong."""
@@ -276,6 +298,73 @@ class OptunaSweeperImpl:
         return returns
 
     @staticmethod
+    def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
+        """`optimization_results.yaml` as hydra-optuna-sweeper writes it (best params and value, or the
+        Pareto front), for the tools that read it."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            log.warning("no trial of the study completed; no %s written", RESULTS)
+            return
+        if len(study.directions) == 1:
+            best = study.best_trial
+            results = {
+                "name": "optuna",
+                "best_params": best.params,
+                "best_value": best.value,
+                "best_trial": best.number,
+                # Several workers on several machines: where the best trial ran, and its run folder there.
+                "best_trial_worker": best.user_attrs.get(WORKER),
+                "best_trial_run_dir": best.user_attrs.get(RUN_DIR),
+            }
+        else:
+            results = {
+                "name": "optuna",
+                "solutions": [
+                    {"trial": t.number, "params": t.params, "values": t.values} for t in study.best_trials
+                ],
+            }
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS)
+        log.info("best of %d completed trials: %s", len(complete), sweep_dir / RESULTS)
+
+
+class _Outcomes:
+    """What the search's jobs ended in, told to the study as each one ends (the one place a `JobReturn`
+    becomes an Optuna trial state): stopped trials given back, failures counted."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        worker: Worker,
+        objective: list[str],
+        max_failure_rate: float,
+        sweep_dir: Path,
+    ) -> None:
+        self.study, self.worker, self.objective = study, worker, objective
+        self.max_failure_rate, self.sweep_dir = max_failure_rate, sweep_dir
+        self.failures: list[str] = []
+        self.stopped: list[int] = []  # trials stopped by a signal, since the last `_stop_if`
+        self.launched = 0
+
+    def too_many_failures(self) -> bool:
+        return bool(self.failures) and len(self.failures) / self.launched > self.max_failure_rate
+
+    def settle(self, trial: optuna.Trial, ret: JobReturn) -> None:
+        error = ret._return_value if ret.status == JobStatus.FAILED else None
+        if isinstance(error, RunInterrupted):  # stopped or lost, not at fault: asked again, once
+            self.worker.give_back(trial, str(error))
+            log.warning(
+                "trial %d (%s) was stopped: marked FAIL, its parameters asked again (%s)",
+                trial.number,
+                " ".join(ret.overrides or []),
+                error,
+            )
+            self.stopped.append(trial.number)
+            return
+        failure = self._tell(self.study, trial, ret, self.objective)
+        if failure:
+            self.failures.append(failure)
+
+    @staticmethod
     def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, objective: list[str]) -> str | None:
         """Record the job's outcome on its trial; return a line describing it if it failed."""
         # JobReturn.return_value re-raises a failed job's error after printing "Error executing job" to stderr;
@@ -306,32 +395,3 @@ class OptunaSweeperImpl:
         message = f"trial {trial.number} ({' '.join(ret.overrides)}) failed: {error}"
         log.warning("%s", message)
         return message
-
-    @staticmethod
-    def _write_results(study: optuna.Study, sweep_dir: Path) -> None:
-        """`optimization_results.yaml` as hydra-optuna-sweeper writes it (best params and value, or the
-        Pareto front), for the tools that read it."""
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if not complete:
-            log.warning("no trial of the study completed; no %s written", RESULTS)
-            return
-        if len(study.directions) == 1:
-            best = study.best_trial
-            results = {
-                "name": "optuna",
-                "best_params": best.params,
-                "best_value": best.value,
-                "best_trial": best.number,
-                # Several workers on several machines: where the best trial ran, and its run folder there.
-                "best_trial_worker": best.user_attrs.get(WORKER),
-                "best_trial_run_dir": best.user_attrs.get(RUN_DIR),
-            }
-        else:
-            results = {
-                "name": "optuna",
-                "solutions": [
-                    {"trial": t.number, "params": t.params, "values": t.values} for t in study.best_trials
-                ],
-            }
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS)
-        log.info("best of %d completed trials: %s", len(complete), sweep_dir / RESULTS)

@@ -1,4 +1,6 @@
-"""Launch a batch of jobs: compose and check each one (or take the sweeper's check of it, `job.check_sweep`),
+"""Launch a batch of jobs, or stream a search's trials through one continuous stack (`stream`).
+
+A batch: compose and check each one (or take the sweeper's check of it, `job.check_sweep`),
 group the ones that can share a training loop (`digitlab.stacked.grouping`), train each group of two or more
 as one stacked fit (at most `max_stack` trials each), and run the rest one at a time through the task
 function with Hydra's `run_job`, as the basic launcher would. A stacked job's life is Hydra's too, split
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +67,135 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             else:
                 returns |= _train_stacked(launcher, chunk)
     for job in sorted(alone, key=lambda j: j.idx):
-        say("#%d runs alone: %s", job.idx, job.why)  # which jobs do not stack, and why: what a user tunes by
-        returns[job.idx] = run_job(
-            hydra_context=launcher.hydra_context,
-            task_function=launcher.task_function,
-            config=job.sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
+        returns[job.idx] = _run_alone(launcher, job)
     return [returns[job.idx] for job in jobs]
 
 
-def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
+def stream(
+    launcher: Any,
+    ask: Callable[[], tuple[int, list[str]] | None],
+    tell: Callable[[int, JobReturn], None],
+    slots: int,
+    shapes: Sequence[Sequence[str]] = (),
+) -> None:
+    """A search's jobs as they are asked (`ask`: the job's number and overrides, None when the search has
+    no more), trained in one continuous stack of `slots` (`digitlab.stacked.slots`): a job that is done
+    leaves its slot at an epoch's end and its `JobReturn` goes to `tell` at once, and the next job asked
+    takes the slot. Jobs that fail their checks are told at once; jobs that cannot stack run alone (before
+    the stack forms, or after it ends if they come while it trains). `shapes`: override lists of the
+    search's widest jobs (its corners): the slots are made wide enough for any of them."""
+    from digitlab.stacked.grouping import micro_batch_class
+    from digitlab.stacked.slots import train_continuous
+
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    source = _Source(launcher, ask, tell)
+    entrants = []
+    while len(entrants) < slots and (job := source.take(alone_now=not entrants)) is not None:
+        entrants.append(source.open(job))
+    if entrants:
+        first = source.jobs[entrants[0].handle][0]
+        say("%s: a continuous stack of %d slots, refilled as trials leave", job_numbers([first.idx]), slots)
+        corners = [_prepare(launcher, -1, list(o), said=False) for o in shapes]
+        widest = [job.cfg for job in corners if job.cfg is not None and job.key == first.key]
+        started = time.perf_counter()
+        train_continuous(entrants, source, micro_batch_class(int(first.cfg.data.batch_size)), widest)
+        say("the continuous stack trained %d trials in %.1f s", source.trained, time.perf_counter() - started)
+    for job in source.deferred:
+        tell(job.idx, _run_alone(launcher, job))
+
+
+class _Source:
+    """The continuous stack's trials (`digitlab.stacked.slots.TrialSource`), asked from the sweeper, each
+    job's life opened as it joins and closed as it leaves (`job_life`), as `_train_stacked` does for a
+    batch."""
+
+    def __init__(self, launcher: Any, ask: Callable, tell: Callable) -> None:
+        self.launcher, self.ask, self.tell = launcher, ask, tell
+        self.key: str | None = None  # the stack's: jobs with another key run alone after it
+        self.deferred: list[Job] = []
+        self.jobs: dict[int, tuple[Job, Any]] = {}  # open jobs by number, with their `job_life.OpenJob`
+        self.first: Any = None  # the first open job: the stack's log is its log
+        self.quiet = not verbose(launcher.config.hydra.verbose)
+        self.trained = 0
+
+    def take(self, alone_now: bool) -> Job | None:
+        """The next job that stacks; one that fails its checks is told, one that cannot stack runs alone
+        now (`alone_now`: no stack trains yet) or after the stack."""
+        while (asked := self.ask()) is not None:
+            job = _prepare(self.launcher, *asked)
+            if job.failed is not None:
+                self.tell(job.idx, job.failed)
+                continue
+            if job.key is not None and job.resume_from:
+                job.key, job.why = None, f"it resumes from {job.resume_from}"
+            if job.key is not None and self.key not in (None, job.key):
+                job.key, job.why = (
+                    None,
+                    "its settings differ from the stack's beyond what trials may differ in",
+                )
+            if job.key is None:
+                if alone_now:
+                    self.tell(job.idx, _run_alone(self.launcher, job))
+                else:
+                    self.deferred.append(job)
+                continue
+            self.key = job.key
+            return job
+        return None
+
+    def open(self, job: Job) -> Any:
+        import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
+        from hydra.core.hydra_config import HydraConfig
+
+        from digitlab.process import apply_process_policy
+        from digitlab.stacked.slots import Entrant
+        from digitlab.sweeps.job_life import open_job, share_log
+
+        one = open_job(self.launcher.hydra_context, job.sweep_config, self.launcher.task_function)
+        if self.first is None:
+            apply_process_policy()
+            self.first = one
+            HydraConfig.instance().set_config(job.sweep_config)
+            configure_log(job.sweep_config.hydra.job_logging, job.sweep_config.hydra.verbose)
+            if self.quiet:
+                quiet_console()
+        else:
+            share_log(self.first, [one])
+        self.jobs[job.idx] = (job, one)
+        return Entrant(job.cfg, job.sweep_config.hydra, job.idx)
+
+    def next(self) -> Any:
+        job = self.take(alone_now=False)
+        return self.open(job) if job is not None else None
+
+    def left(self, idx: int, outcome: Any) -> None:
+        from digitlab.sweeps.job_life import close_job
+
+        job, one = self.jobs.pop(idx)
+        metric = job.cfg.get("optimized_metric")
+        ret = close_job(self.launcher.hydra_context, one, outcome, metric)
+        if self.quiet:
+            metrics, error = (None, outcome) if isinstance(outcome, BaseException) else (outcome, None)
+            print(job_line(job.idx, ret.overrides or [], metrics, metric, error))
+        self.trained += 1
+        self.tell(idx, ret)
+
+
+def _run_alone(launcher: Any, job: Job) -> JobReturn:
+    say("#%d runs alone: %s", job.idx, job.why)  # which jobs do not stack, and why: what a user tunes by
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=launcher.task_function,
+        config=job.sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = True) -> Job:
     """The job composed (once per shape of override list, `sweeps.compose`), checked unless the sweeper
     checked it, resolved, and keyed for stacking. A job that fails its checks makes no folder."""
     from digitlab.errors import DigitlabError
@@ -85,7 +204,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str]) -> Job:
     from digitlab.stacked.grouping import stack_key
     from digitlab.sweeps.job_life import job_folder, job_return
 
-    if verbose(launcher.config.hydra.verbose):  # quiet: each trial's line says it when the trial ends
+    if said and verbose(launcher.config.hydra.verbose):  # quiet: each trial's line says it when it ends
         log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
     loader = launcher.hydra_context.config_loader
     sweep_config = loader.load_sweep_config(launcher.config, list(overrides))

@@ -3,7 +3,7 @@ imports neither torch nor Lightning (the launch is in `_impl.py`; `digitlab.sett
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -35,3 +35,16 @@ class StackedLauncher(Launcher):
         from ._impl import launch
 
         return launch(self, job_overrides, initial_job_idx)
+
+    def stream(
+        self,
+        ask: Callable[[], tuple[int, list[str]] | None],
+        tell: Callable[[int, JobReturn], None],
+        slots: int,
+        shapes: Sequence[Sequence[str]] = (),
+    ) -> None:
+        """A search's trials, asked one at a time as slots free, trained in one continuous stack of `slots`
+        (`_impl.stream`); digitlab's Optuna sweeper calls this instead of `launch` when it can."""
+        from ._impl import stream
+
+        stream(self, ask, tell, slots, shapes)

@@ -1,0 +1,152 @@
+"""A continuous stack: a search's trials trained in one fit of S slots, each slot refilled at an epoch's end.
+
+A trial that is done (its epochs trained, pruned, or failed) leaves its slot when the epoch ends: its folder
+is closed as a stack closes every trial's at its fit's end (`TrialRecords.leave_stack`: pictures, its own
+checkpoints, `metrics.json`) and its outcome goes to the source (`TrialSource.left`: the sweeper tells the
+study). The source is then asked for the next trial (`TrialSource.next`), which takes the slot from the next
+epoch on: its net built from its own seed (its single run's initial weights), in the slot's rows; its own
+optimizer settings and no optimizer state, its own scheduler; its own shuffle order, from the start of its
+generator; its epochs and steps counted from the epoch it joined. So each trial trains exactly as its single
+run does, and the sampler sees every result as soon as it lands; no slot waits for another.
+
+The slots are as wide as the widest trial the search may bring (`widest`), and read micro-batches of the
+batch sizes' class (`grouping.micro_batch_class`), so any trial of the search fits any slot. Slots are
+visited in order at each epoch's end (those that leave, then those that refill), so for a seeded sampler the
+search is the same for the same slot count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import lightning as L
+from omegaconf import DictConfig
+
+from digitlab.run_lock import holding
+from digitlab.stacked.steps import StepPlan
+from digitlab.stacked.training import build_stack, fit_stack, trial_module
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entrant:
+    """A trial ready to take a slot: its resolved config, its job's Hydra config, and what the source
+    knows it by (`handle`, given back with its outcome)."""
+
+    cfg: DictConfig
+    hydra: Any
+    handle: Any
+
+
+class TrialSource(Protocol):
+    def next(self) -> Entrant | None:
+        """The next trial (its folder set up), or None when the search has no more for this stack."""
+
+    def left(self, handle: Any, outcome: dict[str, Any] | BaseException) -> None:
+        """A trial's outcome: its final metrics, or the error that ended it (`TrialPruned` when pruned)."""
+
+
+class Refills(L.Callback):
+    """At each epoch's end, after the trials' records (`TrialRecords`, the callback before this one): the
+    trials that are done leave, and vacant slots take the source's next trials."""
+
+    def __init__(self, source: TrialSource, entrants: list[Entrant], trial_epochs: int) -> None:
+        self.source = source
+        self.handles: dict[int, Any] = {k: e.handle for k, e in enumerate(entrants)}
+        self.trial_epochs = trial_epochs
+        self.batch_sizes = [e.cfg.data.batch_size for e in entrants]
+        self.eval_sizes = [e.cfg.data.eval_batch_size or e.cfg.data.batch_size for e in entrants]
+        self.joined = [0] * len(entrants)
+        self.held = [contextlib.ExitStack() for _ in entrants]  # each slot's run folder (`run_lock`)
+        for stack, entrant in zip(self.held, entrants, strict=True):
+            stack.enter_context(holding(entrant.cfg.paths.output_dir))
+        self.records: Any = None  # the stack's `TrialRecords`
+        self.data: Any = None  # its `StackedData`
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        records = self.records
+        for k in range(len(self.joined)):
+            if k in records.closed:
+                continue
+            trained = trainer.current_epoch - self.joined[k] + 1
+            if records.active(k) and trained < self.trial_epochs:
+                continue
+            self._leave(trainer, k)
+        for k in sorted(records.closed):
+            entrant = self.source.next()
+            if entrant is None:
+                break
+            self._fill(trainer, pl_module, k, entrant)
+        if len(records.closed) == len(self.joined):
+            trainer.should_stop = True  # no trial left, none to come
+
+    def _leave(self, trainer: L.Trainer, k: int) -> None:
+        outcome = self.records.leave_stack(trainer, k)
+        self.held[k].close()
+        self.source.left(self.handles.pop(k), outcome)
+
+    def _fill(self, trainer: L.Trainer, pl_module: Any, k: int, entrant: Entrant) -> None:
+        cfg, joined = entrant.cfg, trainer.current_epoch + 1
+        self.held[k].enter_context(holding(cfg.paths.output_dir))
+        module, datamodule = trial_module(cfg)
+        self.records.open_slot(k, cfg, module, datamodule, entrant.hydra, joined)
+        self.records.records[k].start(self.records.loggers[k])
+        self.handles[k] = entrant.handle
+        self.batch_sizes[k] = cfg.data.batch_size
+        self.eval_sizes[k] = cfg.data.eval_batch_size or cfg.data.batch_size
+        self.joined[k] = joined
+        plan = self.plan(pl_module.plan)
+        pl_module.refill(k, module, plan)
+        self.data.plan = plan
+        self.data.sampler.restart(k, cfg.data.seed, plan.partial_last(k))
+
+    def plan(self, before: StepPlan) -> StepPlan:
+        """The stack's steps with the slots' trials as they now stand."""
+        return StepPlan(
+            before.rows,
+            self.batch_sizes,
+            before.val_rows,
+            self.eval_sizes,
+            micro=before.micro,
+            start_epochs=self.joined,
+        )
+
+    def close(self, error: BaseException) -> None:
+        """The fit ended by `error`: every trial still in a slot leaves with it (its records and
+        checkpoints are the stack's `on_exception`'s)."""
+        for k in list(self.handles):
+            self.held[k].close()
+            self.source.left(self.handles.pop(k), error)
+
+
+def train_continuous(
+    entrants: list[Entrant], source: TrialSource, micro: int, widest: list[DictConfig]
+) -> None:
+    """Train `entrants` (one per slot), then whatever `source` brings as slots free, in one fit; every
+    trial's outcome goes to `source.left`, an error that stops the fit included. `micro`: the micro-batch
+    every trial's batch size is a multiple of; `widest`: configs of the widest trials the source may bring."""
+    trial_epochs = int(entrants[0].cfg.trainer.max_epochs)
+    refills = Refills(source, entrants, trial_epochs)
+    try:
+        trainer, model, data, records = build_stack(
+            [e.cfg for e in entrants],
+            [e.hydra for e in entrants],
+            refills={
+                "micro": micro,
+                "widest": [trial_module(cfg)[0].net for cfg in widest],
+                "trial_epochs": trial_epochs,
+            },
+            callbacks=[refills],
+        )
+        records.refills = True
+        refills.records, refills.data = records, data
+        log.info("continuous stack: %d slots, refilled as trials leave", len(entrants))
+        fit_stack(trainer, model, data)
+    except BaseException as err:
+        refills.close(err)
+        if not isinstance(err, Exception):
+            raise

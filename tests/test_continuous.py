@@ -1,0 +1,125 @@
+"""A search streamed through one continuous stack (`digitlab.stacked.slots`), for real: an Optuna search on a
+tiny synthetic MNIST_SAMPLE whose trials differ in lr, width and batch size, with pruning, so that slots are
+refilled within the fit at different epochs. Each trial trains exactly as it does one at a time, whatever
+slot it had and whenever it joined; its folder, checkpoints and study record are a single run's."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from digitlab.build import build_from_checkpoint
+from digitlab.rundir import Run
+from tests.conftest import cli, run_until_killed
+from tests.tb import scalars
+from tests.test_optuna import load, search
+
+SPACE = (
+    # TPE's random start-up only: each trial's parameters whatever order results land in.
+    "hydra.sweeper.sampler.n_startup_trials=100",
+    "hydra.sweeper.sampler.seed=3",
+    "model=mlp",
+    "optimizer.momentum=0.5",
+    "scheduler=cosine",  # each trial its own schedule, over its own steps
+    "model.net.hidden=choice(8, 16)",  # typed sweeps join the search space
+    "data.batch_size=choice(64, 128)",  # 2 steps an epoch (64 + 32 rows), or 1
+    "optimizer.lr=tag(log, interval(0.05, 2.0))",
+    "optimized_metric=val/loss",
+    "hydra.sweeper.direction=minimize",
+    "trainer.max_epochs=4",
+    "hydra.sweeper.n_trials=7",
+)
+PRUNING = (
+    "hydra/sweeper/pruner=median",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "hydra.sweeper.pruner.n_warmup_steps=0",
+)
+
+
+@pytest.fixture(scope="module")
+def searches(sample_root, tmp_path_factory):
+    """The search streamed through 2 slots, with pruning; and the same trials one at a time, unpruned."""
+    tmp = tmp_path_factory.mktemp("continuous")
+    streamed = cli(
+        *search(sample_root, tmp, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE, *PRUNING),
+        cwd=tmp,
+    )
+    cli(*search(sample_root, tmp, "hydra/launcher=basic", *SPACE, study="alone"), cwd=tmp)
+    return load(tmp / "s"), load(tmp / "alone"), streamed.stdout + streamed.stderr
+
+
+def test_pruned_trials_slots_are_refilled_within_one_fit(searches):
+    study, _, output = searches
+    assert output.count("a continuous stack of 2 slots") == 1
+    assert "the continuous stack trained 7 trials" in output
+    assert [t.number for t in study.trials] == list(range(7))
+    assert TrialState.FAIL not in {t.state for t in study.trials}
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, [t.state for t in study.trials]
+    for trial in study.trials:
+        run = Run(trial.user_attrs["run_dir"])
+        epochs = run.metrics["epochs"]
+        assert run.metrics["stacked_with"] == 2
+        assert sorted(trial.intermediate_values) == list(range(epochs))  # its own epochs, from 0
+        assert scalars(run.tensorboard)["epoch"] == list(range(epochs))
+        if trial.state == TrialState.PRUNED:
+            assert run.status == "pruned" and run.metrics["pruned_epoch"] == epochs - 1
+        else:
+            assert run.status == "completed" and epochs == 4
+            assert trial.value == pytest.approx(run.metrics["val/loss"])
+    # Some trial joined while the other slot's trial was mid-way: the slots' epochs were offset.
+    joined_late = [t for t in study.trials if t.datetime_start > min(p.datetime_complete for p in pruned)]
+    assert joined_late
+
+
+def test_each_trial_trains_as_it_does_one_at_a_time(searches):
+    streamed, alone, _ = searches
+    for trial, own in zip(streamed.trials, alone.trials, strict=True):
+        assert trial.params == own.params
+        for epoch, value in trial.intermediate_values.items():
+            assert math.isclose(value, own.intermediate_values[epoch], rel_tol=1e-4, abs_tol=1e-7), (
+                trial.number,
+                epoch,
+            )
+        ours, theirs = Run(trial.user_attrs["run_dir"]), Run(own.user_attrs["run_dir"])
+        if trial.state != TrialState.COMPLETE:
+            continue
+        assert ours.metrics["steps"] == theirs.metrics["steps"]
+        assert ours.metrics["val/acc"] == pytest.approx(theirs.metrics["val/acc"], abs=1e-6)
+        mine = torch.load(ours.checkpoints / "last.ckpt", weights_only=True)
+        single = torch.load(theirs.checkpoints / "last.ckpt", weights_only=True)
+        assert (mine["epoch"], mine["global_step"]) == (single["epoch"], single["global_step"])
+        fit, own_fit = mine["loops"]["fit_loop"], single["loops"]["fit_loop"]
+        assert {k: v for k, v in fit.items() if k != "state_dict"} == {
+            k: v for k, v in own_fit.items() if k != "state_dict"
+        }
+        for name, weight in single["state_dict"].items():
+            assert mine["state_dict"][name].shape == weight.shape, name  # its own width
+            assert torch.allclose(mine["state_dict"][name], weight, rtol=1e-4, atol=1e-6), name
+        _, _, model = build_from_checkpoint(ours.checkpoints / "last.ckpt")  # eval and predict load it
+        assert model.net[1].out_features == trial.params["model.net.hidden"]
+
+
+def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path):
+    """SIGKILL at an epoch's end while slots hold trials; the same command again fails the trials the dead
+    worker left running, asks their parameters again, and completes the study."""
+    args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "epoch_end:5", cwd=tmp_path)
+    before = load(tmp_path / "s")
+    running = [t.number for t in before.trials if t.state == TrialState.RUNNING]
+    assert len(running) == 2, [t.state for t in before.trials]
+    cli(*args, cwd=tmp_path)
+    study = load(tmp_path / "s")
+    states = {t.number: t.state for t in study.trials}
+    assert all(states[n] == TrialState.FAIL for n in running)
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") in running]
+    assert sorted(t.user_attrs["retry_of"] for t in retries) == sorted(running)
+    assert all(t.state == TrialState.COMPLETE for t in retries)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 7
+    for trial in done:
+        assert Run(trial.user_attrs["run_dir"]).status == "completed"
