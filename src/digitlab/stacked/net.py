@@ -101,7 +101,12 @@ class StackedNet(nn.Module):
         for leaf, own in self.stacked():
             for row, param in zip(leaf.data.unbind(0), own, strict=True):
                 param.data = own_part(row, param)
-
+        # Per trial (trial order), each Linear's (out, in); ragged when some trial is narrower than its rows.
+        self._widths = [tuple(tuple(net[i].weight.shape) for i in self._linears) for net in self._nets]
+        full = tuple(tuple(w.shape[1:]) for w in self.weights)
+        self._ragged = any(shapes != full for shapes in self._widths)
+        self._row_of = self.shuffle_of.tolist()  # trial k's row of a training batch
+        self._leaf_row = [self._order.index(k) for k in range(len(self._nets))]  # and of the leaves
     def refill(self, k: int, net: nn.Sequential) -> None:
         """Trial k's slot holds another trial's net (a continuous stack, `stacked.slots`): its weights copied
         into the slot's rows, zeros around a narrower one (as `padded` leaves them), its parameters views of
@@ -147,6 +152,8 @@ class StackedNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Scores `[K, B, outputs]` from a training batch `[U, B, ...]` or one batch `[B, ...]` for all trials."""
+        if self._ragged:
+            return self._ragged_scores(images)
         weights, biases = list(self.weights), list(self.biases)  # rows in `order`
         if images.dim() == 4:  # one batch: every trial reads the same rows
             scores = self._scores(images.unsqueeze(0), weights, biases, groups=1)
@@ -155,6 +162,26 @@ class StackedNet(nn.Module):
         else:
             scores = self._scores(images, weights, biases, groups=self.groups)
         return scores.index_select(0, self.position) if self._grouped else scores
+
+    def _ragged_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """Trials of different widths: each trial's layers at its own width (its part of its rows), one
+        matmul per layer per trial, so a narrow trial costs its own FLOPs, not the widest one's."""
+        x = images.flatten(1 if images.dim() == 4 else 2)  # [B, pixels] or [U, B, pixels]
+        rows = [(w.unbind(0), b.unbind(0)) for w, b in zip(self.weights, self.biases, strict=True)]
+        scores = []
+        for k, shapes in enumerate(self._widths):
+            hidden = x if x.dim() == 2 else x[int(self._row_of[k])]
+            row, layer = self._leaf_row[k], 0
+            for linear in (True, *self._rest):
+                if linear:
+                    out, into = shapes[layer]
+                    weight, bias = rows[layer][0][row][:out, :into], rows[layer][1][row][:out]
+                    hidden = torch.addmm(bias, hidden, weight.t())
+                    layer += 1
+                else:
+                    hidden = torch.relu(hidden)
+            scores.append(hidden)
+        return torch.stack(scores)
 
     def _scores(
         self, images: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], groups: int

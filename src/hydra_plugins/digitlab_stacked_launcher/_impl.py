@@ -84,7 +84,8 @@ def stream(
     takes the slot. Jobs that fail their checks are told at once; jobs that cannot stack run alone (before
     the stack forms, or after it ends if they come while it trains). `shapes`: override lists of the
     search's widest jobs (its corners): the slots are made wide enough for any of them."""
-    from digitlab.stacked.grouping import micro_batch_class
+    import math
+
     from digitlab.stacked.slots import train_continuous
 
     setup_globals()
@@ -92,16 +93,18 @@ def stream(
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     source = _Source(launcher, ask, tell)
-    entrants = []
-    while len(entrants) < slots and (job := source.take(alone_now=not entrants)) is not None:
-        entrants.append(source.open(job))
-    if entrants:
-        first = source.jobs[entrants[0].handle][0]
-        say("%s: a continuous stack of %d slots, refilled as trials leave", job_numbers([first.idx]), slots)
+    first = source.take(alone_now=True)
+    if first is not None:
         corners = [_prepare(launcher, -1, list(o), said=False) for o in shapes]
         widest = [job.cfg for job in corners if job.cfg is not None and job.key == first.key]
+        # The largest micro-batch every batch size of the search is made of (all 256: batches of 256).
+        source.micro = math.gcd(*(int(cfg.data.batch_size) for cfg in (first.cfg, *widest)))
+        entrants = [source.open(first)]
+        while len(entrants) < slots and (job := source.take(alone_now=False)) is not None:
+            entrants.append(source.open(job))
+        say("#%d: a continuous stack of %d slots, refilled as trials leave", first.idx, slots)
         started = time.perf_counter()
-        train_continuous(entrants, source, micro_batch_class(int(first.cfg.data.batch_size)), widest)
+        train_continuous(entrants, source, source.micro, widest)
         say("the continuous stack trained %d trials in %.1f s", source.trained, time.perf_counter() - started)
     for job in source.deferred:
         tell(job.idx, _run_alone(launcher, job))
@@ -120,6 +123,7 @@ class _Source:
         self.first: Any = None  # the first open job: the stack's log is its log
         self.quiet = not verbose(launcher.config.hydra.verbose)
         self.trained = 0
+        self.micro = 0  # the stack's micro-batch, once it forms: every trial's batch size a multiple of it
 
     def take(self, alone_now: bool) -> Job | None:
         """The next job that stacks; one that fails its checks is told, one that cannot stack runs alone
@@ -135,6 +139,12 @@ class _Source:
                 job.key, job.why = (
                     None,
                     "its settings differ from the stack's beyond what trials may differ in",
+                )
+            if job.key is not None and self.micro and int(job.cfg.data.batch_size) % self.micro:
+                size = job.cfg.data.batch_size
+                job.key, job.why = (
+                    None,
+                    f"data.batch_size={size} is no multiple of the stack's {self.micro}-row micro-batch",
                 )
             if job.key is None:
                 if alone_now:
