@@ -282,14 +282,12 @@ def search(tmp: Path) -> dict:
     `bare_search.py` (Optuna ask/tell with the same sampler, pruner and space over a bare PyTorch loop,
     trials one at a time), in the same run: wall time, best val/acc_best, epochs trained, trials pruned."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
     sweep = tmp / "search"
     wall, _, rss = timed(
         [PY, "-m", "digitlab.cli.train", "hparams_search=mlp", f"hydra.sweep.dir={sweep}", *QUIET]
     )
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(sweep / "study.journal")))
-    study = optuna.load_study(study_name="mlp", storage=storage)
+    study = _study(sweep, "mlp")
     trials = study.get_trials(deepcopy=False)
     bare_wall, bare_out, bare_rss = timed(
         [PY, str(ROOT / "benchmarks" / "bare_search.py"), str(ROOT / "data")]
@@ -318,9 +316,53 @@ def search(tmp: Path) -> dict:
         "bare_rss_mb": bare_rss,
         "ratio": wall / bare_wall,
         "ray": ray,
+        # The continuous stack (digitlab/stacked/slots.py): the mlp search streamed through 4 slots, and
+        # linear_lr as shipped (4 slots) against the same search one trial at a time, in the same run.
+        "mlp_stacked": _search_run(
+            tmp / "mlp_stacked", "mlp", "hydra/launcher=stacked", "hydra.sweeper.n_jobs=4"
+        ),
+        "linear_lr": _search_run(tmp / "linear_lr", "linear_lr"),
+        "linear_lr_alone": _search_run(
+            tmp / "linear_lr_alone", "linear_lr", "hydra/launcher=basic", "hydra.sweeper.n_jobs=1"
+        ),
     }
     print("search", result, flush=True)
     return result
+
+
+def _study(sweep: Path, name: str):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(sweep / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _search_run(sweep: Path, name: str, *overrides: str) -> dict:
+    """`digitlab-train hparams_search=<name> <overrides>`, the whole command: wall, best, epochs, pruned."""
+    import optuna
+
+    wall, _, rss = timed(
+        [
+            PY,
+            "-m",
+            "digitlab.cli.train",
+            f"hparams_search={name}",
+            f"hydra.sweep.dir={sweep}",
+            *QUIET,
+            *overrides,
+        ]
+    )
+    study = _study(sweep, name)
+    trials = study.get_trials(deepcopy=False)
+    return {
+        "command": " ".join([f"hparams_search={name}", *overrides]),
+        "wall_s": wall,
+        "best": study.best_value,
+        "epochs": sum(len(t.intermediate_values) for t in trials),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "rss_mb": rss,
+    }
 
 
 STACK_SIZES = (1, 16, 64, 256)

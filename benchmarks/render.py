@@ -289,6 +289,21 @@ def report(results: dict) -> str:
             "last digit.",
             "",
         ]
+        runs = [search[key] for key in ("mlp_stacked", "linear_lr", "linear_lr_alone") if key in search]
+        if runs:
+            lines += [
+                "Continuous stacks (`digitlab/stacked/slots.py`), same run: a search's trials in one fit of "
+                "`hydra.sweeper.n_jobs` slots, each slot refilled at an epoch's end.",
+                "",
+                "| command | wall s | best val/acc_best | epochs trained | trials pruned | peak MB |",
+                "|---|---|---|---|---|---|",
+                *(
+                    f"| `digitlab-train {r['command']}` | {r['wall_s']:.1f} | {r['best']:.4f} | {r['epochs']} | "
+                    f"{r['pruned']} | {r['rss_mb']} |"
+                    for r in runs
+                ),
+                "",
+            ]
     return "\n".join(lines)
 
 

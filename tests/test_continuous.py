@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from digitlab.build import build_from_checkpoint
 from digitlab.rundir import Run
-from tests.conftest import cli, run_until_killed
+from tests.conftest import cli, run_until_killed, tiny_overrides
 from tests.tb import scalars
 from tests.test_optuna import load, search
 
@@ -123,3 +123,19 @@ def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_pat
     assert len(done) == 7
     for trial in done:
         assert Run(trial.user_attrs["run_dir"]).status == "completed"
+
+
+def test_linear_lr_as_shipped_is_one_continuous_stack(sample_root, tmp_path):
+    args = [
+        "hparams_search=linear_lr",
+        "hydra.sweeper.n_trials=6",
+        *tiny_overrides(
+            sample_root, tmp_path, f"hydra.sweep.dir={tmp_path / 's'}", "hydra.sweeper.study_name=s"
+        ),
+    ]
+    output = cli(*args, cwd=tmp_path)
+    said = output.stdout + output.stderr
+    assert "a continuous stack of 4 slots" in said and "the continuous stack trained 6 trials" in said
+    study = load(tmp_path / "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert {Run(t.user_attrs["run_dir"]).metrics["stacked_with"] for t in study.trials} == {4}

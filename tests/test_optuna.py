@@ -30,9 +30,16 @@ LR_SEARCH = "optimizer.lr=tag(log, interval(0.001, 3.0))"  # a sweep typed on th
 
 
 def search(sample_root: Path, tmp_path: Path, *extra: str, study: str = "s") -> list[str]:
-    """A linear_lr search in tmp_path/<study>, one trial per batch."""
+    """A linear_lr search in tmp_path/<study>, one trial at a time unless `extra` sets the launcher or
+    n_jobs (as shipped it is a continuous stack: tests/test_continuous.py)."""
+    pinned = [
+        override
+        for override in ("hydra/launcher=basic", "hydra.sweeper.n_jobs=1")
+        if not any(e.startswith(override.split("=")[0] + "=") for e in extra)
+    ]
     return [
         "hparams_search=linear_lr",
+        *pinned,
         f"hydra.sweeper.study_name={study}",
         *tiny_overrides(sample_root, tmp_path, f"hydra.sweep.dir={tmp_path / study}", *extra),
     ]
