@@ -107,6 +107,7 @@ class StackedNet(nn.Module):
         self._ragged = any(shapes != full for shapes in self._widths)
         self._row_of = self.shuffle_of.tolist()  # trial k's row of a training batch
         self._leaf_row = [self._order.index(k) for k in range(len(self._nets))]  # and of the leaves
+
     def refill(self, k: int, net: nn.Sequential) -> None:
         """Trial k's slot holds another trial's net (a continuous stack, `stacked.slots`): its weights copied
         into the slot's rows, zeros around a narrower one (as `padded` leaves them), its parameters views of

@@ -265,12 +265,44 @@ class OptunaSweeperImpl:
                     f"hydra.sweeper.custom_search_space={self.custom_search_space!r} is not a function Hydra can "
                     f"import ({err}). It names `package.module.function(cfg, trial)`, which calls trial.suggest_*."
                 ) from None
+        self._fit_sampler_settings()
         if (
             self.sampler_cfg._target_ == "optuna.samplers.GridSampler"
             and self.sampler_cfg.get("search_space") is None
         ):
             space.grid()  # refuses intervals now rather than at the first trial
         return space, objective, [metrics] if isinstance(metrics, str) else metrics, extend
+
+    def _fit_sampler_settings(self) -> None:
+        """A search preset tunes its sampler (`hparams_search=linear_lr` sets TPE's `n_startup_trials`); with
+        another sampler chosen (`hydra/sweeper/sampler=random`), the preset's settings that sampler does not
+        take are left out, with one log line. A setting typed on the command line that the sampler does not
+        take is refused, naming what it takes."""
+        import inspect
+
+        from hydra.utils import get_class
+        from omegaconf import open_dict
+
+        assert self.config is not None
+        sampler = get_class(self.sampler_cfg._target_)
+        taken = set(inspect.signature(sampler).parameters)
+        extra = [key for key in self.sampler_cfg if not str(key).startswith("_") and key not in taken]
+        typed = {o.split("=", 1)[0].lstrip("+~") for o in self.config.hydra.overrides.hydra}
+        for key in extra:
+            if f"hydra.sweeper.sampler.{key}" in typed:
+                raise ConfigError(
+                    f"hydra.sweeper.sampler.{key}={self.sampler_cfg[key]} is not a setting of {sampler.__name__}; "
+                    f"it takes: {', '.join(sorted(taken))}."
+                )
+        if extra:
+            log.info(
+                "%s takes no %s (set for another sampler by the search's config): left out",
+                sampler.__name__,
+                ", ".join(f"{key}={self.sampler_cfg[key]}" for key in extra),
+            )
+            with open_dict(self.sampler_cfg):
+                for key in extra:
+                    del self.sampler_cfg[key]
 
     def _sampler(self, space: SearchSpace, workers_before: int) -> optuna.samplers.BaseSampler:
         """The configured sampler; a seeded one is seeded `seed + workers_before`, so two workers on one
