@@ -1,7 +1,7 @@
 """The baseline of the search benchmark: what a researcher writes instead of `digitlab-train hparams_search=mlp`.
 
 Optuna's ask/tell with the shipped search's sampler, pruner and space (conf/hparams_search/mlp.yaml: seeded
-TPE, 6 start-up trials; median pruning, 5 start-up trials, 1 warm-up epoch; lr log [0.01, 3], hidden
+TPE, 6 start-up trials; successive halving, min_resource 1, reduction factor 3; lr log [0.01, 3], hidden
 {16, 30, 64, 128}, batch size {64, 128, 256, 512}; 20 trials of up to 40 epochs, maximising the best
 validation accuracy so far), a bare PyTorch loop per trial (bare_loop.py's: the cached tensors in memory,
 `index_select` batches, SGD, mnist_loss), trials one at a time in one process, the study in memory. Prints
@@ -58,7 +58,9 @@ def main(data_dir: str, n_trials: int) -> None:
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=6),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1, interval_steps=1),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3, min_early_stopping_rate=0
+        ),
     )
     epochs_trained = 0
     for _ in range(n_trials):

@@ -316,11 +316,9 @@ def search(tmp: Path) -> dict:
         "bare_rss_mb": bare_rss,
         "ratio": wall / bare_wall,
         "ray": ray,
-        # The continuous stack (digitlab/stacked/slots.py): the mlp search streamed through 4 slots, and
-        # linear_lr as shipped (4 slots) against the same search one trial at a time, in the same run.
-        "mlp_stacked": _search_run(
-            tmp / "mlp_stacked", "mlp", "hydra/launcher=stacked", "hydra.sweeper.n_jobs=4"
-        ),
+        # The shipped searches are continuous stacks (digitlab/stacked/slots.py); the same searches one trial
+        # at a time, and linear_lr as shipped, in the same run.
+        "mlp_alone": _search_run(tmp / "mlp_alone", "mlp", "hydra/launcher=basic", "hydra.sweeper.n_jobs=1"),
         "linear_lr": _search_run(tmp / "linear_lr", "linear_lr"),
         "linear_lr_alone": _search_run(
             tmp / "linear_lr_alone", "linear_lr", "hydra/launcher=basic", "hydra.sweeper.n_jobs=1"

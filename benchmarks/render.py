@@ -264,7 +264,7 @@ def report(results: dict) -> str:
             "## The shipped search (`bench.py --only search`)",
             "",
             "`digitlab-train hparams_search=mlp` as shipped (seeded TPE over lr, hidden width and batch size, "
-            f"{search['trials']} trials of up to 40 epochs, median pruning), the whole command, against "
+            f"{search['trials']} trials of up to 40 epochs, successive halving, a continuous stack of 4 slots), the whole command, against "
             "`bare_search.py`: the Optuna ask/tell loop over bare PyTorch a researcher writes instead (the same "
             "sampler, pruner and space, the data in memory, trials one at a time, no run folders, logs or "
             "checkpoints), in the same run.",
@@ -289,11 +289,12 @@ def report(results: dict) -> str:
             "last digit.",
             "",
         ]
-        runs = [search[key] for key in ("mlp_stacked", "linear_lr", "linear_lr_alone") if key in search]
+        runs = [search[key] for key in ("mlp_alone", "linear_lr", "linear_lr_alone") if key in search]
         if runs:
             lines += [
-                "Continuous stacks (`digitlab/stacked/slots.py`), same run: a search's trials in one fit of "
-                "`hydra.sweeper.n_jobs` slots, each slot refilled at an epoch's end.",
+                "The shipped searches are continuous stacks (`digitlab/stacked/slots.py`: a search's trials in one "
+                "fit of `hydra.sweeper.n_jobs` slots, each slot refilled at an epoch's end); the same searches one "
+                "trial at a time, in the same run:",
                 "",
                 "| command | wall s | best val/acc_best | epochs trained | trials pruned | peak MB |",
                 "|---|---|---|---|---|---|",
