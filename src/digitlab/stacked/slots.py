@@ -60,7 +60,6 @@ class Refills(L.Callback):
         self.trial_epochs = trial_epochs
         self.batch_sizes = [e.cfg.data.batch_size for e in entrants]
         self.eval_sizes = [e.cfg.data.eval_batch_size or e.cfg.data.batch_size for e in entrants]
-        self.joined = [0] * len(entrants)
         self.held = [contextlib.ExitStack() for _ in entrants]  # each slot's run folder (`run_lock`)
         for stack, entrant in zip(self.held, entrants, strict=True):
             stack.enter_context(holding(entrant.cfg.paths.output_dir))
@@ -69,10 +68,10 @@ class Refills(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         records = self.records
-        for k in range(len(self.joined)):
+        for k in range(len(records.runs)):
             if k in records.closed:
                 continue
-            trained = trainer.current_epoch - self.joined[k] + 1
+            trained = trainer.current_epoch - records.joined[k] + 1
             if records.active(k) and trained < self.trial_epochs:
                 continue
             self._leave(trainer, k)
@@ -81,7 +80,7 @@ class Refills(L.Callback):
             if entrant is None:
                 break
             self._fill(trainer, pl_module, k, entrant)
-        if len(records.closed) == len(self.joined):
+        if len(records.closed) == len(records.runs):
             trainer.should_stop = True  # no trial left, none to come
 
     def _leave(self, trainer: L.Trainer, k: int) -> None:
@@ -94,11 +93,9 @@ class Refills(L.Callback):
         self.held[k].enter_context(holding(cfg.paths.output_dir))
         module, datamodule = trial_module(cfg)
         self.records.open_slot(k, cfg, module, datamodule, entrant.hydra, joined)
-        self.records.records[k].start(self.records.loggers[k])
         self.handles[k] = entrant.handle
         self.batch_sizes[k] = cfg.data.batch_size
         self.eval_sizes[k] = cfg.data.eval_batch_size or cfg.data.batch_size
-        self.joined[k] = joined
         plan = self.plan(pl_module.plan)
         pl_module.refill(k, module, plan)
         self.data.plan = plan
@@ -112,7 +109,7 @@ class Refills(L.Callback):
             before.val_rows,
             self.eval_sizes,
             micro=before.micro,
-            start_epochs=self.joined,
+            start_epochs=self.records.joined,
         )
 
     def close(self, error: BaseException) -> None:

@@ -169,7 +169,8 @@ class TrialRecords(L.Callback):
         joined: int = 0,
     ) -> None:
         """Slot k's trial: its run folder, loggers, record, ModelCheckpoint and Optuna trial (`hydra_cfg`:
-        its job's Hydra config), joining at the stack's epoch `joined`."""
+        its job's Hydra config), joining at the stack's epoch `joined` (after 0: into a running fit, whose
+        `on_fit_start` started the first trials' records)."""
         from digitlab.sweeps.trial import current_trial, prunable, record_run
 
         run = Run(cfg.paths.output_dir)
@@ -201,6 +202,8 @@ class TrialRecords(L.Callback):
         self.failed.pop(k, None)
         self.pruned.pop(k, None)
         self.closed.discard(k)
+        if joined:
+            record.start(self.loggers[k])
 
     def _epoch(self, trainer: L.Trainer, k: int) -> int:
         """Slot k's trial's own epoch (its single run's) at the stack's current one."""
