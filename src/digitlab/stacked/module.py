@@ -201,6 +201,7 @@ class StackedClassifier(L.LightningModule):
         self.first_bad_step[k] = -1
 
     def on_after_backward(self) -> None:
+        self.net.gather_grads()  # trials of different widths: their own gradients, into the stacked ones
         if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own
             self.net.hand_out_grads(self._stepping_now if self.mixed else None)
 

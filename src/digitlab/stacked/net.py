@@ -102,11 +102,10 @@ class StackedNet(nn.Module):
             for row, param in zip(leaf.data.unbind(0), own, strict=True):
                 param.data = own_part(row, param)
         # Per trial (trial order), each Linear's (out, in); ragged when some trial is narrower than its rows.
-        self._widths = [tuple(tuple(net[i].weight.shape) for i in self._linears) for net in self._nets]
+        widths = [tuple(tuple(net[i].weight.shape) for i in self._linears) for net in self._nets]
         full = tuple(tuple(w.shape[1:]) for w in self.weights)
-        self._ragged = any(shapes != full for shapes in self._widths)
+        self._ragged = any(shapes != full for shapes in widths)
         self._row_of = self.shuffle_of.tolist()  # trial k's row of a training batch
-        self._leaf_row = [self._order.index(k) for k in range(len(self._nets))]  # and of the leaves
 
     def refill(self, k: int, net: nn.Sequential) -> None:
         """Trial k's slot holds another trial's net (a continuous stack, `stacked.slots`): its weights copied
@@ -165,24 +164,37 @@ class StackedNet(nn.Module):
         return scores.index_select(0, self.position) if self._grouped else scores
 
     def _ragged_scores(self, images: torch.Tensor) -> torch.Tensor:
-        """Trials of different widths: each trial's layers at its own width (its part of its rows), one
-        matmul per layer per trial, so a narrow trial costs its own FLOPs, not the widest one's."""
+        """Trials of different widths: each trial's layers at its own width, one matmul per layer per trial,
+        so a narrow trial costs its own FLOPs, not the widest one's. The matmuls read each trial's own
+        parameters (views of its part of its rows), so the backward pass gives each its own gradient, at its
+        own shape, with none of the slicing a stacked leaf's rows would cost; `gather_grads` then adds them
+        into the stacked leaves' gradients, which the optimizer steps."""
         x = images.flatten(1 if images.dim() == 4 else 2)  # [B, pixels] or [U, B, pixels]
-        rows = [(w.unbind(0), b.unbind(0)) for w, b in zip(self.weights, self.biases, strict=True)]
         scores = []
-        for k, shapes in enumerate(self._widths):
-            hidden = x if x.dim() == 2 else x[int(self._row_of[k])]
-            row, layer = self._leaf_row[k], 0
-            for linear in (True, *self._rest):
-                if linear:
-                    out, into = shapes[layer]
-                    weight, bias = rows[layer][0][row][:out, :into], rows[layer][1][row][:out]
-                    hidden = torch.addmm(bias, hidden, weight.t())
-                    layer += 1
+        for k, net in enumerate(self._nets):
+            hidden = x if x.dim() == 2 else x[self._row_of[k]]
+            for layer in list(net.children())[1:]:  # past the Flatten
+                if isinstance(layer, nn.Linear):
+                    hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
                 else:
                     hidden = torch.relu(hidden)
             scores.append(hidden)
         return torch.stack(scores)
+
+    def gather_grads(self) -> None:
+        """After a backward pass through `_ragged_scores`: each trial's gradients added into its part of the
+        stacked leaves' (where they accumulate, as the leaves' own would), its own then cleared."""
+        if not self._ragged:
+            return
+        for leaf, own in self.stacked():
+            if all(param.grad is None for param in own):
+                continue
+            if leaf.grad is None:
+                leaf.grad = torch.zeros_like(leaf)
+            for row, param in zip(leaf.grad.unbind(0), own, strict=True):
+                if param.grad is not None:
+                    own_part(row, param).add_(param.grad)
+                    param.grad = None
 
     def _scores(
         self, images: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], groups: int
