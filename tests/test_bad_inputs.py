@@ -143,7 +143,11 @@ CASES = [
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.direction=sideways"], "sideways"),
     (
         TRAIN,
-        ["hparams_search=linear_lr", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.n_startup_trials=3"],
+        [
+            "hparams_search=linear_lr",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.n_startup_trials=3",
+        ],
         "hydra.sweeper.sampler.n_startup_trials=3 is not a setting of RandomSampler",
     ),
     (

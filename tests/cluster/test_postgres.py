@@ -120,13 +120,15 @@ def test_a_worker_killed_on_another_machine_has_its_trial_retried_once(
     point, database, sample_root, tmp_path
 ):
     """Killed mid-trial (its heartbeat goes stale: Optuna's own check), or between asking its trial and its
-    first heartbeat (no heartbeat at all: found by the dead worker's own beats)."""
+    first heartbeat (no heartbeat at all: found by the dead worker's own beats). One trial at a time, so
+    the dead worker leaves exactly one (a continuous stack's kill: tests/test_continuous.py)."""
     marker = tmp_path / "paused"
     first = worker(
         database,
         tmp_path / "machine_a",
         sample_root,
         "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
         env={"DIGITLAB_PAUSE_AT": point, "DIGITLAB_PAUSE_MARKER": str(marker)},
     )
     deadline = time.monotonic() + 300
@@ -136,7 +138,9 @@ def test_a_worker_killed_on_another_machine_has_its_trial_retried_once(
     first.send_signal(signal.SIGKILL)  # the machine is gone: no goodbye, its trial stays RUNNING
     first.wait()
     assert [t.state.name for t in study_of(database).trials] == ["RUNNING"]
-    second = worker(database, tmp_path / "machine_b", sample_root, "hydra.sweeper.n_trials=3")
+    second = worker(
+        database, tmp_path / "machine_b", sample_root, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1"
+    )
     output = second.communicate(timeout=900)[0]
     assert second.returncode == 0 and "Traceback" not in output, output[-3000:]
     study = study_of(database)

@@ -377,8 +377,8 @@ def test_an_array_worker_cancelled_mid_trial_gives_its_trial_back_and_the_array_
     slurm, sample_root, tmp_path
 ):
     """The README's recipe: an `sbatch --array` of workers on one journal study. `scancel` of one worker
-    mid-trial (SIGTERM, as SLURM sends it): its trial is FAIL with the reason and asked again once; the same
-    array again ends the study with its n_trials finished."""
+    mid-trial (SIGTERM, as SLURM sends it): its trials (its continuous stack's slots) are FAIL with the reason
+    and asked again once; the same array again ends the study with its n_trials finished."""
     study_dir = tmp_path / "shared"
     marker = tmp_path / "paused"
     train_command = " ".join(
@@ -439,8 +439,11 @@ def test_an_array_worker_cancelled_mid_trial_gives_its_trial_back_and_the_array_
         ),
     )
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    (cancelled,) = [t for t in study.trials if t.state.name == "FAIL"]
-    assert len(finished) == 4, [t.state.name for t in study.trials]
-    assert cancelled.user_attrs["stale"] and "SIGTERM" in cancelled.user_attrs["stopped"]
-    assert [t.user_attrs.get("retry_of") for t in study.trials].count(cancelled.number) == 1
-    assert cancelled.params in [t.params for t in finished]
+    # Each worker trains its trials in one continuous stack: every trial in the cancelled one's slots is given
+    # back (at least the one it paused in).
+    cancelled = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(finished) == 4 and cancelled, [t.state.name for t in study.trials]
+    for trial in cancelled:
+        assert trial.user_attrs["stale"] and "SIGTERM" in trial.user_attrs["stopped"]
+        assert [t.user_attrs.get("retry_of") for t in study.trials].count(trial.number) == 1
+        assert trial.params in [t.params for t in finished]
