@@ -6,6 +6,7 @@ slot it had and whenever it joined; its folder, checkpoints and study record are
 from __future__ import annotations
 
 import math
+import signal
 import sys
 
 import pytest
@@ -139,3 +140,20 @@ def test_linear_lr_as_shipped_is_one_continuous_stack(sample_root, tmp_path):
     study = load(tmp_path / "s")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
     assert {Run(t.user_attrs["run_dir"]).metrics["stacked_with"] for t in study.trials} == {4}
+
+
+def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tmp_path):
+    """SIGTERM (Ctrl-C, `scancel`) while slots hold trials: each is FAIL with the reason and its parameters
+    asked again once; the worker stops in one paragraph; the same command again completes the study."""
+    args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
+    output = run_until_killed(
+        [sys.executable, "-m", "digitlab.cli.train", *args], "mid_epoch:5", cwd=tmp_path, sig=signal.SIGTERM
+    )
+    assert "this worker was stopped" in output and "Traceback" not in output, output[-3000:]
+    stopped = [t for t in load(tmp_path / "s").trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2 and all("SIGTERM" in t.user_attrs["stopped"] for t in stopped)
+    cli(*args, cwd=tmp_path)
+    study = load(tmp_path / "s")
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") in {s.number for s in stopped}]
+    assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7
