@@ -313,17 +313,32 @@ def test_a_silent_worker_on_another_host_is_gone(tmp_path):
 
 
 def test_two_workers_share_one_study(sample_root, tmp_path):
+    """The first worker waits in its first trial (a pause point, not a sleep) until the second has a trial of
+    its own, so both run trials however slowly either starts."""
     args = search(sample_root, tmp_path, "trainer.max_epochs=1", LR_SEARCH, "hydra.sweeper.n_trials=6")
-    workers = [
-        subprocess.Popen(
+    marker = tmp_path / "paused"
+
+    def start(env: dict) -> subprocess.Popen:
+        return subprocess.Popen(
             [sys.executable, "-m", "digitlab.cli.train", *args],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **env},
         )
-        for _ in range(2)
-    ]
+
+    first = start({"DIGITLAB_PAUSE_AT": "epoch_end:0", "DIGITLAB_PAUSE_MARKER": str(marker)})
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-2000:]
+        time.sleep(0.05)
+    second = start({})
+    while len({t.user_attrs.get(WORKER) for t in load(tmp_path / "s").trials}) < 2:
+        assert second.poll() is None and time.monotonic() < deadline, second.stderr.read()[-2000:]
+        time.sleep(0.2)
+    marker.unlink()  # the first worker goes on
+    workers = [first, second]
     assert [w.wait(timeout=600) for w in workers] == [0, 0], [w.stderr.read()[-2000:] for w in workers]
     study = load(tmp_path / "s")
     assert [t.number for t in study.trials] == list(range(6)), "each trial number once, n_trials in all"
