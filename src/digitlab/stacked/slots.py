@@ -10,7 +10,7 @@ generator; its epochs and steps counted from the epoch it joined. So each trial 
 run does, and the sampler sees every result as soon as it lands; no slot waits for another.
 
 The slots are as wide as the widest trial the search may bring (`widest`), and read micro-batches of the
-batch sizes' class (`grouping.micro_batch_class`), so any trial of the search fits any slot. Slots are
+search's batch sizes' greatest common divisor, so any trial of the search fits any slot. Slots are
 visited in order at each epoch's end (those that leave, then those that refill), so for a seeded sampler the
 search is the same for the same slot count.
 """
@@ -58,8 +58,6 @@ class Refills(L.Callback):
         self.source = source
         self.handles: dict[int, Any] = {k: e.handle for k, e in enumerate(entrants)}
         self.trial_epochs = trial_epochs
-        self.batch_sizes = [e.cfg.data.batch_size for e in entrants]
-        self.eval_sizes = [e.cfg.data.eval_batch_size or e.cfg.data.batch_size for e in entrants]
         self.held = [contextlib.ExitStack() for _ in entrants]  # each slot's run folder (`run_lock`)
         for stack, entrant in zip(self.held, entrants, strict=True):
             stack.enter_context(holding(entrant.cfg.paths.output_dir))
@@ -94,20 +92,19 @@ class Refills(L.Callback):
         module, datamodule = trial_module(cfg)
         self.records.open_slot(k, cfg, module, datamodule, entrant.hydra, joined)
         self.handles[k] = entrant.handle
-        self.batch_sizes[k] = cfg.data.batch_size
-        self.eval_sizes[k] = cfg.data.eval_batch_size or cfg.data.batch_size
         plan = self.plan(pl_module.plan)
         pl_module.refill(k, module, plan)
         self.data.plan = plan
         self.data.sampler.restart(k, cfg.data.seed, plan.partial_last(k))
 
     def plan(self, before: StepPlan) -> StepPlan:
-        """The stack's steps with the slots' trials as they now stand."""
+        """The stack's steps with the slots' trials as they now stand (a vacant slot: its last trial's)."""
+        cfgs = self.records.cfgs
         return StepPlan(
             before.rows,
-            self.batch_sizes,
+            [cfg.data.batch_size for cfg in cfgs],
             before.val_rows,
-            self.eval_sizes,
+            [cfg.data.eval_batch_size or cfg.data.batch_size for cfg in cfgs],
             micro=before.micro,
             start_epochs=self.records.joined,
         )
