@@ -105,16 +105,21 @@ def test_each_trial_trains_as_it_does_one_at_a_time(searches):
         assert model.net[1].out_features == trial.params["model.net.hidden"]
 
 
-def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path):
+def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path, searches):
     """SIGKILL at an epoch's end while slots hold trials; the same command again fails the trials the dead
-    worker left running, asks their parameters again, and completes the study."""
+    worker left running, asks their parameters again, each retry continuing its stale trial's run from its
+    checkpoint (`sweeps.carry_over`), and completes the study with the numbers of the trials run alone."""
     args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
     run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "epoch_end:5", cwd=tmp_path)
     before = load(tmp_path / "s")
     running = [t.number for t in before.trials if t.state == TrialState.RUNNING]
     assert len(running) == 2, [t.state for t in before.trials]
-    cli(*args, cwd=tmp_path)
+    stood = {n: _has_checkpoint(Run(before.trials[n].user_attrs["run_dir"])) for n in running}
+    assert any(stood.values()), stood  # at least one had a checkpoint to continue from
+    again = cli(*args, cwd=tmp_path)
+    said = again.stdout + again.stderr
     study = load(tmp_path / "s")
+    _assert_retries_continue(study, stood, said, alone=searches[1])
     states = {t.number: t.state for t in study.trials}
     assert all(states[n] == TrialState.FAIL for n in running)
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") in running]
@@ -124,6 +129,33 @@ def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_pat
     assert len(done) == 7
     for trial in done:
         assert Run(trial.user_attrs["run_dir"]).status == "completed"
+
+
+def _assert_retries_continue(study, stood: dict[int, bool], said: str, alone) -> None:
+    """Each retry of a stale trial (`stood`: whether it left a checkpoint) continued its run and ended
+    with the numbers of the same trial run alone (`alone`, the study of `searches`)."""
+    for retry in (t for t in study.trials if t.user_attrs.get("retry_of") in stood):
+        stale = retry.user_attrs["retry_of"]
+        ours = Run(retry.user_attrs["run_dir"])
+        own = next(t for t in alone.trials if t.params == retry.params)  # the same trial, one at a time
+        theirs = Run(own.user_attrs["run_dir"])
+        if stood[stale]:
+            assert f"trial {retry.number} continues trial {stale}'s run" in said
+            # its reports before the kill are the stale trial's, the rest its own, as one run's
+            assert sorted(retry.intermediate_values) == sorted(own.intermediate_values)
+            for epoch, value in own.intermediate_values.items():
+                assert math.isclose(retry.intermediate_values[epoch], value, rel_tol=1e-4), epoch
+        assert ours.metrics["steps"] == theirs.metrics["steps"]
+        assert ours.metrics["val/loss"] == pytest.approx(theirs.metrics["val/loss"], rel=1e-4)
+        mine = torch.load(ours.checkpoints / "last.ckpt", weights_only=True)
+        ckpt_dir = next(v["dirpath"] for k, v in mine["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        assert ckpt_dir == str(ours.checkpoints.absolute())  # its own folder's, not the stale one's
+
+
+def _has_checkpoint(run: Run) -> bool:
+    from digitlab.checkpoints import resume_checkpoint
+
+    return resume_checkpoint(run.path) is not None
 
 
 def test_linear_lr_as_shipped_is_one_continuous_stack(sample_root, tmp_path):
@@ -142,9 +174,10 @@ def test_linear_lr_as_shipped_is_one_continuous_stack(sample_root, tmp_path):
     assert {Run(t.user_attrs["run_dir"]).metrics["stacked_with"] for t in study.trials} == {4}
 
 
-def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tmp_path):
-    """SIGTERM (Ctrl-C, `scancel`) while slots hold trials: each is FAIL with the reason and its parameters
-    asked again once; the worker stops in one paragraph; the same command again completes the study."""
+def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tmp_path, searches):
+    """SIGTERM (Ctrl-C, `scancel`) mid-epoch while slots hold trials: each is FAIL with the reason and its
+    parameters asked again once; the worker stops in one paragraph; the same command again completes the
+    study, each retry continuing from its stale trial's interrupted.ckpt to the numbers it has alone."""
     args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
     output = run_until_killed(
         [sys.executable, "-m", "digitlab.cli.train", *args], "mid_epoch:5", cwd=tmp_path, sig=signal.SIGTERM
@@ -152,8 +185,11 @@ def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tm
     assert "this worker was stopped" in output and "Traceback" not in output, output[-3000:]
     stopped = [t for t in load(tmp_path / "s").trials if t.state == TrialState.FAIL]
     assert len(stopped) == 2 and all("SIGTERM" in t.user_attrs["stopped"] for t in stopped)
-    cli(*args, cwd=tmp_path)
+    stood = {t.number: _has_checkpoint(Run(t.user_attrs["run_dir"])) for t in stopped}
+    assert any(stood.values()), stood
+    again = cli(*args, cwd=tmp_path)
     study = load(tmp_path / "s")
+    _assert_retries_continue(study, stood, again.stdout + again.stderr, alone=searches[1])
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") in {s.number for s in stopped}]
     assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7

@@ -276,7 +276,11 @@ def test_a_killed_search_leaves_its_running_trial_failed_and_asked_again(sample_
         worker.wait()
     (killed,) = load(tmp_path / "s").trials
     assert killed.state == TrialState.RUNNING
-    cli(*args, "trainer.max_epochs=1", cwd=tmp_path)
+    again = cli(*args, "trainer.max_epochs=1", cwd=tmp_path)
+    # the command changed: the retry does not continue the stale run (`sweeps.carry_over`)
+    assert "trial 1 runs from its start: trial 0's run had other settings (trainer.max_epochs: 500 -> 1)" in (
+        again.stdout + again.stderr
+    )
     study = load(tmp_path / "s")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     stale, retry, _ = study.trials

@@ -18,7 +18,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from digitlab.console import quiet_launchers, shown_value, verbose
@@ -185,11 +185,30 @@ class OptunaSweeperImpl:
         self._stop_if(outcomes)
 
     def _job(self, space: SearchSpace, extend: Callable | None, trial: optuna.Trial) -> list[str]:
-        """The trial's parameters sampled, as its job's overrides."""
+        """The trial's parameters sampled, as its job's overrides; a retried trial whose stale run left a
+        checkpoint continues that run (`sweeps.carry_over`), with `resume=true`."""
         space.sample(trial)
         if extend:
             extend(self.config, trial)
-        return space.overrides(trial.params)
+        overrides = space.overrides(trial.params)
+        if self._continues(trial, overrides) and not self.config.get("resume"):
+            overrides.append("resume=true")
+        return overrides
+
+    def _continues(self, trial: optuna.Trial, overrides: list[str]) -> bool:
+        from digitlab.job import job_config, resolved_task
+        from digitlab.sweeps.carry_over import carry_over, predecessor
+        from digitlab.sweeps.job_life import job_folder
+
+        if predecessor(trial.study, trial) is None:
+            return False
+        # The folder and config its launcher will give the job (only a retry needs them before launch).
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.num = trial.number
+        folder = job_folder(config)
+        task, _, _ = job_config(config, folder)
+        return carry_over(trial.study, trial, folder, resolved_task(task))
 
     def _stop_if(self, outcomes: _Outcomes) -> None:
         """The worker stops when a job run in this process was stopped by a signal to this process (a SLURM
