@@ -74,6 +74,9 @@ class StackedClassifier(L.LightningModule):
         self.plan: StepPlan | None = None
         self._stepping: torch.Tensor | None = None  # this micro-batch's `steps_after` row
         self._stepped: torch.Tensor | None = None  # the previous one's: their gradients start again
+        # Trials of different widths and batch sizes: the gradients of the trials that did not step, kept
+        # out of the optimizer's step (`on_after_backward`) and given back before the next backward.
+        self._held: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.use_plan(plan)
 
     def use_plan(self, plan: StepPlan | None) -> None:
@@ -154,7 +157,9 @@ class StackedClassifier(L.LightningModule):
         group is the very dict the shared optimizer holds, so the scheduler's lr reaches the shared step."""
         own = [trial.optimizer_factory(params=trial.parameters()) for trial in self.trials]
         groups = [optimizer.param_groups[0] for optimizer in own]
-        if vectorisable(own):
+        # Trials of different widths keep their gradients in their own parameters (`StackedNet.own_grads`):
+        # a stock optimizer steps them as their single runs' do, without touching the padded leaves.
+        if vectorisable(own) and not self.net.own_grads:
             shared = StackedSGD(groups, own[0].defaults, self.net.stacked(), self.net.rows)
         else:
             shared = type(own[0])(groups, **_arguments_of(type(own[0]), own[0].defaults))
@@ -201,7 +206,22 @@ class StackedClassifier(L.LightningModule):
         self.first_bad_step[k] = -1
 
     def on_after_backward(self) -> None:
-        self.net.gather_grads()  # trials of different widths: their own gradients, into the stacked ones
+        if self.net.own_grads:
+            # Trials of different widths: each gradient is in its trial's own parameters already. Trials of
+            # different batch sizes that do not step now keep theirs out of the optimizer's sight until the
+            # next backward adds to it (`optimizer_zero_grad`).
+            if self.mixed:
+                stepping = set(self._stepping_now)
+                self._held = [
+                    (param, param.grad)
+                    for k, trial in enumerate(self.trials)
+                    if k not in stepping
+                    for param in trial.parameters()
+                    if param.grad is not None
+                ]
+                for param, _ in self._held:
+                    param.grad = None
+            return
         if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own
             self.net.hand_out_grads(self._stepping_now if self.mixed else None)
 
@@ -220,6 +240,12 @@ class StackedClassifier(L.LightningModule):
         self._stepped = self._stepping
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.net.own_grads:  # the trials that stepped start again; those held back accumulate on
+            optimizer.zero_grad()
+            for param, grad in self._held:
+                param.grad = grad
+            self._held = []
+            return
         if not self.mixed or self._stepped is None:
             optimizer.zero_grad()
             self.net.zero_grad()  # the stacked leaves, which a stock optimizer does not hold

@@ -45,6 +45,9 @@ class StackedNet(nn.Module):
         if not stackable(nets[0]):
             raise ValueError(f"only Flatten, Linear, then Linear and ReLU layers stack, not {nets[0]}")
         self._nets = tuple(nets)
+        # A continuous stack's trials compute at their own widths throughout (`own_grads` stays as it is
+        # for the fit, whatever widths its slots hold at a time).
+        self._refillable = bool(widest)
         groups = max(shuffle_of) + 1
         even = len({list(shuffle_of).count(u) for u in range(groups)}) == 1
         # Trials in the order of their shuffle rows, and where trial k sits in that order.
@@ -104,7 +107,7 @@ class StackedNet(nn.Module):
         # Per trial (trial order), each Linear's (out, in); ragged when some trial is narrower than its rows.
         widths = [tuple(tuple(net[i].weight.shape) for i in self._linears) for net in self._nets]
         full = tuple(tuple(w.shape[1:]) for w in self.weights)
-        self._ragged = any(shapes != full for shapes in widths)
+        self._ragged = self._refillable or any(shapes != full for shapes in widths)
         self._row_of = self.shuffle_of.tolist()  # trial k's row of a training batch
 
     def refill(self, k: int, net: nn.Sequential) -> None:
@@ -126,6 +129,12 @@ class StackedNet(nn.Module):
                 leaf.data[row].zero_()
                 own_part(leaf.data[row], own[row]).copy_(own[row].detach())
         self.tie()
+
+    @property
+    def own_grads(self) -> bool:
+        """Whether each trial's gradient is in its own parameters (trials of different widths, computed at
+        their own widths, `_ragged_scores`) rather than in the stacked leaves."""
+        return self._ragged
 
     def hand_out_grads(self, only: Sequence[int] | None = None) -> None:
         """Each trial's gradient, a view of its row of the stacked one, for a stock optimizer's step; with
@@ -166,9 +175,10 @@ class StackedNet(nn.Module):
     def _ragged_scores(self, images: torch.Tensor) -> torch.Tensor:
         """Trials of different widths: each trial's layers at its own width, one matmul per layer per trial,
         so a narrow trial costs its own FLOPs, not the widest one's. The matmuls read each trial's own
-        parameters (views of its part of its rows), so the backward pass gives each its own gradient, at its
-        own shape, with none of the slicing a stacked leaf's rows would cost; `gather_grads` then adds them
-        into the stacked leaves' gradients, which the optimizer steps."""
+        parameters (views of its part of its rows), so the backward pass leaves each trial's gradient in
+        its own parameters, at its own shape, where a stock optimizer steps it as its single run's does
+        (`StackedClassifier.configure_optimizers`): the padded stacked leaves are never read or written
+        per step."""
         x = images.flatten(1 if images.dim() == 4 else 2)  # [B, pixels] or [U, B, pixels]
         scores = []
         for k, net in enumerate(self._nets):
@@ -180,21 +190,6 @@ class StackedNet(nn.Module):
                     hidden = torch.relu(hidden)
             scores.append(hidden)
         return torch.stack(scores)
-
-    def gather_grads(self) -> None:
-        """After a backward pass through `_ragged_scores`: each trial's gradients added into its part of the
-        stacked leaves' (where they accumulate, as the leaves' own would), its own then cleared."""
-        if not self._ragged:
-            return
-        for leaf, own in self.stacked():
-            if all(param.grad is None for param in own):
-                continue
-            if leaf.grad is None:
-                leaf.grad = torch.zeros_like(leaf)
-            for row, param in zip(leaf.grad.unbind(0), own, strict=True):
-                if param.grad is not None:
-                    own_part(row, param).add_(param.grad)
-                    param.grad = None
 
     def _scores(
         self, images: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], groups: int
