@@ -6,7 +6,8 @@ draws them, and saved in its own checkpoints under the same names). A step runs 
 are disjoint, so each trial's gradient is its own loss's.
 One optimizer holds one param group per trial, with that trial's hyperparameters: `StackedSGD` for SGD
 (each stacked leaf stepped at once, `optim.py`), else a stock torch optimizer of the trials' class, each trial's
-gradient handed to its own parameters; each trial keeps its own stock lr scheduler.
+gradient handed to its own parameters; trials of different widths, whose gradients are their own parameters'
+already (`StackedNet.own_grads`), always step with the stock one. Each trial keeps its own stock lr scheduler.
 
 Metrics are kept per trial on the device and handed to `on_epoch_metrics` once per epoch as
 `[{name: value}] * K`, the names a single run logs; the last validation's predictions stay for the pictures.

@@ -12,7 +12,9 @@ Each layer's weights and biases of all K trials are one leaf tensor each (`stack
 accumulate, one tensor for a vectorised optimizer step, `optim.py`), and each trial's own parameters are views
 of its row (`tie`): its module reads and loads the live values, so its state dict, its checkpoint and its
 param group in a stock optimizer stay a single run's. A stock optimizer's step gets each trial's gradient as a
-view of the stacked one (`hand_out_grads`).
+view of the stacked one (`hand_out_grads`). Trials of different widths (and every continuous stack, whose
+refills may bring any width) are computed at their own widths instead (`_ragged_scores`), and their gradients
+land in their own parameters (`own_grads`).
 """
 
 from __future__ import annotations
@@ -45,9 +47,6 @@ class StackedNet(nn.Module):
         if not stackable(nets[0]):
             raise ValueError(f"only Flatten, Linear, then Linear and ReLU layers stack, not {nets[0]}")
         self._nets = tuple(nets)
-        # A continuous stack's trials compute at their own widths throughout (`own_grads` stays as it is
-        # for the fit, whatever widths its slots hold at a time).
-        self._refillable = bool(widest)
         groups = max(shuffle_of) + 1
         even = len({list(shuffle_of).count(u) for u in range(groups)}) == 1
         # Trials in the order of their shuffle rows, and where trial k sits in that order.
@@ -79,6 +78,10 @@ class StackedNet(nn.Module):
                 for i in self._linears
             ]
         )
+        # A continuous stack whose refills may bring other widths computes every trial at its own width
+        # throughout (`own_grads` stays as it is for the fit, whatever widths its slots hold at a time).
+        full = [tuple(w.shape[1:]) for w in self.weights]
+        self._refillable = any([tuple(net[i].weight.shape) for i in self._linears] != full for net in widest)
         self.tie()
         # A checkpoint holds each trial's own parameters only (a single run's names, read by `split`): the
         # stacked leaves are those same values, so they are left out, and loaded through the trials' views.
