@@ -105,12 +105,20 @@ def test_each_trial_trains_as_it_does_one_at_a_time(searches):
         assert model.net[1].out_features == trial.params["model.net.hidden"]
 
 
-def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path, searches):
-    """SIGKILL at an epoch's end while slots hold trials; the same command again fails the trials the dead
-    worker left running, asks their parameters again, each retry continuing its stale trial's run from its
+@pytest.mark.parametrize(
+    "point",
+    [
+        "epoch_end:5",  # every slot's last.ckpt of the stack's epoch 5 written
+        "mid_epoch:5",  # half-way through an epoch: the trials resume from the epoch before
+        "checkpoint_link:last.ckpt@5",  # the first slot's last.ckpt of epoch 5 written, the second's not yet
+    ],
+)
+def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path, searches, point):
+    """SIGKILL while slots hold trials; the same command again fails the trials the dead worker left
+    running, asks their parameters again, each retry continuing its stale trial's run from its newest
     checkpoint (`sweeps.carry_over`), and completes the study with the numbers of the trials run alone."""
     args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
-    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "epoch_end:5", cwd=tmp_path)
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], point, cwd=tmp_path)
     before = load(tmp_path / "s")
     running = [t.number for t in before.trials if t.state == TrialState.RUNNING]
     assert len(running) == 2, [t.state for t in before.trials]
