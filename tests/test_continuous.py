@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from optuna.trial import TrialState
 
 from digitlab.build import build_from_checkpoint
-from digitlab.rundir import Run
+from digitlab.rundir import Run, find_runs
 from tests.conftest import cli, run_until_killed, tiny_overrides
 from tests.tb import scalars
 from tests.test_optuna import load, search
@@ -137,6 +138,7 @@ def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_pat
     assert len(done) == 7
     for trial in done:
         assert Run(trial.user_attrs["run_dir"]).status == "completed"
+    assert len(find_runs(tmp_path / "s")) == 7  # each trial's run once: the stale ones went on in their retries
 
 
 def _assert_retries_continue(study, stood: dict[int, bool], said: str, alone) -> None:
@@ -149,6 +151,7 @@ def _assert_retries_continue(study, stood: dict[int, bool], said: str, alone) ->
         theirs = Run(own.user_attrs["run_dir"])
         if stood[stale]:
             assert f"trial {retry.number} continues trial {stale}'s run" in said
+            assert not Path(study.trials[stale].user_attrs["run_dir"]).exists()  # moved into the retry's
             # its reports before the kill are the stale trial's, the rest its own, as one run's
             assert sorted(retry.intermediate_values) == sorted(own.intermediate_values)
             for epoch, value in own.intermediate_values.items():

@@ -10,13 +10,16 @@ attributes such as successive halving's rungs) given to the new trial, as Optuna
 `RetryFailedTrialCallback(inherit_intermediate_values=True)` gives them. The job then runs with
 `resume=true`: a single run's resume, which ends with the numbers the uninterrupted trial would have had.
 Optuna's `pytorch_checkpoint.py` example does the same by hand (the retried trial copies the failed one's
-checkpoint). A stale trial that left no checkpoint, or whose folder is on another machine, is run from the
-start.
+checkpoint). The stale folder is then removed (every file of it but its `.hydra/` lives on in the retry's):
+the run is the retry's. A stale trial that left no checkpoint, whose folder is on another machine or still
+held by a live process, or that trained with other settings (the command changed), is run from the start,
+its folder kept.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +48,19 @@ def predecessor(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.Frozen
 
 def carry_over(study: optuna.Study, trial: optuna.Trial, folder: Path, config: dict[str, Any]) -> bool:
     """Whether `trial`, a retry, continues its predecessor's run in `folder` (its own, not made yet) with the
-    resolved `config`; if so, the predecessor's run is copied there and its reports are the trial's. A run
-    trained with other settings (the command changed since: `trainer.max_epochs=...`) is not continued."""
+    resolved `config`; if so, the predecessor's run is moved there and its reports are the trial's. A run
+    trained with other settings (the command changed since: `trainer.max_epochs=...`) is not continued, and
+    kept; one of the same settings that left no checkpoint is replaced by the retry's (removed)."""
     stale = predecessor(study, trial)
-    if stale is None:
+    if stale is None or not stale.user_attrs.get(RUN_DIR):
         return False
-    from digitlab.checkpoints import resume_checkpoint
-
-    source = Path(str(stale.user_attrs.get(RUN_DIR, "")))
-    if not stale.user_attrs.get(RUN_DIR) or not source.is_dir() or Run(source).completed:
+    source = Path(str(stale.user_attrs[RUN_DIR]))
+    if not source.is_dir() or Run(source).completed:
         return False
     try:
         stale_config = Run(source).config
-    except Exception:  # killed before it wrote any: nothing to compare, nothing to continue
-        stale_config = None
+    except Exception:  # stopped before it wrote its config (and any checkpoint): nothing to continue
+        return False
     differences = _differences(stale_config, config)
     if differences:
         say(
@@ -68,13 +70,37 @@ def carry_over(study: optuna.Study, trial: optuna.Trial, folder: Path, config: d
             "; ".join(differences[:3]),
         )
         return False
-    if resume_checkpoint(folder) is None:  # not carried over before (this worker stopped half-way)
-        if resume_checkpoint(source) is None:
-            return False
-        _copy_run(source, folder.absolute())
-    _inherit_reports(trial, stale)
+    from digitlab.checkpoints import resume_checkpoint
+    from digitlab.run_lock import FolderInUse, holding
+
+    try:
+        # Held while it moves, so that no process still writes there (a worker judged gone by its
+        # heartbeat on this machine, yet alive).
+        with holding(source):
+            checkpoint = resume_checkpoint(folder)  # copied before, by a worker stopped half-way
+            if checkpoint is None and resume_checkpoint(source) is not None:
+                _copy_run(source, folder.absolute())
+                checkpoint = resume_checkpoint(folder)
+            # The run goes on in the retry's folder (or starts again there): the stale one would be a
+            # second, unfinished run of the same settings in digitlab-compare and TensorBoard.
+            shutil.rmtree(source)
+    except FolderInUse as err:
+        say("trial %d runs from its start: %s", trial.number, err)
+        return False
+    if checkpoint is None:
+        say("trial %d runs from its start: trial %d left no checkpoint", trial.number, stale.number)
+        return False
+    _inherit_reports(trial, stale, _epochs_done(checkpoint))
     say("trial %d continues trial %d's run from its checkpoint (%s)", trial.number, stale.number, source)
     return True
+
+
+def _epochs_done(checkpoint: str) -> int:
+    """Epochs a checkpoint holds whole: its epoch, and that epoch too if it was saved at the epoch's end."""
+    from digitlab.stacked.resume import resume_point
+
+    epoch, into = resume_point(checkpoint).split("/")
+    return int(epoch) + (1 if into == "end" else 0)
 
 
 def _differences(stale: dict[str, Any] | None, config: dict[str, Any]) -> list[str]:
@@ -124,10 +150,12 @@ def _moved(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def _inherit_reports(trial: optuna.Trial, stale: optuna.trial.FrozenTrial) -> None:
+def _inherit_reports(trial: optuna.Trial, stale: optuna.trial.FrozenTrial, epochs: int) -> None:
+    """The stale trial's reports of the `epochs` its checkpoint holds (a later one, reported before the
+    kill, is reported again by the resumed run), and its system attributes (the pruner's bookkeeping)."""
     reported = trial.storage.get_trial(trial._trial_id)
     for step, value in sorted(stale.intermediate_values.items()):
-        if step not in reported.intermediate_values:
+        if step < epochs and step not in reported.intermediate_values:
             trial.report(value, step)
     for key, value in stale.system_attrs.items():
         if key not in _RETRY_ATTRS and key not in reported.system_attrs:
