@@ -38,9 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def predecessor(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """The stale trial `trial` repeats (digitlab's `retry_of`, or Optuna's `failed_trial` in a database)."""
+    """The stale trial `trial` repeats: in a database, the last of the `retry_history` that Optuna's
+    `RetryHeartbeatStaleTrialCallback` gives a retry (its `failed_trial` is the first of them; the retry also
+    inherits the stale trial's user attributes, `retry_of` among them); else digitlab's `retry_of`."""
     own = trial.storage.get_trial(trial._trial_id)
-    number = own.user_attrs.get(RETRY_OF, own.system_attrs.get("failed_trial"))
+    history = own.system_attrs.get("retry_history")
+    number = history[-1] if history else own.user_attrs.get(RETRY_OF)
     if number is None:
         return None
     return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
