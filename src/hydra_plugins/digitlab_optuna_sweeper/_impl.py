@@ -196,6 +196,8 @@ class OptunaSweeperImpl:
         return overrides
 
     def _continues(self, trial: optuna.Trial, overrides: list[str]) -> bool:
+        from hydra.core.hydra_config import HydraConfig
+
         from digitlab.job import job_config, resolved_task
         from digitlab.sweeps.carry_over import carry_over, predecessor
         from digitlab.sweeps.job_life import job_folder
@@ -207,8 +209,13 @@ class OptunaSweeperImpl:
         with open_dict(config):
             config.hydra.job.num = trial.number
         folder = job_folder(config)
-        task, _, _ = job_config(config, folder)
-        return carry_over(trial.study, trial, folder, resolved_task(task))
+        hydra_config = HydraConfig.instance().cfg
+        try:
+            task, _, _ = job_config(config, folder)  # sets HydraConfig to the job's, for its resolvers
+            resolved = resolved_task(task)
+        finally:
+            HydraConfig.instance().cfg = hydra_config  # the sweep's again
+        return carry_over(trial.study, trial, folder, resolved)
 
     def _stop_if(self, outcomes: _Outcomes) -> None:
         """The worker stops when a job run in this process was stopped by a signal to this process (a SLURM
