@@ -63,6 +63,29 @@ def jobs_of(sweep: Path) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if str(sweep) in line]
 
 
+def start_requeued(job: str) -> None:
+    """Once the job has requeued itself and its first run has ended (PENDING again), start it 2 s from now
+    rather than after SLURM's requeue delay. Not at once: slurmd refuses a launch in the same second as the
+    revocation of the job's previous credential ("Killing non-startable batch JobId=99: Job credential
+    revoked", the job then FAILED), which is what that delay guards against."""
+    deadline = time.monotonic() + 120
+    while True:
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+        if "Restarts=1" in shown and "JobState=PENDING" in shown:
+            break
+        assert time.monotonic() < deadline, f"the job was not requeued: {shown}"
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now+2"], check=True)
+
+
+def job_logs(sweep: Path) -> str:
+    """The tails of a sweep's SLURM job logs (submitit's), for a failure's message: the job side's story."""
+    return "".join(
+        f"\n--- {log.relative_to(sweep)}\n{log.read_text(errors='replace')[-2000:]}"
+        for log in sorted(sweep.glob(".submitit/*/*_log.*"))
+    )
+
+
 def metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
@@ -137,18 +160,9 @@ def test_a_job_signalled_before_its_time_limit_requeues_and_ends_as_one_uninterr
     # What SLURM sends `signal_delay_s` ahead of the time limit (--signal=USR2@...), sent now.
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     marker.unlink()
-    deadline = time.monotonic() + 120
-    while (
-        "Restarts=1"
-        not in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-    ):
-        assert time.monotonic() < deadline, "the job was not requeued"
-        time.sleep(0.5)
-    subprocess.run(
-        ["scontrol", "update", f"jobid={job}", "StartTime=now"], check=False
-    )  # skip SLURM's requeue delay
+    start_requeued(job)
     output = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, output[-3000:]
+    assert proc.returncode == 0, output[-3000:] + job_logs(sweep)
     (run,) = [p.parent for p in sweep.glob("*/metrics.json")]
     resumed, reference = metrics(run), metrics(tmp_path / "reference")
     for key in ("status", "epochs", "steps", "val/acc", "val/acc_best"):
@@ -317,18 +331,9 @@ def test_a_job_that_reaches_its_time_limit_requeues_and_finishes_in_its_next_all
         time.sleep(0.5)
     (job,) = jobs_of(sweep)
     marker.unlink()
-    deadline = time.monotonic() + 120
-    while (
-        "Restarts=1"
-        not in subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-    ):
-        assert time.monotonic() < deadline, "the job was not requeued"
-        time.sleep(0.5)
-    subprocess.run(
-        ["scontrol", "update", f"jobid={job}", "StartTime=now"], check=False
-    )  # skip SLURM's requeue delay
+    start_requeued(job)
     output = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, output[-3000:]
+    assert proc.returncode == 0, output[-3000:] + job_logs(sweep)
     (run,) = [p.parent for p in sweep.glob("*/metrics.json")]
     resumed, reference = metrics(run), metrics(tmp_path / "reference")
     for key in ("status", "epochs", "steps", "val/acc", "val/acc_best"):
