@@ -140,6 +140,7 @@ CASES = [
     (TRAIN, ["hparams_search=mlp", "optimizer.momentum=-1"], "optimizer.momentum=-1"),
     (TRAIN, ["hparams_search=mlp", "optimizer.lr=interval(-1,1)"], "optimizer.lr=-1.0 is invalid"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
+    (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_jobs=many"], "hydra.sweeper.n_jobs='many'"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.direction=sideways"], "sideways"),
     (
         TRAIN,

@@ -18,13 +18,16 @@ from digitlab.errors import DigitlabError, RunInterrupted
 log = logging.getLogger(__name__)
 
 
-def parallel_jobs() -> int:
-    """How many jobs the Hydra launcher runs at once (1 outside a parallel multirun)."""
+def parallel_jobs(hydra_cfg: DictConfig | None = None) -> int:
+    """How many jobs the Hydra launcher runs at once (1 outside a parallel multirun): `hydra.launcher.n_jobs`
+    of `hydra_cfg` (a config's `hydra` node), else of the running job's."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return 1
-    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=1) or 1
+    if hydra_cfg is None:
+        if not HydraConfig.initialized():
+            return 1
+        hydra_cfg = HydraConfig.get()
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1
     return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
 
 

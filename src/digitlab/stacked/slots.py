@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +31,27 @@ from digitlab.stacked.steps import StepPlan
 from digitlab.stacked.training import build_stack, fit_stack, trial_module
 
 log = logging.getLogger(__name__)
+
+GPU_SLOTS = 16  # a guess, not measured (no GPU here): on a GPU a slot's math runs on the device, not the cores
+
+
+def machine_slots(accelerator: str, n_trials: int) -> tuple[int, str]:
+    """The slots of a search's continuous stack under `hydra.sweeper.n_jobs=auto`, and why, in words.
+
+    At most a third of the search's trials, so that the sampler has seen results for most of the trials it
+    proposes (with a slot per trial, TPE would propose every trial blind). On the CPU, two slots per core the
+    process may use: the slots' math shares those cores, and on 2 cores 2, 4 and 6 slots ran the shipped mlp
+    search within 15 % of each other (README, "How a search stacks"). On a GPU, `GPU_SLOTS`."""
+    import torch
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        bound, why = GPU_SLOTS, f"at most {GPU_SLOTS} on a GPU"
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        bound, why = 2 * cores, f"2 per CPU core, {cores} cores"
+    slots = max(1, min(bound, n_trials // 3))
+    return slots, f"{why}; at most a third of the {n_trials} trials"
 
 
 @dataclass

@@ -44,7 +44,7 @@ class OptunaSweeperImpl:
         study_name: str | None,
         storage: str | None,
         n_trials: int,
-        n_jobs: int,
+        n_jobs: int | str,
         max_failure_rate: float,
         params: DictConfig | None,
         custom_search_space: str | None = None,
@@ -80,6 +80,8 @@ class OptunaSweeperImpl:
             space, objective, metrics, extend = self._checked(arguments)
             # Every choice and both ends of every interval, composed and checked before the first trial.
             check_sweep(self.hydra_context.config_loader, self.config, space.corners(), placed=False)
+        if self.n_jobs == "auto":
+            self.n_jobs = self._jobs_at_once()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # The study first: a damaged or foreign journal, a database that cannot be reached or lacks its
         # driver, another search's study: one paragraph, and no sweep folder made for a database study.
@@ -110,6 +112,26 @@ class OptunaSweeperImpl:
             self._run(study, worker, space, objective, extend, sweep_dir)
         finally:
             worker.leave()
+
+    def _jobs_at_once(self) -> int:
+        """`hydra.sweeper.n_jobs=auto`: as many trials as the launcher runs at once on this machine (a
+        continuous stack's slots, joblib's processes; 1 for a launcher that runs one job at a time), logged."""
+        from digitlab.training import parallel_jobs
+
+        assert self.config is not None
+        launcher = self.config.hydra.runtime.choices.get("hydra/launcher")
+        if hasattr(self.launcher, "slots"):
+            slots, why = self.launcher.slots(self.n_trials)
+            log.info("hydra.sweeper.n_jobs=auto: a continuous stack of %d slots (%s)", slots, why)
+            return slots
+        jobs = parallel_jobs(self.config.hydra)
+        log.info(
+            "hydra.sweeper.n_jobs=auto: %d trial(s) at a time, as hydra/launcher=%s runs them%s",
+            jobs,
+            launcher,
+            "" if jobs > 1 else " (set hydra.sweeper.n_jobs to launch more at once)",
+        )
+        return jobs
 
     def _keep_password_out_of_files(self) -> None:
         """A password typed in the storage URL leaves the configs that are saved (multirun.yaml, each job's
@@ -266,8 +288,10 @@ class OptunaSweeperImpl:
             )
         for key, value, allowed in (
             ("n_trials", self.n_trials, "a whole number >= 1"),
-            ("n_jobs", self.n_jobs, "a whole number >= 1"),
+            ("n_jobs", self.n_jobs, "a whole number >= 1, or auto"),
         ):
+            if key == "n_jobs" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"hydra.sweeper.{key}={value!r} is not {allowed}.")
         if (

@@ -36,6 +36,14 @@ class StackedLauncher(Launcher):
 
         return launch(self, job_overrides, initial_job_idx)
 
+    def slots(self, n_trials: int) -> tuple[int, str]:
+        """How many slots a continuous stack of an `n_trials` search has on this machine, and why, in words
+        (`hydra.sweeper.n_jobs=auto`; `digitlab.stacked.slots.machine_slots`)."""
+        from digitlab.stacked.slots import machine_slots
+
+        assert self.config is not None
+        return machine_slots(str(self.config.trainer.accelerator), n_trials)
+
     def stream(
         self,
         ask: Callable[[], tuple[int, list[str]] | None],
