@@ -138,7 +138,8 @@ def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_pat
     assert len(done) == 7
     for trial in done:
         assert Run(trial.user_attrs["run_dir"]).status == "completed"
-    assert len(find_runs(tmp_path / "s")) == 7  # each trial's run once: the stale ones went on in their retries
+    # Each trial's run once: the stale ones went on in their retries.
+    assert len(find_runs(tmp_path / "s")) == 7
 
 
 def _assert_retries_continue(study, stood: dict[int, bool], said: str, alone) -> None:

@@ -32,7 +32,8 @@ from digitlab.stacked.training import build_stack, fit_stack, trial_module
 
 log = logging.getLogger(__name__)
 
-GPU_SLOTS = 16  # a guess, not measured (no GPU here): on a GPU a slot's math runs on the device, not the cores
+# A guess, not measured (no GPU here): on a GPU a slot's math runs on the device, not on the cores.
+GPU_SLOTS = 16
 
 
 def machine_slots(accelerator: str, n_trials: int) -> tuple[int, str]:
