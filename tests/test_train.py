@@ -97,6 +97,9 @@ def test_cli_trains_and_reports(sample_root, tmp_path):
     assert resolved["experiment_name"] == "linear" and resolved["paths"]["output_dir"] == str(run_dir)
     (run_dir / "config.json").unlink()
     assert Run(run_dir).config == resolved
+    elsewhere = tmp_path / "elsewhere"  # a run put outside paths.log_dir: TensorBoard is shown that run
+    proc = cli(*tiny_overrides(sample_root, tmp_path), f"hydra.run.dir={elsewhere}", cwd=tmp_path, env=env)
+    assert f"tensorboard --logdir {elsewhere}\n" in proc.stdout, proc.stdout
 
 
 def test_cli_reports_a_bad_value_in_one_paragraph(tmp_path):

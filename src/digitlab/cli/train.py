@@ -41,7 +41,9 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides:
         print(f"  {key:<16} {value:.4f}")
     print(f"  (epochs {metrics['epochs']}, {metrics['wall_time_s']:.1f} s)")
     print(f"Run outputs:  {output_dir}  (metrics.json, checkpoints/, TensorBoard events, .hydra/)")
-    print(f"TensorBoard:  tensorboard --logdir {log_root}\n")
+    # Every run under log_root side by side, unless this one was put elsewhere (hydra.run.dir=/tmp/x).
+    shown_root = log_root if log_root.absolute() in output_dir.absolute().parents else output_dir
+    print(f"TensorBoard:  tensorboard --logdir {shown_root}\n")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
