@@ -42,7 +42,7 @@ def machine_slots(accelerator: str, n_trials: int) -> tuple[int, str]:
     At most a third of the search's trials, so that the sampler has seen results for most of the trials it
     proposes (with a slot per trial, TPE would propose every trial blind). On the CPU, two slots per core the
     process may use: the slots' math shares those cores, and on 2 cores 2, 4 and 6 slots ran the shipped mlp
-    search within 15 % of each other (README, "How a search stacks"). On a GPU, `GPU_SLOTS`."""
+    search in the same time (README, "How a search stacks"). On a GPU, `GPU_SLOTS`."""
     import torch
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
