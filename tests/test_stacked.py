@@ -105,6 +105,14 @@ def test_stacked_checkpoints_load_as_any_runs(sweeps):
     assert float(loss) == pytest.approx(run.metrics["val/loss"], rel=1e-5)
 
 
+def plain(value: object) -> object:
+    return float(value) if isinstance(value, torch.Tensor) else value
+
+
+def names(best_k_models: dict) -> dict[str, float]:
+    return {Path(path).name: float(score) for path, score in best_k_models.items()}
+
+
 def test_stacked_checkpoints_hold_what_a_single_runs_hold(sweeps):
     """Trial by trial, its last.ckpt has the single run's layout and state: the loops, its optimizer's state
     (momentum buffers), its ModelCheckpoint's state, the epoch and step."""
@@ -129,13 +137,55 @@ def test_stacked_checkpoints_hold_what_a_single_runs_hold(sweeps):
             )
         (key, mine), (other_key, single) = ours["callbacks"].popitem(), theirs["callbacks"].popitem()
         assert key == other_key and Path(mine["best_model_path"]).name == Path(single["best_model_path"]).name
-        assert mine["dirpath"] == str(run.checkpoints) and float(mine["best_model_score"]) == float(
-            single["best_model_score"]
-        )
+        assert mine["dirpath"] == str(run.checkpoints)
+        # The rest of its ModelCheckpoint's state as Lightning keeps it (a score only set on an improvement).
+        for field in ("monitor", "best_model_score", "current_score", "kth_value"):
+            assert plain(mine[field]) == plain(single[field]), field
+        assert names(mine["best_k_models"]) == names(single["best_k_models"])
+        assert Path(mine["kth_best_model_path"]).name == Path(single["kth_best_model_path"]).name
         assert ours["datamodule_hyper_parameters"] == theirs["datamodule_hyper_parameters"]
         # Its own weights only, not the stack's (its tensors are views of the stacked leaves while it trains).
         for path in run.checkpoints.glob("*.ckpt"):
             assert path.stat().st_size < 1.5 * (basic[name].checkpoints / "last.ckpt").stat().st_size, path
+
+
+@pytest.mark.parametrize("top_k", [2, -1, 0])
+def test_a_stacked_trial_keeps_the_checkpoints_its_single_run_keeps(sample_root, tmp_path, top_k):
+    """`callbacks.model_checkpoint.save_top_k`, by Lightning's own rule in both: the same files per trial,
+    the same scores, and each file the trial's own state at that epoch."""
+    sweeps = []
+    for launcher in ("basic", "stacked"):
+        sweeps.append(tmp_path / launcher)
+        cli(
+            "-m",
+            f"hydra/launcher={launcher}",
+            f"callbacks.model_checkpoint.save_top_k={top_k}",
+            "callbacks.model_checkpoint.monitor=val/loss",
+            "callbacks.model_checkpoint.mode=min",
+            "callbacks.model_checkpoint.filename='epoch{epoch:03d}'",  # no score: round-off never renames
+            *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,4.0", "trainer.max_epochs=4"),
+            f"hydra.sweep.dir={sweeps[-1]}",
+            cwd=tmp_path,
+        )
+    basic, stacked = map(by_name, sweeps)
+    assert sorted(basic) == sorted(stacked) and len(stacked) == 2
+    assert {run.metrics.get("stacked_with") for run in stacked.values()} == {2}  # one stack, not alone
+    for name, run in stacked.items():
+        files = sorted(p.name for p in run.checkpoints.glob("*.ckpt"))
+        assert files == sorted(p.name for p in basic[name].checkpoints.glob("*.ckpt")), name
+        assert len(files) == {2: 3, -1: 5, 0: 1}[top_k]  # and last.ckpt
+        state, alone = (
+            next(
+                v
+                for k, v in read_checkpoint(r.checkpoints / "last.ckpt")["callbacks"].items()
+                if "ModelCheckpoint" in k
+            )
+            for r in (run, basic[name])
+        )
+        assert names(state["best_k_models"]) == pytest.approx(names(alone["best_k_models"]), rel=1e-5)
+        for file in files:
+            ours, theirs = (read_checkpoint(r.checkpoints / file) for r in (run, basic[name]))
+            assert ours["epoch"] == theirs["epoch"] and ours["global_step"] == theirs["global_step"], file
 
 
 def test_resume_continues_a_stacked_trial_as_its_single_run(sweeps, tmp_path):
@@ -231,7 +281,7 @@ def test_jobs_that_change_into_their_folders_run_alone(sample_root, tmp_path):
         (["model.compile=true"], ""),
         (["callbacks/early_stopping=val_loss"], "run with single jobs only"),
         (["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"], ""),
-        (["callbacks.model_checkpoint.save_top_k=3"], "save_top_k=3 (a stacked trial keeps one best"),
+        (["callbacks.model_checkpoint.save_top_k=3"], ""),
         (["+callbacks.model_checkpoint.save_last=true"], "sets save_last"),
         (["callbacks.pictures.every_n_epochs=2"], "every_n_epochs=2"),
     ],

@@ -29,8 +29,8 @@ STACK_CALLBACKS = {
     "checkpoint_on_interrupt",
     "stop_on_nonfinite_loss",
 }
-# The ModelCheckpoint settings the stack follows per trial (`training.TrialRecords._keep_best`): the best
-# epoch by any monitor and mode, in a file named by the trial's own pattern, one at a time.
+# The ModelCheckpoint settings the stack follows per trial (`training.TrialRecords._keep_best`, Lightning's own
+# rule): the best `save_top_k` epochs by any monitor and mode, in files named by the trial's own pattern.
 CHECKPOINT_SETTINGS = {
     "_target_",
     "dirpath",
@@ -102,10 +102,8 @@ def _callback_settings(callbacks: Any) -> str:
     extra = sorted(set(checkpoint) - CHECKPOINT_SETTINGS)
     if extra:
         return (
-            f"callbacks.model_checkpoint sets {', '.join(extra)} (a stacked trial keeps one best checkpoint)"
+            f"callbacks.model_checkpoint sets {', '.join(extra)} (a stacked trial keeps its best checkpoints only)"
         )
-    if checkpoint and checkpoint.get("save_top_k", 1) != 1:
-        return f"callbacks.model_checkpoint.save_top_k={checkpoint.save_top_k} (a stacked trial keeps one best checkpoint)"
     every = (callbacks.get("pictures") or {}).get("every_n_epochs", 0)
     if every:
         return f"callbacks.pictures.every_n_epochs={every} (stacked trials draw their pictures when fit ends)"

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ class TrialRecords(L.Callback):
         self.refills = False  # a continuous stack (`slots.Refills`): the fit goes on while slots refill
         for k in range(n):
             self.open_slot(k, cfgs[k], modules[k], datamodules[k], hydra_cfgs[k] if hydra_cfgs else None)
-        self.new_best: list[int] = []  # trials whose val/acc improved this epoch: best file at its end
+        self.new_best: list[str] = []  # best files of trials whose val/acc improved this epoch, at its end
         self.replaced_best: list[str] = []  # their previous best files, removed once the new ones exist
         # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
         guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
@@ -318,28 +319,22 @@ class TrialRecords(L.Callback):
             self._report(trainer, k, values)
 
     def _keep_best(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
-        """Trial k's best checkpoint, as its ModelCheckpoint (one best, `save_top_k: 1`) keeps it."""
+        """Trial k's best checkpoints, kept by its own ModelCheckpoint's rule, Lightning's code as a single run
+        runs it (`check_monitor_top_k`, `_update_best_and_save`: mode, NaN, the file's name and the one it
+        replaces, its state); only the file writes are the stack's (`_noting_writes`)."""
         checkpointer = self.checkpointers[k]
-        if checkpointer is None or checkpointer.monitor not in values:
-            return
-        value = values[checkpointer.monitor]
-        score = checkpointer.current_score = torch.tensor(value)
-        best = checkpointer.best_model_score
-        if best is not None and not (
-            value > float(best) if checkpointer.mode == "max" else value < float(best)
-        ):
+        if checkpointer is None or checkpointer.save_top_k == 0 or checkpointer.monitor not in values:
+            return  # save_top_k 0: Lightning's ModelCheckpoint keeps nothing either
+        current = torch.tensor(values[checkpointer.monitor])
+        if not checkpointer.check_monitor_top_k(trainer, current):
             return
         # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
         # the cost of K x metrics tensors per epoch.
         candidates = {**values, "epoch": self._epoch(trainer, k), "step": self._steps(trainer, k)}
-        path = checkpointer.format_checkpoint_name(candidates)
-        previous = checkpointer.best_model_path
-        checkpointer.best_model_path = checkpointer.kth_best_model_path = path
-        checkpointer.best_model_score = checkpointer.kth_value = score
-        checkpointer.best_k_models = {path: score}
-        self.new_best.append(k)
-        if previous and previous != path:
-            self.replaced_best.append(previous)
+        with _noting_writes(checkpointer) as (saved, removed):
+            checkpointer._update_best_and_save(current, trainer, candidates)
+        self.new_best.extend(saved)
+        self.replaced_best.extend(removed)
 
     def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
@@ -378,7 +373,7 @@ class TrialRecords(L.Callback):
         for k in ending:
             self.records[k].epoch_ended()
         flush_all(self._open_event_files())
-        best = [Path(self.checkpointers[k].best_model_path) for k in self.new_best]
+        best = [Path(path) for path in self.new_best]
         self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
         for previous in self.replaced_best:
             Path(previous).unlink(missing_ok=True)
@@ -525,6 +520,20 @@ class TrialRecords(L.Callback):
                 slot = slot_of(unit, run.path.name) if is_stack(unit) else None
                 if slot is not None:
                     save_checkpoint(split(unit, slot), path)
+
+
+@contextlib.contextmanager
+def _noting_writes(checkpointer: ModelCheckpoint) -> Iterator[tuple[list[str], list[str]]]:
+    """The files `checkpointer` saves and removes meanwhile, noted rather than written: a stack writes one
+    checkpoint of all its trials at the epoch's end and links it under each file its trials keep."""
+    saved: list[str] = []
+    removed: list[str] = []
+    checkpointer._save_checkpoint = lambda trainer, path: saved.append(str(path))  # type: ignore[method-assign]
+    checkpointer._remove_checkpoint = lambda trainer, path: removed.append(str(path))  # type: ignore[method-assign]
+    try:
+        yield saved, removed
+    finally:
+        del checkpointer._save_checkpoint, checkpointer._remove_checkpoint  # the class's own again
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
