@@ -22,6 +22,32 @@ from digitlab.rundir import PRUNED
 PRUNED_SCALAR = "trial/pruned"
 
 
+# What a pruned trial leaves, for a single run (`TrialPruning`) and a stack's trial (`stacked.training`) alike.
+
+
+def report(trial: optuna.Trial, value: float, epoch: int) -> bool:
+    """`value` reported to `trial` for `epoch`; whether the study's pruner stops the trial after it."""
+    trial.report(value, step=epoch)
+    return trial.should_prune()
+
+
+def log_pruned(loggers: list[Any], pruned: bool, step: int) -> None:
+    """The `trial/pruned` scalar: TensorBoard's HParams table shows the scalars a run logs as its metric
+    columns, and this one tells the pruned trials (1) from the completed ones (0)."""
+    for logger in loggers:
+        logger.log_metrics({PRUNED_SCALAR: float(pruned)}, step=step)
+
+
+def pruned_record(epoch: int | None) -> dict[str, Any]:
+    """What `metrics.json` adds for a trial pruned after `epoch` (nothing when it was not)."""
+    return {} if epoch is None else {"status": PRUNED, "pruned_epoch": epoch}
+
+
+def trial_pruned(number: int, epoch: int) -> optuna.TrialPruned:
+    """What a pruned trial's job ends with, so that the sweeper records the trial as PRUNED."""
+    return optuna.TrialPruned(f"trial {number} pruned by the study's pruner after epoch {epoch} (0-based)")
+
+
 class TrialPruning(PyTorchLightningPruningCallback):
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         super().__init__(trial, monitor)
@@ -35,23 +61,14 @@ class TrialPruning(PyTorchLightningPruningCallback):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # TensorBoard's HParams table shows the scalars a run logs as its metric columns: this one tells the
-        # pruned trials (1) from the completed ones (0).
-        for logger in trainer.loggers:
-            logger.log_metrics(
-                {PRUNED_SCALAR: float(self.pruned_epoch is not None)}, step=trainer.global_step
-            )
+        log_pruned(trainer.loggers, self.pruned_epoch is not None, trainer.global_step)
 
     def outcome(self) -> dict[str, Any]:
         """What `metrics.json` adds for a pruned trial."""
-        if self.pruned_epoch is None:
-            return {}
-        return {"status": PRUNED, "pruned_epoch": self.pruned_epoch}
+        return pruned_record(self.pruned_epoch)
 
     def raise_if_pruned(self) -> None:
         """After fit: TrialPruned if the pruner stopped this trial (in this process or, under DDP, rank 0)."""
         self.check_pruned()
         if self.pruned_epoch is not None:
-            raise optuna.TrialPruned(
-                f"trial {self._trial.number} pruned by the study's pruner after epoch {self.pruned_epoch} (0-based)"
-            )
+            raise trial_pruned(self._trial.number, self.pruned_epoch)

@@ -102,7 +102,7 @@ def _callback_settings(callbacks: Any) -> str:
     extra = sorted(set(checkpoint) - CHECKPOINT_SETTINGS)
     if extra:
         return (
-            f"callbacks.model_checkpoint sets {', '.join(extra)} (a stacked trial keeps its best checkpoints only)"
+            f"callbacks.model_checkpoint sets {', '.join(extra)} (a stacked trial keeps its best files only)"
         )
     every = (callbacks.get("pictures") or {}).get("every_n_epochs", 0)
     if every:

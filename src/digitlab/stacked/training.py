@@ -35,7 +35,7 @@ from digitlab.atomic import WriteFailed
 from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_interrupted_checkpoint
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
-from digitlab.callbacks.pruning import PRUNED_SCALAR
+from digitlab.callbacks.pruning import log_pruned, pruned_record, report, trial_pruned
 from digitlab.checkpoint_format import (
     STACK_KEY,
     decoded,
@@ -55,7 +55,7 @@ from digitlab.event_files import buffer_event_file, flush_all
 from digitlab.faults import pause_point
 from digitlab.record import RunRecord
 from digitlab.run_lock import holding
-from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, PRUNED, Run
+from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
 from digitlab.stacked.batches import StackedBatchSampler, StackedTensorBatches, shuffle_rows
 from digitlab.stacked.module import StackedClassifier
 from digitlab.stacked.steps import StepPlan
@@ -354,8 +354,7 @@ class TrialRecords(L.Callback):
         if trial is None or monitor not in values:
             return
         epoch = self._epoch(trainer, k)
-        trial.report(values[monitor], step=epoch)
-        if trial.should_prune():
+        if report(trial, values[monitor], epoch):
             self.pruned[k] = epoch
             trainer.lightning_module.leave(k)
             log.info("trial %d pruned after epoch %d: it leaves the stack", trial.number, epoch)
@@ -379,7 +378,7 @@ class TrialRecords(L.Callback):
             Path(previous).unlink(missing_ok=True)
         self.new_best, self.replaced_best = [], []
         for k in pruned_now:
-            self._finish(trainer, k, PRUNED, epoch_done=True)
+            self._finish(trainer, k, epoch_done=True)
         pause_point(f"epoch_end:{trainer.current_epoch}")
         if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
@@ -429,7 +428,7 @@ class TrialRecords(L.Callback):
         pause_point("before_metrics")
         for k in open_slots:
             if self.active(k):
-                self._finish(trainer, k, COMPLETED)
+                self._finish(trainer, k)
             elif k in self.failed:
                 for logger in self.loggers[k]:
                     logger.finalize("failed")
@@ -441,7 +440,7 @@ class TrialRecords(L.Callback):
         self._draw_pictures(trainer, k)
         self._split_into_trials([self.runs[k]])
         if self.active(k):
-            self._finish(trainer, k, COMPLETED, epoch_done=True)
+            self._finish(trainer, k, epoch_done=True)
             trainer.lightning_module.leave(k)
         elif k in self.failed:
             for logger in self.loggers[k]:
@@ -452,10 +451,8 @@ class TrialRecords(L.Callback):
     def outcome(self, k: int) -> dict[str, Any] | Exception:
         """Slot k's trial's final metrics (`metrics.json`), or the error that ended it (`TrialPruned` for a
         trial the pruner stopped)."""
-        import optuna
-
         if k in self.pruned:
-            return optuna.TrialPruned(f"trial pruned after epoch {self.pruned[k]} (0-based), in a stack")
+            return trial_pruned(self.trials[k].number, self.pruned[k])
         return self.failed.get(k) or Run(self.runs[k].path).metrics
 
     def _draw_pictures(self, trainer: L.Trainer, k: int) -> None:
@@ -481,17 +478,16 @@ class TrialRecords(L.Callback):
             "parameters": sum(p.numel() for p in self.modules[k].parameters()),
         }
 
-    def _finish(self, trainer: L.Trainer, k: int, status: str, epoch_done: bool = False) -> None:
+    def _finish(self, trainer: L.Trainer, k: int, epoch_done: bool = False) -> None:
         """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
-        extra: dict[str, Any] = {"stacked_with": len(self.runs)}
-        if status == PRUNED:
-            extra["pruned_epoch"] = self.pruned[k]
+        extra = {**pruned_record(self.pruned.get(k)), "stacked_with": len(self.runs)}
         if self.trials[k] is not None:
-            for logger in self.loggers[k]:
-                logger.log_metrics({PRUNED_SCALAR: float(status == PRUNED)}, step=self._steps(trainer, k))
+            log_pruned(self.loggers[k], k in self.pruned, self._steps(trainer, k))
         for logger in self.loggers[k]:
             logger.finalize("success")
-        self.records[k].finish(status, **self._counts(trainer, k, epoch_done), **extra)
+        self.records[k].finish(
+            extra.pop("status", COMPLETED), **self._counts(trainer, k, epoch_done), **extra
+        )
 
     def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:
         """One checkpoint of the whole stack (Lightning's, with `checkpoint_format.STACK_KEY`), written once
