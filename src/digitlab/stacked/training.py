@@ -25,7 +25,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -534,7 +533,7 @@ def _noting_writes(checkpointer: ModelCheckpoint) -> Iterator[tuple[list[str], l
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
     node = (cfg.get("callbacks") or {}).get("model_checkpoint")
-    return instantiate(node) if node else None
+    return build.instantiate(node) if node else None
 
 
 def train_stack(

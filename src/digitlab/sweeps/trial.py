@@ -33,8 +33,8 @@ def current_trial(hydra_cfg: Any = None) -> optuna.Trial | None:
     if hydra_cfg.mode != RunMode.MULTIRUN or OmegaConf.select(hydra_cfg, "sweeper._target_") != SWEEPER:
         return None
     import optuna
-    from hydra.utils import instantiate
 
+    from digitlab.build import instantiate
     from digitlab.sweeps.study import load_study, locate
 
     pruner = instantiate(hydra_cfg.sweeper.pruner) if hydra_cfg.sweeper.get("pruner") else None
