@@ -23,6 +23,32 @@ from digitlab.errors import ConfigError
 from digitlab.scheduler import build_scheduler
 
 MAX_UNITS_SHOWN = 30  # the chapter's simple_net has 30 hidden units
+SHOWN_IN_PROGRESS_BAR = ("val/loss", "val/acc", "train/loss")
+
+
+def validation_metrics(
+    loss: torch.Tensor | None,
+    acc: torch.Tensor,
+    per_class: torch.Tensor,
+    acc_best: torch.Tensor,
+    class_names: Sequence[str],
+) -> dict[str, torch.Tensor]:
+    """A validation epoch's metrics by the names a run logs them under (TensorBoard, `metrics.json`,
+    checkpoint file names, compare), in that order: one value each for a single run, or a `[K]` column each
+    for a stack's K trials (`per_class`: `[classes]` or `[K, classes]`). `loss` None: a model without one."""
+    metrics = {} if loss is None else {"val/loss": loss}
+    metrics["val/acc"] = acc
+    metrics |= {f"val/acc_{name}": per_class[..., i] for i, name in enumerate(class_names)}
+    metrics["val/acc_macro"] = per_class.mean(-1)
+    metrics["val/acc_best"] = acc_best
+    return metrics
+
+
+def train_metrics(
+    loss_sum: torch.Tensor, correct: torch.Tensor, count: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """A training epoch's metrics by their names, from its sums (one value, or a `[K]` column each)."""
+    return {"train/loss": loss_sum / count, "train/acc": correct / count}
 
 
 class DigitClassifier(L.LightningModule):
@@ -97,19 +123,18 @@ class DigitClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         # Logged here, once: a self.log per validation step costs more than a small model's step. The
         # torchmetrics states and (under DDP) the loss sums are reduced over every process's batches.
+        loss = None
         if type(self).loss is not DigitClassifier.loss:  # the baseline has no loss to report
             loss_sum, count = self.trainer.strategy.reduce(self.val_sums, reduce_op="sum")
-            self.log("val/loss", loss_sum / count, prog_bar=True)
+            loss = loss_sum / count
         acc = self.val_acc.compute()
         per_class = self.val_acc_per_class.compute()
         self.val_acc.reset()
         self.val_acc_per_class.reset()
-        self.log("val/acc", acc, prog_bar=True)
-        for name, class_acc in zip(self.class_names, per_class, strict=True):
-            self.log(f"val/acc_{name}", class_acc)
-        self.log("val/acc_macro", per_class.mean())
         self.val_acc_best.update(acc)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        metrics = validation_metrics(loss, acc, per_class, self.val_acc_best.compute(), self.class_names)
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name in SHOWN_IN_PROGRESS_BAR)
 
 
 class ClassifierModule(DigitClassifier):
@@ -178,9 +203,9 @@ class ClassifierModule(DigitClassifier):
         self.train_sums.zero_()
 
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, count = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-        self.log("train/loss", loss_sum / count, prog_bar=True)
-        self.log("train/acc", correct / count)
+        sums = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
+        for name, value in train_metrics(*sums).items():
+            self.log(name, value, prog_bar=name in SHOWN_IN_PROGRESS_BAR)
 
     def pictures(self) -> dict[str, Grid]:
         """The first layer's weights as 28x28 images (the chapter's `w[0].view(28, 28)`), for nets that start

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import vmap
 
 from digitlab.checkpoint_format import STACKED_BEST_KEY, recount
-from digitlab.model.module import ClassifierModule
+from digitlab.model.module import ClassifierModule, train_metrics, validation_metrics
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
 from digitlab.stacked.optim import StackedSGD, refill_group, vectorisable
@@ -312,15 +312,10 @@ class StackedClassifier(L.LightningModule):
         per_class = self.val_correct / self.val_counts
         self.val_acc_best = torch.maximum(self.val_acc_best, acc)
         train = self.train_sums
-        columns = {
-            "val/loss": self.val_loss_sums / total,
-            "val/acc": acc,
-            **{f"val/acc_{name}": per_class[:, i] for i, name in enumerate(self.class_names)},
-            "val/acc_macro": per_class.mean(1),
-            "val/acc_best": self.val_acc_best,
-        }
+        loss = self.val_loss_sums / total
+        columns = validation_metrics(loss, acc, per_class, self.val_acc_best, self.class_names)
         if train[0, 2] > 0:  # not before the first training epoch
-            columns |= {"train/loss": train[:, 0] / train[:, 2], "train/acc": train[:, 1] / train[:, 2]}
+            columns |= train_metrics(*train.unbind(1))
         values = {name: column.tolist() for name, column in columns.items()}  # one host sync per epoch
         self.on_epoch_metrics([{n: v[k] for n, v in values.items()} for k in range(self.size)])
 
