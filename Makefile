@@ -33,11 +33,12 @@ install: $(BIN)/.installed
 train: install
 	$(BIN)/digitlab-train $(ARGS)
 
+# One test worker per core (pytest-xdist): most of a test's time is a process importing Lightning.
 test: install
-	$(BIN)/python -m pytest -m "not slow and not cluster" $(ARGS)
+	$(BIN)/python -m pytest -n auto -m "not slow and not cluster" $(ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest -m "not cluster" $(ARGS)
+	$(BIN)/python -m pytest -n auto -m "not cluster" $(ARGS)
 
 # Real engines on this machine (root, apt): a single-node SLURM cluster with accounting and a PostgreSQL
 # server, started and stopped by the tests (tests/cluster/).
