@@ -109,11 +109,18 @@ def test_pickle_checksum_mismatch_is_refused(tmp_path):
 
 
 class Served:
-    """An HTTP server on localhost serving one file, so the real download code runs against a real socket."""
+    """An HTTP server on localhost serving one file, so the real download code runs against a real socket.
+    It counts the requests (`requests`); with `hold`, each answer waits until that event is set."""
 
-    def __init__(self, body: bytes):
+    def __init__(self, body: bytes, hold: threading.Event | None = None):
+        self.requests: list[str] = []
+        requests = self.requests
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                requests.append(self.path)
+                if hold is not None:
+                    hold.wait(30)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -122,7 +129,7 @@ class Served:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mnist_sample.tgz"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -177,23 +184,9 @@ def test_commands_started_at_once_fetch_the_data_once(big_archive, sample_root, 
     """Two processes wanting the data at once (here two threads: the OS lock is per open file, so they
     contend as processes do): the first downloads it, the second waits, then uses that copy. Without the
     lock each would download it and the second's rename into place would fail on the first's folder."""
-    requests, release = [], threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            release.wait(30)  # the first download stays in flight until the second command waits
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(big_archive)))
-            self.end_headers()
-            self.wfile.write(big_archive)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/mnist_sample.tgz"
+    release = threading.Event()  # the first download stays in flight until the second command waits
+    served = Served(big_archive, hold=release)
+    url, requests = served.url, served.requests
     layout = with_fastai_check(MNIST_SAMPLE, big_archive)
     results: dict[str, tuple[Path, str] | BaseException] = {}
 
@@ -221,8 +214,7 @@ def test_commands_started_at_once_fetch_the_data_once(big_archive, sample_root, 
         release.set()
         first.join(60)
         second.join(60)
-        server.shutdown()
-        server.server_close()
+        served.close()
     assert results["first"] == (tmp_path / "mnist_sample", "url"), results
     assert results["second"] == (tmp_path / "mnist_sample", "cache"), results
     assert len(requests) == 1
