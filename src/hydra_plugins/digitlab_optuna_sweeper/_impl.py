@@ -119,7 +119,6 @@ class OptunaSweeperImpl:
         from digitlab.training import parallel_jobs
 
         assert self.config is not None
-        launcher = self.config.hydra.runtime.choices.get("hydra/launcher")
         if hasattr(self.launcher, "slots"):
             slots, why = self.launcher.slots(self.n_trials)
             log.info("hydra.sweeper.n_jobs=auto: a continuous stack of %d slots (%s)", slots, why)
@@ -128,7 +127,7 @@ class OptunaSweeperImpl:
         log.info(
             "hydra.sweeper.n_jobs=auto: %d trial(s) at a time, as hydra/launcher=%s runs them%s",
             jobs,
-            launcher,
+            self.config.hydra.runtime.choices.get("hydra/launcher"),
             "" if jobs > 1 else " (set hydra.sweeper.n_jobs to launch more at once)",
         )
         return jobs
