@@ -879,9 +879,10 @@ def test_trials_of_a_stock_optimizer_stack_and_match_their_single_runs(optimizer
 
 
 def test_trials_of_different_batch_sizes_stack_and_match_their_single_runs(sample_root, tmp_path):
-    """`data.batch_size` may differ within a stack: each trial accumulates micro-batches (here of 2 rows)
-    into its own batch and steps on its own schedule, its epoch's short last batch (96 rows by 10) and its
-    momentum and one-cycle schedule included, so its numbers, steps and checkpoints are its single run's."""
+    """`data.batch_size` may differ within a stack: the stack reads micro-batches (here of 2 rows) and each
+    trial, computed at its own width, is computed on its own batch when its micro-batches make it up, and
+    steps on its own schedule, its epoch's short last batch (96 rows by 10) and its momentum and one-cycle
+    schedule included, so its numbers, steps and checkpoints are its single run's."""
     basic, stacked = both_ways(
         sample_root,
         tmp_path,

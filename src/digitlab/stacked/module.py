@@ -73,11 +73,9 @@ class StackedClassifier(L.LightningModule):
         self.register_buffer("first_bad_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
         self.left_lr: dict[int, float] = {}  # trials that left the stack (`leave`): the lr each had
         self.plan: StepPlan | None = None
+        self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # `_own_batches_step`'s micro-batches
         self._stepping: torch.Tensor | None = None  # this micro-batch's `steps_after` row
         self._stepped: torch.Tensor | None = None  # the previous one's: their gradients start again
-        # Trials of different widths and batch sizes: the gradients of the trials that did not step, kept
-        # out of the optimizer's step (`on_after_backward`) and given back before the next backward.
-        self._held: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.use_plan(plan)
 
     def use_plan(self, plan: StepPlan | None) -> None:
@@ -94,6 +92,12 @@ class StackedClassifier(L.LightningModule):
             ):
                 self.register_buffer(name, value.to(self.device), persistent=False)
             self._steppers = [torch.nonzero(row).flatten().tolist() for row in plan.steps_after]
+            # Per micro-batch j, for `_own_batches_step`: each trial stepping after j, with the number of
+            # micro-batches its batch spans (j and those before it since its last step).
+            j = torch.arange(plan.micro_per_epoch).unsqueeze(1)
+            spans = j + 1 - (plan.step_number - 1) * torch.tensor(plan.per_step)
+            self._spans = [[(k, int(spans[j, k])) for k in ks] for j, ks in enumerate(self._steppers)]
+            self._longest_step = max(plan.per_step)
 
     @property
     def size(self) -> int:
@@ -126,10 +130,19 @@ class StackedClassifier(L.LightningModule):
 
     # Training -------------------------------------------------------------------------------------------
 
+    @property
+    def own_batches(self) -> bool:
+        """Whether each trial is computed on its own batch when it steps (`_own_batches_step`): trials of
+        different batch sizes computed at their own widths."""
+        return self.mixed and self.net.own_grads
+
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
+        self._recent = []
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.own_batches:
+            return self._own_batches_step(*batch, batch_idx)
         images, labels = batch  # [U, B, ...], [U, B]: one row per distinct shuffle order
         labels = labels.index_select(0, self.net.shuffle_of)
         scores = self(images)
@@ -151,6 +164,52 @@ class StackedClassifier(L.LightningModule):
         if self.mixed:  # each micro-batch's share of its trial's batch (`steps.py`)
             losses = losses * self.step_weights[batch_idx].to(losses.dtype)
         return losses.sum()
+
+    def _own_batches_step(self, images: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Trials of different batch sizes computed at their own widths: a trial is computed only on the
+        micro-batch that completes its batch, on the whole batch (the micro-batches since its last step,
+        kept in `_recent`), so its loss, gradient and step are its single run's, at its own batch size.
+        A trial between two steps, or one that left the stack, costs nothing; its parameters get no
+        gradient, so the stock optimizer passes them over."""
+        self._recent.append((images, labels))
+        del self._recent[: -self._longest_step]
+        losses, steps = [], []
+        for k, span in self._spans[batch_idx]:
+            if k in self.left_lr:
+                continue
+            row, part = self.net.row_of(k), self._recent[-span:]
+            x = torch.cat([im[row] for im, _ in part]) if span > 1 else images[row]
+            y = torch.cat([lb[row] for _, lb in part]) if span > 1 else labels[row]
+            scores = self.net.trial_scores(k, x.flatten(1))
+            scores = scores.squeeze(-1) if self.binary else scores
+            loss = self.loss_fn(scores, y)
+            with torch.no_grad():  # as a single run sums its steps (`ClassifierModule.training_step`)
+                correct = (self.predict_labels(scores) == y).sum().to(loss.dtype)
+                self.train_sums[k] += torch.stack([loss * len(y), correct, torch.full_like(loss, len(y))])
+            losses.append(loss)
+            steps.append(k)
+        if not losses:  # no trial's batch ends here: nothing to back-propagate (`backward`)
+            return torch.zeros((), device=self.device)
+        total = torch.stack(losses)
+        # On the CPU, reading whether every loss is finite costs no device sync: a step without a bad loss
+        # skips the bookkeeping below.
+        if total.device.type == "cpu" and bool(torch.isfinite(total).all()):
+            return total.sum()
+        bad = ~torch.isfinite(total.detach())
+        stepping = torch.tensor(steps, device=self.device)
+        # named as a single run names it (`StopOnNonFiniteLoss`): the steps taken, this one included
+        step = (
+            self.epoch_steps[stepping] * (self.current_epoch - self.joined_at[stepping])
+            + self.step_number[batch_idx][stepping]
+        )
+        first = self.first_bad_step[stepping]
+        self.first_bad_step[stepping] = torch.where(bad & (first < 0), step, first)
+        # A diverged trial adds nothing: the others' loss stays finite (their gradients never mix with its own).
+        return total.masked_fill(bad, 0.0).sum()
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        if loss.requires_grad:  # not when no trial's batch ended (`_own_batches_step`)
+            super().backward(loss, *args, **kwargs)
 
     def configure_optimizers(self):
         """One optimizer of the trials' class, one param group per trial with that trial's settings. Each
@@ -207,21 +266,9 @@ class StackedClassifier(L.LightningModule):
         self.first_bad_step[k] = -1
 
     def on_after_backward(self) -> None:
+        # Trials of different widths: each gradient is in its trial's own parameters already (and when batch
+        # sizes differ too, only the trials that step now have one, `_own_batches_step`).
         if self.net.own_grads:
-            # Trials of different widths: each gradient is in its trial's own parameters already. Trials of
-            # different batch sizes that do not step now keep theirs out of the optimizer's sight until the
-            # next backward adds to it (`optimizer_zero_grad`).
-            if self.mixed:
-                stepping = set(self._stepping_now)
-                self._held = [
-                    (param, param.grad)
-                    for k, trial in enumerate(self.trials)
-                    if k not in stepping
-                    for param in trial.parameters()
-                    if param.grad is not None
-                ]
-                for param, _ in self._held:
-                    param.grad = None
             return
         if not isinstance(self.trainer.optimizers[0], StackedSGD):  # a stock optimizer steps each trial's own
             self.net.hand_out_grads(self._stepping_now if self.mixed else None)
@@ -241,11 +288,8 @@ class StackedClassifier(L.LightningModule):
         self._stepped = self._stepping
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
-        if self.net.own_grads:  # the trials that stepped start again; those held back accumulate on
+        if self.net.own_grads:  # each trial's own gradient, computed whole at its step
             optimizer.zero_grad()
-            for param, grad in self._held:
-                param.grad = grad
-            self._held = []
             return
         if not self.mixed or self._stepped is None:
             optimizer.zero_grad()

@@ -112,6 +112,7 @@ class StackedNet(nn.Module):
         full = tuple(tuple(w.shape[1:]) for w in self.weights)
         self._ragged = self._refillable or any(shapes != full for shapes in widths)
         self._row_of = self.shuffle_of.tolist()  # trial k's row of a training batch
+        self._layers = [list(net.children())[1:] for net in self._nets]  # past the Flatten
 
     def refill(self, k: int, net: nn.Sequential) -> None:
         """Trial k's slot holds another trial's net (a continuous stack, `stacked.slots`): its weights copied
@@ -183,16 +184,23 @@ class StackedNet(nn.Module):
         (`StackedClassifier.configure_optimizers`): the padded stacked leaves are never read or written
         per step."""
         x = images.flatten(1 if images.dim() == 4 else 2)  # [B, pixels] or [U, B, pixels]
-        scores = []
-        for k, net in enumerate(self._nets):
-            hidden = x if x.dim() == 2 else x[self._row_of[k]]
-            for layer in list(net.children())[1:]:  # past the Flatten
-                if isinstance(layer, nn.Linear):
-                    hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
-                else:
-                    hidden = torch.relu(hidden)
-            scores.append(hidden)
-        return torch.stack(scores)
+        return torch.stack(
+            [self.trial_scores(k, x if x.dim() == 2 else x[self._row_of[k]]) for k in range(len(self._nets))]
+        )
+
+    def row_of(self, k: int) -> int:
+        """Which row of a training batch (`[U, B, ...]`) is trial k's."""
+        return self._row_of[k]
+
+    def trial_scores(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Trial k's scores `[B, outputs]` from its flattened rows `[B, pixels]`, at its own width, from its own
+        parameters (see `_ragged_scores`)."""
+        for layer in self._layers[k]:
+            if isinstance(layer, nn.Linear):
+                x = torch.addmm(layer.bias, x, layer.weight.t())
+            else:
+                x = torch.relu(x)
+        return x
 
     def _scores(
         self, images: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], groups: int

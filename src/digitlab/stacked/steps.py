@@ -6,6 +6,9 @@ the same order (trials that share a seed share the shuffle order, whatever their
 permutation is drawn per epoch, not per batch), so its r_k micro-batches are exactly its single run's batch.
 Its loss on a micro-batch is weighted by the micro-batch's share of that batch (n_micro / n_batch), so the
 accumulated gradient is its single run's to float round-off, the short last batch of an epoch included.
+Trials computed at their own widths (`StackedNet.own_grads`) do not accumulate: each is computed once per
+step, on the micro-batch that completes its batch, over the whole batch (`StackedClassifier._own_batches_step`):
+one matmul per layer at its own batch size, and nothing between its steps.
 
 Lightning counts micro-batches (`trainer.global_step`, the loops); `to_trial` and `from_trial` map
 between that count and trial k's own steps (what its single run counts, logs at and checkpoints). Both
