@@ -487,6 +487,52 @@ def test_a_diverging_trial_fails_alone_and_the_stack_goes_on(every, sample_root,
     assert stopped["global_step"] == (int(step) if every == 1 else every)
 
 
+def test_diverging_trials_of_different_batch_sizes_and_widths_leave_where_their_single_runs_stop(
+    sample_root, tmp_path
+):
+    """Trials computed at their own widths and batch sizes (each on its whole batch when it steps): a trial
+    whose loss stops being finite leaves at the step its single run names, whatever its batch size."""
+    sweep = tmp_path / "sweep"
+    sizes = ("optimizer.lr=1e30,0.5", "data.batch_size=6,10", "model.net.hidden=8,16")
+    proc = cli(
+        "-m",
+        "hydra/launcher=stacked",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_overrides(sample_root, tmp_path, "model=mlp", "loss=cross_entropy", *sizes),
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert "8 trials stacked in one fit" in output
+    runs = {run.path.name: run for run in find_runs(sweep)}
+    diverged = sorted(name for name, run in runs.items() if run.status == "failed")
+    assert len(diverged) == 4 and all("lr=1e+30" in name for name in diverged), sorted(runs)
+    assert all(run.status == "completed" for name, run in runs.items() if name not in diverged)
+    for batch, hidden in (("6", "8"), ("10", "16")):
+        (name,) = [n for n in diverged if f"batch_size={batch}," in n and f"hidden={hidden}," in n]
+        alone = tmp_path / f"alone_{batch}"
+        proc = cli(
+            *tiny_overrides(
+                sample_root,
+                tmp_path,
+                "model=mlp",
+                "loss=cross_entropy",
+                "optimizer.lr=1e30",
+                f"data.batch_size={batch}",
+                f"model.net.hidden={hidden}",
+            ),
+            f"hydra.run.dir={alone}",
+            cwd=tmp_path,
+            check=False,
+        )
+        step = re.search(r"training loss became .* at step (\d+) \(epoch 0\)", proc.stdout + proc.stderr)
+        left = torch.load(runs[name].checkpoints / "interrupted.ckpt", weights_only=True)
+        stopped = torch.load(alone / "checkpoints" / "interrupted.ckpt", weights_only=True)
+        assert left["global_step"] == stopped["global_step"] == int(step.group(1)), name
+        # the step its single run names, in the trial's own line
+        assert re.search(rf"at step {step.group(1)} \(epoch 0\)[^\n]*{re.escape(name)}", output), name
+
+
 class CountingLoader:
     """Hydra's loader, counting the configs it composes."""
 
