@@ -602,10 +602,16 @@ def test_the_launchers_config_cache_composes_what_hydra_composes(tmp_path):
         from digitlab.job import check_sweep
 
         register_resolvers()
-        assert not fresh.was_checked(master, lrs[0])
+        assert fresh.checked_config(master, lrs[0]) is None
         check_sweep(fresh, master, lrs[:2])
-        assert fresh.was_checked(master, lrs[0]) and fresh.was_checked(master, lrs[1])
-        assert not fresh.was_checked(master, lrs[2]) and counting.composed == 1
+        assert fresh.checked_config(master, lrs[2]) is None and counting.composed == 1
+        # What the launcher takes: each job's task config, resolved in its own folder, `hydra` left out.
+        for overrides in lrs[:2]:
+            task = fresh.checked_config(master, overrides)
+            assert "hydra" not in task and not OmegaConf.is_missing(task.paths, "output_dir")
+            assert (task.optimizer.lr, task.seed) == (0.1, int(overrides[2][len("seed=") :]))
+            assert task.data.seed == task.seed and "${" not in OmegaConf.to_yaml(task)
+            assert task.paths.output_dir.endswith(f"{lrs.index(overrides)}_{','.join(overrides)}")
     GlobalHydra.instance().clear()
 
 

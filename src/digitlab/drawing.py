@@ -88,7 +88,7 @@ def image_grid(
     if title:
         draw.text((PAD, head / 2 + 2), title, "white" if background == 0 else "black", font(13), anchor="lm")
     if foot:
-        _colour_bar(draw, width, height - foot, float(np.abs(values).max()) or 1.0, legend)
+        _colour_bar(canvas, width, height - foot, float(np.abs(values).max()) or 1.0, legend)
     for i, (tile, text) in enumerate(zip(tiles, captions, strict=False)):
         left = PAD + (i % cols) * (cell + PAD)
         top = head + PAD + (i // cols) * (cell + CAPTION + PAD)
@@ -110,13 +110,12 @@ def _caption(text: str) -> Image.Image:
 
 
 def _colour_bar(
-    draw: ImageDraw.ImageDraw, width: int, top: int, limit: float, legend: tuple[str, str] | None
+    canvas: Image.Image, width: int, top: int, limit: float, legend: tuple[str, str] | None
 ) -> None:
     """`bwr`'s scale under the grid: blue at -limit, white at 0, red at +limit, and what each colour means."""
     left, right = PAD, min(width - PAD, PAD + 300)
-    strip = colorize(np.linspace(-limit, limit, right - left)[None, :], "bwr")[0]
-    for x, colour in enumerate(strip):
-        draw.line((left + x, top + 4, left + x, top + 14), fill=tuple(int(c) for c in colour))
+    canvas.paste(_colour_strip(right - left), (left, top + 4))
+    draw = ImageDraw.Draw(canvas)
     draw.rectangle((left, top + 4, right - 1, top + 14), outline="gray")
     small = font(10)
     for x, text, anchor in (
@@ -127,6 +126,14 @@ def _colour_bar(
         draw.text((x, top + 16), text, "black", small, anchor=anchor)
     if legend:
         draw.text((left, top + 30), f"blue: {legend[0]}   red: {legend[1]}", "black", font(11), anchor="lt")
+
+
+@functools.cache
+def _colour_strip(width: int) -> Image.Image:
+    """The bar's colours, blue to white to red over `width` pixels, 11 high: the same whatever the limit
+    (the values are scaled by it), so drawn once (a line per pixel took 2 of a weights grid's 2.6 ms)."""
+    strip = colorize(np.linspace(-1.0, 1.0, width)[None, :], "bwr")
+    return Image.fromarray(np.repeat(strip, 11, axis=0))
 
 
 def confusion_image(matrix: np.ndarray, names: list[str]) -> np.ndarray:

@@ -52,14 +52,14 @@ def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, 
     return config, config.hydra.runtime.choices, list(config.hydra.overrides.task)
 
 
-def resolved_task(config: DictConfig) -> dict[str, Any]:
-    """The job's config as its task function receives it (`hydra` left out), resolved, as plain containers;
-    `HydraConfig` set to the job (`job_config`), so its `${hydra:...}` values are its own."""
-    return {
-        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-        for key, value in config.items()
-        if key != "hydra"
-    }
+def resolved_task(config: DictConfig) -> DictConfig:
+    """The job's config as its task function receives it (`hydra` left out), resolved, a config of its own;
+    `HydraConfig` set to the job (`job_config`), so its `${hydra:...}` values are its own. Copied and
+    resolved in place: a round trip through plain containers (`to_container`, then `create`) cost a sweep
+    of 256 jobs twice as long."""
+    task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+    OmegaConf.resolve(task)
+    return task
 
 
 def check_sweep(

@@ -89,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pruning = trial_pruning(cfg, run)
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [pruning] if pruning else []
-    callbacks.append(RunResults(run.path, hparams_from_config(cfg), config, outcome=pruning))
+    callbacks.append(RunResults(run.path, hparams_from_config(config), config, outcome=pruning))
     quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
     job = quiet_sweep_job()
     if job is not None:  # a sweep's job: no bar, and the model summary once, by the sweep's first job

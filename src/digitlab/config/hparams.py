@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from digitlab.config.location import config_dir
 
@@ -29,15 +29,16 @@ def is_plumbing(key: str) -> bool:
     return any(key == p or key.startswith(f"{p}.") for p in plumbing_keys())
 
 
-def hparams_from_config(cfg: DictConfig) -> dict[str, Any]:
-    """The HParams table's columns: seed, experiment, tags, notes, then every setting of the trained groups."""
+def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The HParams table's columns from a run's resolved config (`config.json`, a plain dict): seed,
+    experiment, tags, notes, then every setting of the trained groups."""
     flat: dict[str, Any] = {
-        "seed": cfg.get("seed"),
-        "experiment": cfg.get("experiment_name"),
-        "tags": ",".join(str(tag) for tag in cfg.get("tags") or []),
-        "notes": cfg.get("notes") or "",
+        "seed": config.get("seed"),
+        "experiment": config.get("experiment_name"),
+        "tags": ",".join(str(tag) for tag in config.get("tags") or []),
+        "notes": config.get("notes") or "",
     }
-    return flat | trained_settings(OmegaConf.to_container(cfg, resolve=True))
+    return flat | trained_settings(config)
 
 
 def trained_settings(config: dict[str, Any]) -> dict[str, Any]:

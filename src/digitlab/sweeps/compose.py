@@ -43,7 +43,7 @@ class SweepConfigCache(ConfigLoader):
         # (master config id, a job's override list) -> (master, its composed config), the newest last
         self._jobs: OrderedDict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = OrderedDict()
         # Jobs `job.check_sweep` passed, placed: their task configs as the check resolved them.
-        self._checked: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+        self._checked: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled with the launcher into a SLURM job (submitit): the loader travels, the cache is rebuilt.
@@ -66,18 +66,15 @@ class SweepConfigCache(ConfigLoader):
         return cfg
 
     def note_checked(
-        self, master_config: DictConfig, sweep_overrides: list[str], resolved: dict[str, Any]
+        self, master_config: DictConfig, sweep_overrides: list[str], resolved: DictConfig
     ) -> None:
         """The job passed `job.check_job` in its folder (the sweeper checks every job before any runs);
         `resolved`: its task config, resolved there (`job.resolved_task`)."""
         self._checked[(id(master_config), tuple(sweep_overrides))] = resolved
 
-    def was_checked(self, master_config: DictConfig, sweep_overrides: list[str]) -> bool:
-        """Whether the launcher may skip checking the job again: each job is checked once."""
-        return (id(master_config), tuple(sweep_overrides)) in self._checked
-
-    def checked_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> dict[str, Any] | None:
-        """A checked job's task config, resolved when it was checked (None: not checked here)."""
+    def checked_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig | None:
+        """A checked job's task config, resolved when it was checked (None: not checked here): the stacked
+        launcher takes it rather than checking and resolving the job again."""
         return self._checked.get((id(master_config), tuple(sweep_overrides)))
 
     def _load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:

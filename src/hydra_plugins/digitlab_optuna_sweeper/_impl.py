@@ -233,7 +233,7 @@ class OptunaSweeperImpl:
         hydra_config = HydraConfig.instance().cfg
         try:
             task, _, _ = job_config(config, folder)  # sets HydraConfig to the job's, for its resolvers
-            resolved = resolved_task(task)
+            resolved = OmegaConf.to_container(resolved_task(task))
         finally:
             HydraConfig.instance().cfg = hydra_config  # the sweep's again
         return carry_over(trial.study, trial, folder, resolved)

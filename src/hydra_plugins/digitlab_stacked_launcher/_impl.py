@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from digitlab.console import job_line, job_numbers, quiet_console, say, verbose
 
@@ -234,7 +234,7 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = Tru
             job.failed = job_return(err, None, task_overrides)
             return job
         resolved = resolved_task(config)
-    job.cfg = OmegaConf.create(resolved)
+    job.cfg = resolved
     job.key, job.why = stack_key(job.cfg)
     if job.key is not None and sweep_config.hydra.job.chdir:
         job.key, job.why = None, "hydra.job.chdir=true: each job works in its own folder, a stack in one"
