@@ -55,8 +55,8 @@ def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, 
 def resolved_task(config: DictConfig) -> DictConfig:
     """The job's config as its task function receives it (`hydra` left out), resolved, a config of its own;
     `HydraConfig` set to the job (`job_config`), so its `${hydra:...}` values are its own. Copied and
-    resolved in place: a round trip through plain containers (`to_container`, then `create`) cost a sweep
-    of 256 jobs twice as long."""
+    resolved in place: a round trip through plain containers (`to_container`, then `create`) took half as
+    long again (19 against 13 ms a job, measured at the chapter's linear experiment)."""
     task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
     OmegaConf.resolve(task)
     return task
