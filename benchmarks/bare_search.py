@@ -49,6 +49,19 @@ def best_so_far(
         yield best
 
 
+def trained_gflop(epochs_by_width: dict, train_rows: int, valid_rows: int) -> float:
+    """The math a search did, whichever trials it chose: each epoch of a trial of hidden width H is a forward
+    and backward pass over the training rows (3 x the forward's FLOPs) and a forward pass over the validation
+    rows, at 2 FLOPs per weight per row (784 x H + H x 1 weights). `epochs_by_width`: H -> epochs trained."""
+    return (
+        sum(
+            epochs * (3 * train_rows + valid_rows) * 2 * (784 * int(hidden) + int(hidden))
+            for hidden, epochs in epochs_by_width.items()
+        )
+        / 1e9
+    )
+
+
 def main(data_dir: str, n_trials: int) -> None:
     start = time.perf_counter()
     train_x, train_y = load_split(Path(data_dir), "train")
@@ -62,7 +75,7 @@ def main(data_dir: str, n_trials: int) -> None:
             min_resource=1, reduction_factor=3, min_early_stopping_rate=0
         ),
     )
-    epochs_trained = 0
+    epochs_trained, epochs_by_width = 0, {}
     for _ in range(n_trials):
         trial = study.ask()
         lr = trial.suggest_float("optimizer.lr", 0.01, 3.0, log=True)
@@ -72,6 +85,7 @@ def main(data_dir: str, n_trials: int) -> None:
         train, valid = (train_x, train_y), (valid_x, valid_y)
         for epoch, best in enumerate(best_so_far(lr, hidden, batch, train, valid)):
             epochs_trained += 1
+            epochs_by_width[hidden] = epochs_by_width.get(hidden, 0) + 1
             trial.report(best, epoch)
             if trial.should_prune():
                 state = optuna.trial.TrialState.PRUNED
@@ -89,6 +103,9 @@ def main(data_dir: str, n_trials: int) -> None:
                 "best_params": study.best_params,
                 "epochs": epochs_trained,
                 "pruned": pruned,
+                "epochs_by_width": epochs_by_width,
+                "train_rows": len(train_y),
+                "valid_rows": len(valid_y),
             }
         )
     )

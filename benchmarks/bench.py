@@ -282,6 +282,7 @@ def search(tmp: Path) -> dict:
     `bare_search.py` (Optuna ask/tell with the same sampler, pruner and space over a bare PyTorch loop,
     trials one at a time), in the same run: wall time, best val/acc_best, epochs trained, trials pruned."""
     import optuna
+    from bare_search import trained_gflop
 
     sweep = tmp / "search"
     wall, _, rss = timed(
@@ -300,6 +301,14 @@ def search(tmp: Path) -> dict:
             [ray_python, str(ROOT / "benchmarks" / "ray_search.py"), str(ROOT / "data")]
         )
         ray = {**json.loads(ray_out.strip().splitlines()[-1]), "wall_s": ray_wall}
+    # The tools' searches choose different trials (widths, epochs): the math each did, to compare cost per FLOP.
+    rows = (bare["train_rows"], bare["valid_rows"])
+    widths: dict[int, int] = {}
+    for trial in trials:
+        hidden = int(trial.params["model.net.hidden"])
+        widths[hidden] = widths.get(hidden, 0) + len(trial.intermediate_values)
+    if ray:
+        ray["gflop"] = trained_gflop(ray["epochs_by_width"], *rows)
     result = {
         "trials": len(trials),
         "digitlab_s": wall,
@@ -307,8 +316,10 @@ def search(tmp: Path) -> dict:
         "best_params": study.best_params,
         "epochs": sum(len(t.intermediate_values) for t in trials),
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "gflop": trained_gflop(widths, *rows),
         "rss_mb": rss,
         "bare_s": bare_wall,
+        "bare_gflop": trained_gflop(bare["epochs_by_width"], *rows),
         "bare_best": bare["best"],
         "bare_best_params": bare["best_params"],
         "bare_epochs": bare["epochs"],

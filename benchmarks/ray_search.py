@@ -83,6 +83,10 @@ def main(data_dir: str, n_trials: int) -> None:
     best = results.get_best_result()
     epochs = sum(int(r.metrics.get("training_iteration", 0)) for r in results)
     stopped = sum(int(r.metrics.get("training_iteration", 0)) < EPOCHS for r in results)
+    epochs_by_width: dict[int, int] = {}
+    for r in results:
+        hidden = int(r.config["model.net.hidden"])
+        epochs_by_width[hidden] = epochs_by_width.get(hidden, 0) + int(r.metrics.get("training_iteration", 0))
     ray.shutdown()
     print(
         json.dumps(
@@ -92,6 +96,7 @@ def main(data_dir: str, n_trials: int) -> None:
                 "best_params": best.config,
                 "epochs": epochs,
                 "pruned": stopped,
+                "epochs_by_width": epochs_by_width,
             }
         )
     )

@@ -257,6 +257,9 @@ def report(results: dict) -> str:
     search = results.get("search")
     if search:
 
+        def gflop(value: float | None, wall: float) -> str:
+            return "- | -" if value is None else f"{value:.0f} | {value / wall:.1f}"
+
         def params(best: dict) -> str:
             return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items())
 
@@ -269,24 +272,30 @@ def report(results: dict) -> str:
             "sampler, pruner and space, the data in memory, trials one at a time, no run folders, logs or "
             "checkpoints), in the same run.",
             "",
-            "| | wall s | best val/acc_best | epochs trained | trials pruned | peak MB | best trial |",
-            "|---|---|---|---|---|---|---|",
+            "| | wall s | best val/acc_best | epochs trained | trials pruned | GFLOP trained | GFLOP per wall s "
+            "| peak MB | best trial |",
+            "|---|---|---|---|---|---|---|---|---|",
             f"| digitlab | {search['digitlab_s']:.1f} | {search['best']:.4f} | {search['epochs']} | "
-            f"{search['pruned']} | {search['rss_mb']} | {params(search['best_params'])} |",
+            f"{search['pruned']} | {gflop(search.get('gflop'), search['digitlab_s'])} | {search['rss_mb']} | "
+            f"{params(search['best_params'])} |",
             f"| hand-written | {search['bare_s']:.1f} | {search['bare_best']:.4f} | {search['bare_epochs']} | "
-            f"{search['bare_pruned']} | {search['bare_rss_mb']} | {params(search['bare_best_params'])} |",
+            f"{search['bare_pruned']} | {gflop(search.get('bare_gflop'), search['bare_s'])} | "
+            f"{search['bare_rss_mb']} | {params(search['bare_best_params'])} |",
         ]
         ray = search.get("ray")
         if ray:
             lines.append(
                 f"| Ray Tune 2.60 (OptunaSearch, ASHA, 2 at once) | {ray['wall_s']:.1f} | {ray['best']:.4f} | "
-                f"{ray['epochs']} | {ray['pruned']} | - | {params(ray['best_params'])} |"
+                f"{ray['epochs']} | {ray['pruned']} | {gflop(ray.get('gflop'), ray['wall_s'])} | - | "
+                f"{params(ray['best_params'])} |"
             )
         lines += [
             "",
             f"digitlab takes {search['ratio']:.1f} x the hand-written search. The two studies need not propose "
             "the same trials: the sampler sees the same results only while the trials' numbers agree to the "
-            "last digit.",
+            "last digit. A trial's cost grows with its width, so the math each search did differs: GFLOP "
+            "trained counts its trials' forward and backward passes (`bare_search.trained_gflop`), and GFLOP "
+            "per wall second is that over the whole command.",
             "",
         ]
         runs = [search[key] for key in ("mlp_alone", "linear_lr", "linear_lr_alone") if key in search]
