@@ -20,6 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -423,9 +424,17 @@ class TrialRecords(L.Callback):
         if not open_slots:  # a continuous stack closes each trial as it leaves (`leave_stack`)
             return
         started = time.perf_counter()
-        for k in open_slots:
-            self._draw_pictures(trainer, k)
-        self._split_into_trials([self.runs[k] for k in open_slots])
+        # Each trial's pictures are drawn here and encoded and written by one helper thread meanwhile (PNG
+        # encoding and file writes release the GIL): at 256 trials their encoding took 1.1 s of the 4.8 s
+        # this end took, one after the other. A trial's loggers and picture folder are its own, and nothing
+        # else touches them until every picture is written.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitlab-pictures") as writer:
+            written = [
+                writer.submit(save_pictures, *job) for k in open_slots if (job := self._pictures(trainer, k))
+            ]
+            self._split_into_trials([self.runs[k] for k in open_slots])
+            for picture in written:
+                picture.result()
         say(
             "%d trials' pictures and own checkpoints written in %.1f s",
             len(open_slots),
@@ -462,14 +471,21 @@ class TrialRecords(L.Callback):
         return self.failed.get(k) or Run(self.runs[k].path).metrics
 
     def _draw_pictures(self, trainer: L.Trainer, k: int) -> None:
+        job = self._pictures(trainer, k)
+        if job:
+            save_pictures(*job)
+
+    def _pictures(self, trainer: L.Trainer, k: int) -> tuple[Any, ...] | None:
+        """Trial k's pictures drawn, with where `save_pictures` puts them (None: it draws none)."""
         cfg = self.cfgs[k]
-        if k not in self.failed and cfg.get("callbacks", {}).get("pictures"):
-            pictures = draw_pictures(
-                self.modules[k],
-                trainer.lightning_module.last_predictions(k),
-                cfg.callbacks.pictures.max_misclassified,
-            )
-            save_pictures(pictures, self.loggers[k], self._steps(trainer, k), self.runs[k].pictures)
+        if k in self.failed or not cfg.get("callbacks", {}).get("pictures"):
+            return None
+        pictures = draw_pictures(
+            self.modules[k],
+            trainer.lightning_module.last_predictions(k),
+            cfg.callbacks.pictures.max_misclassified,
+        )
+        return pictures, self.loggers[k], self._steps(trainer, k), self.runs[k].pictures
 
     def _steps(self, trainer: L.Trainer, k: int, micro_batches: int | None = None) -> int:
         """Trial k's own step count (its single run's) at the stack's `micro_batches` (default: now)."""
