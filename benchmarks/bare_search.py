@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def main(data_dir: str, n_trials: int) -> None:
             min_resource=1, reduction_factor=3, min_early_stopping_rate=0
         ),
     )
-    epochs_trained, epochs_by_width = 0, {}
+    epochs_trained, epochs_by_width = 0, Counter()
     for _ in range(n_trials):
         trial = study.ask()
         lr = trial.suggest_float("optimizer.lr", 0.01, 3.0, log=True)
@@ -85,7 +86,7 @@ def main(data_dir: str, n_trials: int) -> None:
         train, valid = (train_x, train_y), (valid_x, valid_y)
         for epoch, best in enumerate(best_so_far(lr, hidden, batch, train, valid)):
             epochs_trained += 1
-            epochs_by_width[hidden] = epochs_by_width.get(hidden, 0) + 1
+            epochs_by_width[hidden] += 1
             trial.report(best, epoch)
             if trial.should_prune():
                 state = optuna.trial.TrialState.PRUNED

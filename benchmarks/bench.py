@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import render
@@ -303,10 +304,9 @@ def search(tmp: Path) -> dict:
         ray = {**json.loads(ray_out.strip().splitlines()[-1]), "wall_s": ray_wall}
     # The tools' searches choose different trials (widths, epochs): the math each did, to compare cost per FLOP.
     rows = (bare["train_rows"], bare["valid_rows"])
-    widths: dict[int, int] = {}
+    widths = Counter()
     for trial in trials:
-        hidden = int(trial.params["model.net.hidden"])
-        widths[hidden] = widths.get(hidden, 0) + len(trial.intermediate_values)
+        widths[int(trial.params["model.net.hidden"])] += len(trial.intermediate_values)
     if ray:
         ray["gflop"] = trained_gflop(ray["epochs_by_width"], *rows)
     result = {

@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from bare_search import EPOCHS
@@ -83,10 +84,9 @@ def main(data_dir: str, n_trials: int) -> None:
     best = results.get_best_result()
     epochs = sum(int(r.metrics.get("training_iteration", 0)) for r in results)
     stopped = sum(int(r.metrics.get("training_iteration", 0)) < EPOCHS for r in results)
-    epochs_by_width: dict[int, int] = {}
+    epochs_by_width = Counter()
     for r in results:
-        hidden = int(r.config["model.net.hidden"])
-        epochs_by_width[hidden] = epochs_by_width.get(hidden, 0) + int(r.metrics.get("training_iteration", 0))
+        epochs_by_width[int(r.config["model.net.hidden"])] += int(r.metrics.get("training_iteration", 0))
     ray.shutdown()
     print(
         json.dumps(
