@@ -1,5 +1,5 @@
 """A run's record of its own life, one owner for a single run (`callbacks.results.RunResults`) and for every
-trial of a stack (`stacked.training.TrialRecords`):
+trial of a stack (`stacked.records.TrialRecords`):
 
 - at the start: `config.json` (the composed config, resolved), `provenance.json` (what produced the run)
   and, for TensorBoard's HParams table, the hparams;

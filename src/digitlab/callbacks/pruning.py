@@ -22,7 +22,7 @@ from digitlab.rundir import PRUNED
 PRUNED_SCALAR = "trial/pruned"
 
 
-# What a pruned trial leaves, for a single run (`TrialPruning`) and a stack's trial (`stacked.training`) alike.
+# What a pruned trial leaves, for a single run (`TrialPruning`) and a stack's trial (`stacked.records`) alike.
 
 
 def report(trial: optuna.Trial, value: float, epoch: int) -> bool:

@@ -29,7 +29,7 @@ STACK_CALLBACKS = {
     "checkpoint_on_interrupt",
     "stop_on_nonfinite_loss",
 }
-# The ModelCheckpoint settings the stack follows per trial (`training.TrialRecords._keep_best`, Lightning's own
+# The ModelCheckpoint settings the stack follows per trial (`records.TrialRecords._keep_best`, Lightning's own
 # rule): the best `save_top_k` epochs by any monitor and mode, in files named by the trial's own pattern.
 CHECKPOINT_SETTINGS = {
     "_target_",

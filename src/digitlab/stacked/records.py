@@ -1,0 +1,472 @@
+"""What makes each trial of a stack a run: the run dir a single run leaves, written for K trials at once.
+
+Per trial: `config.json` and its record (`digitlab.record.RunRecord`, as a single run's), TensorBoard scalars
+and hparams in its own event file, `checkpoints/` (the best epoch by its own ModelCheckpoint's rule and
+`last.ckpt`, each read as that trial's single run's checkpoint, so digitlab-eval, digitlab-predict and a
+single `resume=true` load them as any run's), pictures, its Optuna reports and its outcome (completed,
+pruned, failed, diverged, interrupted), and `metrics.json` last.
+
+The stack's state is written as one unit: at each epoch's end (and at an interruption) one checkpoint of the
+whole stack, linked into every trial's folder (`checkpoint_format`), so the trials always stand at the same
+point and a stack of K pays one write, not K. When the fit ends (or, in a continuous stack, when a trial
+leaves its slot), each trial's files are split into its own: its folder then stands alone, as a single
+run's does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+import digitlab.build as build
+from digitlab.atomic import WriteFailed
+from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_interrupted_checkpoint
+from digitlab.callbacks.guards import diverged
+from digitlab.callbacks.pictures import draw_pictures, save_pictures
+from digitlab.callbacks.pruning import log_pruned, pruned_record, report, trial_pruned
+from digitlab.checkpoint_format import STACK_KEY, decoded, encoded, is_stack, slot_of, split, stack_section
+from digitlab.checkpoints import link_checkpoint, read_stored, save_checkpoint
+from digitlab.config.hparams import hparams_from_config
+from digitlab.console import say
+from digitlab.event_files import buffer_event_file, flush_all
+from digitlab.faults import pause_point
+from digitlab.record import RunRecord
+from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
+
+log = logging.getLogger(__name__)
+
+
+class TrialRecords(L.Callback):
+    """Per trial: its record (`digitlab.record.RunRecord`, as a single run's), TensorBoard scalars every
+    epoch, its checkpoints (the stack's, linked, then its own when the fit ends), and its final record."""
+
+    def __init__(
+        self,
+        cfgs: list[DictConfig],
+        modules: list[L.LightningModule],
+        datamodules: list[L.LightningDataModule],
+        hydra_cfgs: list[Any] | None = None,
+    ) -> None:
+        n = len(cfgs)
+        self.cfgs: list[DictConfig] = [None] * n  # type: ignore[list-item]  (each set by `open_slot`)
+        self.modules: list[L.LightningModule] = [None] * n  # type: ignore[list-item]
+        self.runs: list[Run] = [None] * n  # type: ignore[list-item]
+        self.loggers: list[list[Any]] = [[] for _ in range(n)]
+        self.event_files: list[list[Any]] = [[] for _ in range(n)]
+        self.records: list[RunRecord] = [None] * n  # type: ignore[list-item]
+        self.checkpointers: list[ModelCheckpoint | None] = [None] * n
+        self.slots: list[str] = [""] * n
+        self.trials: list[Any] = [None] * n
+        self.joined = [0] * n  # the stack's epoch at which each slot's trial joined (a continuous stack's)
+        self.failed: dict[int, Exception] = {}
+        self.pruned: dict[int, int] = {}  # slot -> the (trial's own) epoch its trial was pruned after
+        self.closed: set[int] = set()  # a continuous stack's slots whose trial left and was closed
+        self.refills = False  # a continuous stack (`slots.Refills`): the fit goes on while slots refill
+        for k in range(n):
+            self.open_slot(k, cfgs[k], modules[k], datamodules[k], hydra_cfgs[k] if hydra_cfgs else None)
+        self.new_best: list[str] = []  # best files of trials whose val/acc improved this epoch, at its end
+        self.replaced_best: list[str] = []  # their previous best files, removed once the new ones exist
+        # The divergence guard as the trials' configs set it (stacked trials share their callbacks); None: off.
+        guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
+        self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
+        self._sigterm_held = False  # a SIGTERM waiting for a common step boundary (`on_train_batch_end`)
+
+    def open_slot(
+        self,
+        k: int,
+        cfg: DictConfig,
+        module: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        hydra_cfg: Any = None,
+        joined: int = 0,
+    ) -> None:
+        """Slot k's trial: its run folder, loggers, record, ModelCheckpoint and Optuna trial (`hydra_cfg`:
+        its job's Hydra config), joining at the stack's epoch `joined` (after 0: into a running fit, whose
+        `on_fit_start` started the first trials' records)."""
+        from digitlab.sweeps.trial import current_trial, prunable, record_run
+
+        run = Run(cfg.paths.output_dir)
+        self.cfgs[k], self.modules[k], self.runs[k], self.joined[k] = cfg, module, run, joined
+        self.loggers[k] = build.loggers(cfg)
+        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
+        self.event_files[k] = [f for f in map(buffer_event_file, self.loggers[k]) if f]
+        config = OmegaConf.to_container(cfg, resolve=True)
+        record = self.records[k] = RunRecord(run, config, hparams_from_config(config))
+        # Its own ModelCheckpoint, as configured: which epoch is best, the file's name, and the state its
+        # checkpoints carry so that a single run resuming from them goes on keeping the best.
+        checkpointer = self.checkpointers[k] = _model_checkpoint(cfg)
+        # What its own checkpoint carries besides the stack's (`checkpoint_format.split`).
+        self.slots[k] = encoded(
+            {
+                "hyper_parameters": dict(module.hparams),
+                "datamodule_hparams": dict(datamodule.hparams),
+                "datamodule_key": type(datamodule).__qualname__,
+                "checkpointer_key": checkpointer.state_key if checkpointer else None,
+                "config": record.config,
+            }
+        )
+        # Under digitlab's Optuna sweeper: the job's trial, reported to every epoch; a pruned one leaves.
+        trial = current_trial(hydra_cfg) if hydra_cfg is not None else None
+        if trial is not None:
+            record_run(trial, run)
+        self.trials[k] = trial if trial is not None and prunable(trial) else None
+        self.failed.pop(k, None)
+        self.pruned.pop(k, None)
+        self.closed.discard(k)
+        if joined:
+            record.start(self.loggers[k])
+
+    def _epoch(self, trainer: L.Trainer, k: int) -> int:
+        """Slot k's trial's own epoch (its single run's) at the stack's current one."""
+        return trainer.current_epoch - self.joined[k]
+
+    def _open_event_files(self) -> list[Any]:
+        return [f for k, files in enumerate(self.event_files) if k not in self.closed for f in files]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "checkpointers": [c.state_dict() if c is not None else None for c in self.checkpointers],
+            "records": [encoded(record.state_dict()) for record in self.records],
+        }
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        plan = pl_module.plan
+        checkpoint[STACK_KEY] = stack_section(
+            [run.path.name for run in self.runs],
+            self.slots,
+            self.state_key,
+            type(trainer.datamodule).__qualname__,
+            dict(pl_module.left_lr),
+            None if plan is None or plan.uniform else plan.counts(),
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed stack (`checkpoint_format.join`): each trial's record and best so far, as its own
+        checkpoint had them."""
+        for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
+            if checkpointer is not None and own is not None:
+                checkpointer.load_state_dict(own)
+        for record, own in zip(self.records, map(decoded, state_dict["records"]), strict=True):
+            if own is not None:
+                record.load_state_dict(own)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for record, loggers in zip(self.records, self.loggers, strict=True):
+            record.start(loggers)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for k, record in enumerate(self.records):
+            if self.active(k):
+                record.epoch_started()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # A trial whose loss stopped being finite leaves the stack, read every `check_every_n_steps` steps as
+        # its single run's StopOnNonFiniteLoss reads it (a host sync each time; the first bad step is kept on
+        # the device, so the error names it exactly), and at the epoch's end (`epoch_metrics`).
+        if self.check_every and pl_module.mixed:  # each trial read at its own steps
+            due = [
+                k
+                for k in pl_module._stepping_now
+                if pl_module.trial_steps(k, trainer.global_step) % self.check_every == 0
+            ]
+            if due:
+                self._leave_diverged(trainer, due)
+        elif self.check_every and trainer.global_step % self.check_every == 0:
+            self._leave_diverged(trainer)
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed == trainer.num_training_batches // 2:
+            pause_point(f"mid_epoch:{trainer.current_epoch}")  # between two checkpoints (fault tests)
+        if pl_module.mixed:  # last: Lightning reads the SIGTERM flag right after this hook
+            self._stop_at_a_common_boundary(trainer, pl_module.plan.at_common_boundary(batch_idx + 1))
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        *args,
+    ) -> None:
+        pause_mid_validation(trainer, batch_idx)
+
+    def _stop_at_a_common_boundary(self, trainer: L.Trainer, at_boundary: bool) -> None:
+        """Trials of different batch sizes: a SIGTERM takes effect where every trial has just stepped (a
+        few micro-batches later at most), so that `interrupted.ckpt` holds no half-accumulated gradient and
+        each trial's copy is its single run's. Lightning raises its SIGTERMException after this hook when
+        its signal connector says so."""
+        connector = trainer._signal_connector  # Lightning keeps the flag there; `received_sigterm` reads it
+        if connector.received_sigterm and not at_boundary:
+            connector.received_sigterm, self._sigterm_held = False, True
+        elif self._sigterm_held and at_boundary:
+            connector.received_sigterm, self._sigterm_held = True, False
+
+    def _leave_diverged(self, trainer: L.Trainer, only: list[int] | None = None) -> None:
+        """The trials (or those of `only`: due to be read) whose loss stopped being finite leave."""
+        for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
+            if step >= 0 and self.active(k) and (only is None or k in only):
+                self._diverged(trainer, k, step)
+        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
+            trainer.should_stop = True  # every trial failed or was pruned
+
+    def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
+        """Called by the stacked module after each validation epoch (not the sanity check)."""
+        if self.check_every:
+            self._leave_diverged(trainer)
+        for k, values in enumerate(metrics):
+            if not self.active(k):
+                continue
+            self.records[k].validated(values)
+            for logger in self.loggers[k]:
+                # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
+                # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
+                step = self._steps(trainer, k, trainer.fit_loop.epoch_loop._batches_that_stepped)
+                logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
+            self._keep_best(trainer, k, values)
+            self._report(trainer, k, values)
+
+    def _keep_best(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
+        """Trial k's best checkpoints, kept by its own ModelCheckpoint's rule, Lightning's code as a single run
+        runs it (`check_monitor_top_k`, `_update_best_and_save`: mode, NaN, the file's name and the one it
+        replaces, its state); only the file writes are the stack's (`_noting_writes`)."""
+        checkpointer = self.checkpointers[k]
+        if checkpointer is None or checkpointer.save_top_k == 0 or checkpointer.monitor not in values:
+            return  # save_top_k 0: Lightning's ModelCheckpoint keeps nothing either
+        current = torch.tensor(values[checkpointer.monitor])
+        if not checkpointer.check_monitor_top_k(trainer, current):
+            return
+        # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
+        # the cost of K x metrics tensors per epoch.
+        candidates = {**values, "epoch": self._epoch(trainer, k), "step": self._steps(trainer, k)}
+        with _noting_writes(checkpointer) as (saved, removed):
+            checkpointer._update_best_and_save(current, trainer, candidates)
+        self.new_best.extend(saved)
+        self.replaced_best.extend(removed)
+
+    def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
+        """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
+        leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
+        group = trainer.optimizers[0].param_groups[k]
+        self.failed[k] = diverged(step, self._epoch(trainer, k), group["lr"], self.runs[k].path)
+        self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT])
+        trainer.lightning_module.leave(k)
+        self.records[k].failed(self.failed[k], **self._counts(trainer, k))
+        log.error("%s", self.failed[k])
+
+    def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
+        """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:
+        its param group's lr becomes 0 (its weights stay as they are) and nothing more is recorded for it."""
+        trial = self.trials[k]
+        monitor = self.cfgs[k].get("optimized_metric")
+        if trial is None or monitor not in values:
+            return
+        epoch = self._epoch(trainer, k)
+        if report(trial, values[monitor], epoch):
+            self.pruned[k] = epoch
+            trainer.lightning_module.leave(k)
+            log.info("trial %d pruned after epoch %d: it leaves the stack", trial.number, epoch)
+
+    def active(self, k: int) -> bool:
+        return k not in self.failed and k not in self.pruned and k not in self.closed
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The epoch's one checkpoint of the stack: each trial's last.ckpt (a trial pruned after this epoch
+        included), and the best file of each trial whose val/acc improved."""
+        pruned_now = [
+            k for k, at in self.pruned.items() if at == self._epoch(trainer, k) and k not in self.closed
+        ]
+        ending = [k for k in range(len(self.runs)) if self.active(k) or k in pruned_now]
+        for k in ending:
+            self.records[k].epoch_ended()
+        flush_all(self._open_event_files())
+        best = [Path(path) for path in self.new_best]
+        self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
+        for previous in self.replaced_best:
+            Path(previous).unlink(missing_ok=True)
+        self.new_best, self.replaced_best = [], []
+        for k in pruned_now:
+            self._finish(trainer, k, epoch_done=True)
+        pause_point(f"epoch_end:{trainer.current_epoch}")
+        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
+            trainer.should_stop = True  # every trial failed or was pruned
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Ctrl-C, SIGTERM or an error: every trial still training keeps `interrupted.ckpt` and its record,
+        as a single run does (a write the disk refuses is the error already being reported)."""
+        active = [k for k in range(len(self.runs)) if self.active(k)]
+        try:
+            flush_all(self._open_event_files())
+        except OSError as err:  # the disk that stopped the fit, most likely: its error is the one reported
+            log.warning("the last epoch's TensorBoard scalars were not all written: %s", err)
+        module = trainer.lightning_module
+        between_steps = module.mixed and not module.plan.at_common_boundary(
+            trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        )
+        if between_steps and worth_an_interrupted_checkpoint(trainer, exception):
+            log.warning(
+                "stacked fit stopped (%s) while trials of different batch sizes stood between steps: each "
+                "trial resumes from its last.ckpt",
+                type(exception).__name__,
+            )
+        elif worth_an_interrupted_checkpoint(trainer, exception):
+            try:
+                self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT for k in active])
+            except WriteFailed as err:
+                log.warning("interrupted.ckpt was not saved for every trial: %s", err)
+            log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
+        for k in active:
+            self.records[k].failed(exception, **self._counts(trainer, k))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        open_slots = [k for k in range(len(self.runs)) if k not in self.closed]
+        if not open_slots:  # a continuous stack closes each trial as it leaves (`leave_stack`)
+            return
+        started = time.perf_counter()
+        # Each trial's pictures are drawn here and encoded and written by one helper thread meanwhile (PNG
+        # encoding and file writes release the GIL): at 256 trials their encoding took 1.1 s of the 4.8 s
+        # this end took, one after the other. A trial's loggers and picture folder are its own, and nothing
+        # else touches them until every picture is written.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitlab-pictures") as writer:
+            written = [
+                writer.submit(save_pictures, *job) for k in open_slots if (job := self._pictures(trainer, k))
+            ]
+            self._split_into_trials([self.runs[k] for k in open_slots])
+            for picture in written:
+                picture.result()
+        say(
+            "%d trials' pictures and own checkpoints written in %.1f s",
+            len(open_slots),
+            time.perf_counter() - started,
+        )
+        pause_point("before_metrics")
+        for k in open_slots:
+            if self.active(k):
+                self._finish(trainer, k)
+            elif k in self.failed:
+                for logger in self.loggers[k]:
+                    logger.finalize("failed")
+
+    def leave_stack(self, trainer: L.Trainer, k: int) -> dict[str, Any] | Exception:
+        """A continuous stack's slot k at an epoch's end, once its trial is done (its epochs trained, pruned
+        or failed): its pictures, its folder's own checkpoints and final record, as a fit's end writes them
+        for every trial of a stack; the slot is then closed. Its outcome (`outcome`)."""
+        self._draw_pictures(trainer, k)
+        self._split_into_trials([self.runs[k]])
+        if self.active(k):
+            self._finish(trainer, k, epoch_done=True)
+            trainer.lightning_module.leave(k)
+        elif k in self.failed:
+            for logger in self.loggers[k]:
+                logger.finalize("failed")
+        self.closed.add(k)
+        return self.outcome(k)
+
+    def outcome(self, k: int) -> dict[str, Any] | Exception:
+        """Slot k's trial's final metrics (`metrics.json`), or the error that ended it (`TrialPruned` for a
+        trial the pruner stopped)."""
+        if k in self.pruned:
+            return trial_pruned(self.trials[k].number, self.pruned[k])
+        return self.failed.get(k) or Run(self.runs[k].path).metrics
+
+    def _draw_pictures(self, trainer: L.Trainer, k: int) -> None:
+        job = self._pictures(trainer, k)
+        if job:
+            save_pictures(*job)
+
+    def _pictures(self, trainer: L.Trainer, k: int) -> tuple[Any, ...] | None:
+        """Trial k's pictures drawn, with where `save_pictures` puts them (None: it draws none)."""
+        cfg = self.cfgs[k]
+        if k in self.failed or not cfg.get("callbacks", {}).get("pictures"):
+            return None
+        pictures = draw_pictures(
+            self.modules[k],
+            trainer.lightning_module.last_predictions(k),
+            cfg.callbacks.pictures.max_misclassified,
+        )
+        return pictures, self.loggers[k], self._steps(trainer, k), self.runs[k].pictures
+
+    def _steps(self, trainer: L.Trainer, k: int, micro_batches: int | None = None) -> int:
+        """Trial k's own step count (its single run's) at the stack's `micro_batches` (default: now)."""
+        count = trainer.global_step if micro_batches is None else micro_batches
+        return trainer.lightning_module.trial_steps(k, count)
+
+    def _counts(self, trainer: L.Trainer, k: int, epoch_done: bool = False) -> dict[str, int]:
+        """Trial k's epochs (the current one counted when `epoch_done`: at its end), steps and size."""
+        return {
+            "epochs": self._epoch(trainer, k) + (1 if epoch_done else 0),
+            "steps": self._steps(trainer, k),
+            "parameters": sum(p.numel() for p in self.modules[k].parameters()),
+        }
+
+    def _finish(self, trainer: L.Trainer, k: int, epoch_done: bool = False) -> None:
+        """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
+        extra = {**pruned_record(self.pruned.get(k)), "stacked_with": len(self.runs)}
+        if self.trials[k] is not None:
+            log_pruned(self.loggers[k], k in self.pruned, self._steps(trainer, k))
+        for logger in self.loggers[k]:
+            logger.finalize("success")
+        self.records[k].finish(
+            extra.pop("status", COMPLETED), **self._counts(trainer, k, epoch_done), **extra
+        )
+
+    def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:
+        """One checkpoint of the whole stack (Lightning's, with `checkpoint_format.STACK_KEY`), written once
+        under the first of `targets` and linked under the others."""
+        if not targets:
+            return
+        trainer.save_checkpoint(targets[0], weights_only=False)
+        for target in targets[1:]:
+            link_checkpoint(targets[0], target, trainer.current_epoch)
+
+    def _split_into_trials(self, runs: list[Run]) -> None:
+        """The trials' checkpoints become their own files, as their single runs' are: a finished trial's
+        folder stands alone (copied, renamed, its sweep's other folders deleted). Each stack file is read
+        once."""
+        read: dict[tuple[int, int], dict[str, Any]] = {}
+        for run in runs:
+            for path in sorted(run.checkpoints.glob("*.ckpt")):
+                stat = path.stat()
+                key = (stat.st_dev, stat.st_ino)
+                if key not in read:
+                    try:
+                        read[key] = read_stored(path)
+                    except Exception:  # not a checkpoint of this stack (resume passed it over): left alone
+                        read[key] = {}
+                unit = read[key]
+                slot = slot_of(unit, run.path.name) if is_stack(unit) else None
+                if slot is not None:
+                    save_checkpoint(split(unit, slot), path)
+
+
+@contextlib.contextmanager
+def _noting_writes(checkpointer: ModelCheckpoint) -> Iterator[tuple[list[str], list[str]]]:
+    """The files `checkpointer` saves and removes meanwhile, noted rather than written: a stack writes one
+    checkpoint of all its trials at the epoch's end and links it under each file its trials keep."""
+    saved: list[str] = []
+    removed: list[str] = []
+    checkpointer._save_checkpoint = lambda trainer, path: saved.append(str(path))  # type: ignore[method-assign]
+    checkpointer._remove_checkpoint = lambda trainer, path: removed.append(str(path))  # type: ignore[method-assign]
+    try:
+        yield saved, removed
+    finally:
+        del checkpointer._save_checkpoint, checkpointer._remove_checkpoint  # the class's own again
+
+
+def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:
+    node = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    return build.instantiate(node) if node else None
