@@ -107,28 +107,44 @@ def test_each_trial_trains_as_it_does_one_at_a_time(searches):
 
 
 @pytest.mark.parametrize(
-    "point",
+    ("point", "slots", "in_a_slot"),
     [
-        "epoch_end:5",  # every slot's last.ckpt of the stack's epoch 5 written
-        "mid_epoch:5",  # half-way through an epoch: the trials resume from the epoch before
-        "checkpoint_link:last.ckpt@5",  # the first slot's last.ckpt of epoch 5 written, the second's not yet
+        ("epoch_end:5", 2, True),  # every slot's last.ckpt of the stack's epoch 5 written
+        ("mid_epoch:5", 2, True),  # half-way through an epoch: the trials resume from the epoch before
+        # the first slot's last.ckpt of epoch 5 written, the second's not yet
+        ("checkpoint_link:last.ckpt@5", 2, True),
+        # 3 slots killed, 2 again: the third retry takes a slot that frees within the fit (`Refills._fill`)
+        ("epoch_end:5", 3, True),
+        # the first trials' last epoch written, their records not: nothing left to train, each resumes alone
+        ("epoch_end:3", 2, False),
     ],
 )
-def test_a_search_killed_mid_stream_finishes_when_run_again(sample_root, tmp_path, searches, point):
+def test_a_search_killed_mid_stream_finishes_when_run_again(
+    sample_root, tmp_path, searches, point, slots, in_a_slot
+):
     """SIGKILL while slots hold trials; the same command again fails the trials the dead worker left
     running, asks their parameters again, each retry continuing its stale trial's run from its newest
-    checkpoint (`sweeps.carry_over`), and completes the study with the numbers of the trials run alone."""
+    checkpoint (`sweeps.carry_over`) in a slot of the stack, and completes the study with the numbers of the
+    trials run alone."""
     args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
-    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], point, cwd=tmp_path)
+    killed = [*args, f"hydra.sweeper.n_jobs={slots}"]
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *killed], point, cwd=tmp_path)
     before = load(tmp_path / "s")
     running = [t.number for t in before.trials if t.state == TrialState.RUNNING]
-    assert len(running) == 2, [t.state for t in before.trials]
+    assert len(running) == slots, [t.state for t in before.trials]
     stood = {n: _has_checkpoint(Run(before.trials[n].user_attrs["run_dir"])) for n in running}
     assert any(stood.values()), stood  # at least one had a checkpoint to continue from
     again = cli(*args, cwd=tmp_path)
     said = again.stdout + again.stderr
     study = load(tmp_path / "s")
     _assert_retries_continue(study, stood, said, alone=searches[1])
+    for retry in (t for t in study.trials if stood.get(t.user_attrs.get("retry_of"))):
+        # from its last epoch's end, in a slot of the stack, not alone (`checkpoint_format.Continued`)
+        if in_a_slot:
+            assert f"#{retry.number} continues its run in the stack from" in said, said[-3000:]
+            assert f"#{retry.number} runs alone" not in said
+        else:
+            assert f"#{retry.number} runs alone: it resumes from" in said and "after its last epoch" in said
     states = {t.number: t.state for t in study.trials}
     assert all(states[n] == TrialState.FAIL for n in running)
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") in running]
@@ -206,5 +222,45 @@ def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tm
     study = load(tmp_path / "s")
     _assert_retries_continue(study, stood, again.stdout + again.stderr, alone=searches[1])
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") in {s.number for s in stopped}]
+    for retry in (t for t in retries if stood[t.user_attrs["retry_of"]]):
+        # interrupted.ckpt may stand between an epoch's last batch and its validation: a slot takes trials
+        # between epochs, so the retry resumes alone
+        assert f"#{retry.number} runs alone: it resumes from" in again.stdout + again.stderr
     assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7
+
+
+def test_a_killed_search_of_one_width_continues_with_its_momentum(sample_root, tmp_path):
+    """Trials of one width step with `StackedSGD`, whose momentum buffers are rows of one tensor: retries of
+    a killed search (3 slots, SIGKILL, then 2) continue in slots with their own momentum and end where the
+    same search run through uninterrupted does."""
+    space = (
+        "hydra.sweeper.sampler.n_startup_trials=100",  # each trial's parameters whatever order results land in
+        "optimizer.momentum=0.5",
+        "trainer.max_epochs=4",
+        "hydra.sweeper.n_trials=6",  # trials 3, 4, 5 in the 3 slots at the kill
+        "hydra/launcher=stacked",
+    )
+    args = search(sample_root, tmp_path, *space, "hydra.sweeper.n_jobs=2")
+    run_until_killed(
+        [sys.executable, "-m", "digitlab.cli.train", *args, "hydra.sweeper.n_jobs=3"],
+        "epoch_end:5",
+        cwd=tmp_path,
+    )
+    said = cli(*args, cwd=tmp_path)
+    assert said.stdout.count("continues its run in the stack from") == 3, (said.stdout + said.stderr)[-3000:]
+    whole = cli(*search(sample_root, tmp_path, *space, "hydra.sweeper.n_jobs=2", study="whole"), cwd=tmp_path)
+    assert whole.returncode == 0
+    ours, theirs = load(tmp_path / "s"), load(tmp_path / "whole")
+    finals = {
+        t.params["optimizer.lr"]: Run(t.user_attrs["run_dir"]).metrics
+        for t in theirs.trials
+        if t.state == TrialState.COMPLETE
+    }
+    done = [t for t in ours.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == len(finals) == 6
+    for trial in done:
+        mine, own = Run(trial.user_attrs["run_dir"]).metrics, finals[trial.params["optimizer.lr"]]
+        assert mine["steps"] == own["steps"] and mine["epochs"] == own["epochs"] == 4
+        assert mine["val/loss"] == pytest.approx(own["val/loss"], rel=1e-5), trial.params
+        assert mine["val/acc"] == own["val/acc"]

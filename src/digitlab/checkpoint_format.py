@@ -200,6 +200,36 @@ def join(trials: list[dict[str, Any]], records_key: str, data_key: str) -> dict[
 
 
 @dataclass(frozen=True)
+class Continued:
+    """What a trial's own checkpoint of an epoch's end (`split` or a single run's) gives the slot of a running
+    stack it continues in (`stacked.slots`): the epochs it has trained and its state, each part for the
+    object that owns it in the stack."""
+
+    epochs: int
+    weights: dict[str, Any]  # its module's state dict
+    optimizer: dict[str, Any]  # its own optimizer's state dict (one param group)
+    scheduler: dict[str, Any] | None
+    record: dict[str, Any] | None  # `record.RunRecord.state_dict`
+    checkpointer: dict[str, Any] | None  # its ModelCheckpoint's
+    order: dict[str, Any] | None  # its training order (`TRAIN_ORDER`)
+    best: float  # its best val/acc so far
+
+    @classmethod
+    def of(cls, trial: dict[str, Any]) -> Continued:
+        (optimizer,) = trial["optimizer_states"]
+        return cls(
+            epochs=int(trial["epoch"]) + 1,
+            weights=trial["state_dict"],
+            optimizer=optimizer,
+            scheduler=trial["lr_schedulers"][0] if trial["lr_schedulers"] else None,
+            record=trial.get("callbacks", {}).get(RECORD_CALLBACK),
+            checkpointer=_checkpointer_state(trial),
+            order=_order(trial),
+            best=float(trial.get(BEST_KEY, float("-inf"))),
+        )
+
+
+@dataclass(frozen=True)
 class Recount:
     """Batches counted over epochs of `per_epoch` each, as counted over epochs of `own_per_epoch`: whole
     epochs map to whole epochs, `into(n)` maps n batches into an epoch (stacks of trials of different batch

@@ -43,11 +43,14 @@ class StackedBatchSampler(Sampler[torch.Tensor]):
         self.generators = [torch.Generator().manual_seed(seed) for seed, _ in orders] if shuffle else []
         self.partial_last = [partial for _, partial in orders] if shuffle else []
 
-    def restart(self, row: int, seed: int, partial_last: bool) -> None:
+    def restart(self, row: int, seed: int, partial_last: bool, order: dict[str, Any] | None = None) -> None:
         """Row `row` holds a new trial from the next epoch on (a continuous stack's slot refilled between
-        epochs, `stacked.slots`): its order is drawn by a generator of its own seed, from the start."""
+        epochs, `stacked.slots`): its order is drawn by a generator of its own seed, from the start, or from
+        `order` (`order_state` between epochs: a trial that continues its run)."""
         if self.generators:
             self.generators[row] = torch.Generator().manual_seed(seed)
+            if order is not None and order.get("generator") is not None:
+                self.generators[row].set_state(order["generator"])
             self.partial_last[row] = partial_last
 
     def __len__(self) -> int:

@@ -22,12 +22,21 @@ class StackedData(L.LightningDataModule):
     """The trials' shared datamodule, with training batches for every trial at once: micro-batches of the
     trials' batch sizes' common divisor (`steps.StepPlan`), one row per distinct shuffle order."""
 
-    def __init__(self, inner: L.LightningDataModule, seeds: list[int], plan: StepPlan) -> None:
+    def __init__(
+        self,
+        inner: L.LightningDataModule,
+        seeds: list[int],
+        plan: StepPlan,
+        continued: dict[int, dict[str, Any] | None] | None = None,
+    ) -> None:
         """`inner`: the first trial's datamodule, set up (its training set's size made `plan`). A
-        continuous stack's (`plan.refills`) slots each have a row: a refilled slot's trial draws its own."""
+        continuous stack's (`plan.refills`) slots each have a row: a refilled slot's trial draws its own;
+        `continued`: the training orders of its first trials that continue a run, by slot."""
         super().__init__()
         self.inner = inner
         self.plan = plan
+        self.seeds = seeds
+        self.continued = dict(continued or {})
         partial = [plan.partial_last(k) for k in range(len(seeds))]
         self.rows = list(range(len(seeds))) if plan.refills else shuffle_rows(seeds, inner.shuffle, partial)
         # Row u's (seed, short last batch): one per distinct one, or one per slot of a continuous stack.
@@ -51,6 +60,8 @@ class StackedData(L.LightningDataModule):
         )
         if self._resume_from is not None:
             self.sampler.load_order(*self._resume_from)
+        for k, order in self.continued.items():
+            self.sampler.restart(k, self.seeds[k], self.plan.partial_last(k), order)
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=keep_batch)
 
     def val_dataloader(self) -> DataLoader:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from digitlab.checkpoint_format import STACKED_BEST_KEY, recount
+from digitlab.checkpoint_format import STACKED_BEST_KEY, Continued, recount
 from digitlab.model.module import ClassifierModule, train_metrics, validation_metrics
 from digitlab.scheduler import build_scheduler
 from digitlab.stacked.net import StackedNet
@@ -43,18 +43,21 @@ class StackedClassifier(L.LightningModule):
         plan: StepPlan | None = None,
         widest: Sequence[nn.Sequential] = (),
         trial_epochs: int | None = None,
+        continued: dict[int, Continued] | None = None,
     ) -> None:
         """`shuffle_of[k]`: which row of a training batch (one per distinct shuffle order, `batches.py`) is
         trial k's; default: one row per trial. `plan`: when each trial steps, for trials of different batch
         sizes (`steps.py`); default: every trial at every batch. A continuous stack's (`slots.py`): `widest`,
         the nets a refill may bring that its rows must hold, and `trial_epochs`, each trial's own epochs
-        (its scheduler's length; the fit itself runs until no trial is left)."""
+        (its scheduler's length; the fit itself runs until no trial is left), and `continued`: the trials
+        that continue a run from the end of an epoch (their weights loaded), by slot (`continue_slot`)."""
         super().__init__()
         self.trials = nn.ModuleList(trials)
         first = trials[0]
         shuffle_of = list(shuffle_of) if shuffle_of is not None else list(range(len(trials)))
         self.net = StackedNet([trial.net for trial in trials], shuffle_of, widest)
         self.trial_epochs = trial_epochs
+        self.continued = dict(continued or {})
         # As ClassifierModule compiles its net (`model.compile`): out of the module tree, the same weights.
         options = compile if isinstance(compile, dict) else {}
         self._compiled_net = (torch.compile(self.net, **options),) if compile else ()
@@ -265,6 +268,22 @@ class StackedClassifier(L.LightningModule):
         self.val_acc_best[k] = -1.0
         self.first_bad_step[k] = -1
 
+    def continue_slot(self, k: int, continued: Continued) -> None:
+        """Slot k's trial (its weights loaded, `refill`ed or built with the stack) continues its run from the
+        end of an epoch: its own optimizer's state (param group and momentum), its scheduler's, its best
+        val/acc so far (a continuous stack's, `slots.py`)."""
+        own = self.trial_optimizers[k]
+        own.load_state_dict(continued.optimizer)  # its group becomes a new dict: the shared one's slot k
+        shared = self.trainer.optimizers[0]
+        if isinstance(shared, StackedSGD):
+            shared.refill(k, own.param_groups[0], self.net.stacked(), own.state)
+        else:
+            refill_group(shared, k, own.param_groups[0])
+            shared.state.update(own.state)
+        if continued.scheduler is not None:
+            self.trial_schedulers.schedulers[k].load_state_dict(continued.scheduler)
+        self.val_acc_best[k] = continued.best
+
     def on_after_backward(self) -> None:
         # Trials of different widths: each gradient is in its trial's own parameters already (and when batch
         # sizes differ too, only the trials that step now have one, `_own_batches_step`).
@@ -318,6 +337,9 @@ class StackedClassifier(L.LightningModule):
         # through which its scheduler sets the lr, gets its group again.
         for own, group in zip(self.trial_optimizers, self.trainer.optimizers[0].param_groups, strict=True):
             own.param_groups[0] = group
+        for k, continued in self.continued.items():  # a continuous stack's first trials that continue runs
+            self.continue_slot(k, continued)
+        self.continued = {}
 
     def lr_scheduler_step(self, scheduler: TrialSchedulers, metric: Any) -> None:
         scheduler.step(self._stepping_now if self.mixed else None)

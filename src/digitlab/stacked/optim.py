@@ -62,10 +62,15 @@ class StackedSGD(torch.optim.Optimizer):
             leaf.grad = None
 
     def refill(
-        self, k: int, group: dict[str, Any], stacked: list[tuple[nn.Parameter, list[nn.Parameter]]]
+        self,
+        k: int,
+        group: dict[str, Any],
+        stacked: list[tuple[nn.Parameter, list[nn.Parameter]]],
+        state: dict[nn.Parameter, dict[str, Any]] | None = None,
     ) -> None:
         """Trial k's slot holds another trial (a continuous stack, `stacked.slots`): its param group is the new
-        trial's own, its rows' momentum starts again at its first step, as its own SGD's does."""
+        trial's own, its rows' momentum starts again at its first step, as its own SGD's does; or, for a
+        trial that continues a run, goes on from its own optimizer's `state` (its momentum buffers)."""
         refill_group(self, k, group)
         self.stacked = stacked
         row = self.rows.tolist().index(k)
@@ -73,6 +78,16 @@ class StackedSGD(torch.optim.Optimizer):
             buffer[row].zero_()  # a diverged trial's NaNs would survive `x 0`
         if self._started_rows is not None:
             self._started_rows[row] = False
+        for index, (leaf, own) in enumerate(stacked):
+            saved = (state or {}).get(own[row], {}).get("momentum_buffer")
+            if saved is None:
+                continue
+            if index not in self._buffers:
+                self._buffers[index] = torch.zeros_like(leaf)
+            own_part(self._buffers[index][row], saved).copy_(saved)
+            if self._started_rows is None:  # no step yet: a continuous stack masks every step (`steps.py`)
+                self._started_rows = torch.zeros(len(own), dtype=torch.bool, device=leaf.device)
+            self._started_rows[row] = True  # its first step here is not its run's first
         self._cached = None
         for index in self._buffers:
             self._share_state(index, stacked[index][1])

@@ -34,7 +34,16 @@ from digitlab.callbacks.checkpointing import pause_mid_validation, worth_an_inte
 from digitlab.callbacks.guards import diverged
 from digitlab.callbacks.pictures import draw_pictures, save_pictures
 from digitlab.callbacks.pruning import log_pruned, pruned_record, report, trial_pruned
-from digitlab.checkpoint_format import STACK_KEY, decoded, encoded, is_stack, slot_of, split, stack_section
+from digitlab.checkpoint_format import (
+    STACK_KEY,
+    Continued,
+    decoded,
+    encoded,
+    is_stack,
+    slot_of,
+    split,
+    stack_section,
+)
 from digitlab.checkpoints import link_checkpoint, read_stored, save_checkpoint
 from digitlab.config.hparams import hparams_from_config
 from digitlab.console import say
@@ -89,10 +98,12 @@ class TrialRecords(L.Callback):
         datamodule: L.LightningDataModule,
         hydra_cfg: Any = None,
         joined: int = 0,
+        running: bool = False,
     ) -> None:
         """Slot k's trial: its run folder, loggers, record, ModelCheckpoint and Optuna trial (`hydra_cfg`:
-        its job's Hydra config), joining at the stack's epoch `joined` (after 0: into a running fit, whose
-        `on_fit_start` started the first trials' records)."""
+        its job's Hydra config), joining at the stack's epoch `joined` (the epoch its run's first would have
+        been, for a trial that continues one); `running`: into a running fit, whose `on_fit_start` started
+        the first trials' records."""
         from digitlab.sweeps.trial import current_trial, prunable, record_run
 
         run = Run(cfg.paths.output_dir)
@@ -123,8 +134,18 @@ class TrialRecords(L.Callback):
         self.failed.pop(k, None)
         self.pruned.pop(k, None)
         self.closed.discard(k)
-        if joined:
+        if running:
             record.start(self.loggers[k])
+
+    def continue_slot(self, k: int, continued: Continued, joined: int) -> None:
+        """Slot k's trial continues its run (`checkpoint_format.Continued`) in the stack, which counts it
+        from its epoch `joined`: its record and its ModelCheckpoint's state (its best files) as its
+        checkpoint had them."""
+        self.joined[k] = joined
+        if continued.record is not None:
+            self.records[k].load_state_dict(continued.record)
+        if self.checkpointers[k] is not None and continued.checkpointer is not None:
+            self.checkpointers[k].load_state_dict(continued.checkpointer)
 
     def _epoch(self, trainer: L.Trainer, k: int) -> int:
         """Slot k's trial's own epoch (its single run's) at the stack's current one."""

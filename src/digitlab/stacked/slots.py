@@ -9,6 +9,11 @@ optimizer settings and no optimizer state, its own scheduler; its own shuffle or
 generator; its epochs and steps counted from the epoch it joined. So each trial trains exactly as its single
 run does, and the sampler sees every result as soon as it lands; no slot waits for another.
 
+A trial that continues a run (the retry of a killed search's trial, `sweeps.carry_over`) takes a slot,
+first or as one frees, from its checkpoint of an epoch's end (`checkpoint_format.Continued`): its weights,
+its optimizer's state, its scheduler's, its shuffle generator, its record and best files, counted as if it
+had joined the stack as many epochs before as it trained, so it goes on exactly as its run would have.
+
 The slots are as wide as the widest trial the search may bring (`widest`), and read micro-batches of the
 search's batch sizes' greatest common divisor, so any trial of the search fits any slot. Slots are
 visited in order at each epoch's end (those that leave, then those that refill), so for a seeded sampler the
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 import lightning as L
 from omegaconf import DictConfig
 
+from digitlab.checkpoint_format import Continued
 from digitlab.run_lock import holding
 from digitlab.stacked.steps import StepPlan
 from digitlab.stacked.training import build_stack, fit_stack, trial_module
@@ -57,12 +63,20 @@ def machine_slots(accelerator: str, n_trials: int) -> tuple[int, str]:
 
 @dataclass
 class Entrant:
-    """A trial ready to take a slot: its resolved config, its job's Hydra config, and what the source
-    knows it by (`handle`, given back with its outcome)."""
+    """A trial ready to take a slot: its resolved config, its job's Hydra config, what the source knows it
+    by (`handle`, given back with its outcome), and the checkpoint of an epoch's end it continues its run
+    from, if it does (`resume_from`: a retried trial of a killed search, `sweeps.carry_over`)."""
 
     cfg: DictConfig
     hydra: Any
     handle: Any
+    resume_from: str | None = None
+
+    def continued(self) -> Continued | None:
+        """What its checkpoint gives its slot (read as data, `checkpoints.read_checkpoint`)."""
+        from digitlab.checkpoints import read_checkpoint
+
+        return Continued.of(read_checkpoint(self.resume_from)) if self.resume_from else None
 
 
 class TrialSource(Protocol):
@@ -110,15 +124,24 @@ class Refills(L.Callback):
         self.source.left(self.handles.pop(k), outcome)
 
     def _fill(self, trainer: L.Trainer, pl_module: Any, k: int, entrant: Entrant) -> None:
-        cfg, joined = entrant.cfg, trainer.current_epoch + 1
+        cfg = entrant.cfg
         self.held[k].enter_context(holding(cfg.paths.output_dir))
+        continued = entrant.continued()
         module, datamodule = trial_module(cfg)
-        self.records.open_slot(k, cfg, module, datamodule, entrant.hydra, joined)
+        # From the next epoch; a trial that continues a run counts from where its run's first epoch would be.
+        joined = trainer.current_epoch + 1 - (continued.epochs if continued else 0)
+        if continued:
+            module.load_state_dict(continued.weights)
+        self.records.open_slot(k, cfg, module, datamodule, entrant.hydra, joined, running=True)
+        if continued:
+            self.records.continue_slot(k, continued, joined)
         self.handles[k] = entrant.handle
         plan = self.plan(pl_module.plan)
         pl_module.refill(k, module, plan)
+        if continued:
+            pl_module.continue_slot(k, continued)
         self.data.plan = plan
-        self.data.sampler.restart(k, cfg.data.seed, plan.partial_last(k))
+        self.data.sampler.restart(k, cfg.data.seed, plan.partial_last(k), continued and continued.order)
 
     def plan(self, before: StepPlan) -> StepPlan:
         """The stack's steps with the slots' trials as they now stand (a vacant slot: its last trial's)."""
@@ -156,6 +179,7 @@ def train_continuous(
                 "micro": micro,
                 "widest": [trial_module(cfg)[0].net for cfg in widest],
                 "trial_epochs": trial_epochs,
+                "continued": [e.continued() for e in entrants],
             },
             callbacks=[refills],
         )

@@ -61,9 +61,17 @@ def build_stack(
     """The fit of the trials of `cfgs` (composed and validated, stackable: see `grouping.py`; `hydra_cfgs`
     their jobs' Hydra configs, for the Optuna trial each may be). A continuous stack (`slots.py`) gives
     `refills`: its micro-batch (`micro`), the nets its rows must hold (`widest`), its trials' own epochs
-    (`trial_epochs`); its fit runs until no trial is left."""
+    (`trial_epochs`), and per trial what it continues from, if it continues a run (`continued`:
+    `checkpoint_format.Continued` or None); its fit runs until no trial is left."""
     first = cfgs[0]
     modules, datamodules = zip(*(trial_module(cfg) for cfg in cfgs), strict=True)
+    continued = {
+        k: state for k, state in enumerate((refills or {}).get("continued") or []) if state is not None
+    }
+    for k, state in continued.items():
+        modules[k].load_state_dict(state.weights)
+    # A trial that continues a run joined, as the stack counts, as many epochs before its start as it trained.
+    joined = [-continued[k].epochs if k in continued else 0 for k in range(len(cfgs))]
     inner = build.datamodule(first)
     inner.prepare_data()
     inner.setup("fit")  # the training set's size: when each trial steps (on the CPU; the fit moves it)
@@ -73,10 +81,13 @@ def build_stack(
         len(inner.valid_set),
         [cfg.data.eval_batch_size or cfg.data.batch_size for cfg in cfgs],
         micro=refills["micro"] if refills else None,
-        start_epochs=[0] * len(cfgs) if refills else None,
+        start_epochs=joined if refills else None,
     )
-    data = StackedData(inner, [cfg.data.seed for cfg in cfgs], plan)
+    orders = {k: state.order for k, state in continued.items()}
+    data = StackedData(inner, [cfg.data.seed for cfg in cfgs], plan, orders)
     records = TrialRecords(cfgs, list(modules), list(datamodules), hydra_cfgs)
+    for k, state in continued.items():
+        records.continue_slot(k, state, joined[k])
     model = StackedClassifier(
         modules,
         on_epoch_metrics=lambda metrics: records.epoch_metrics(trainer, metrics),
@@ -85,6 +96,7 @@ def build_stack(
         plan=plan,
         widest=refills["widest"] if refills else (),
         trial_epochs=refills["trial_epochs"] if refills else None,
+        continued=continued,
     )
     trainer = build.trainer(
         first,

@@ -34,6 +34,7 @@ class Job:
     key: str | None = None  # equal keys stack
     why: str = ""  # why it runs alone
     resume_from: str | None = None  # resume=true: the checkpoint it continues from
+    point: str | None = None  # resume=true: where it stands (`stacked.resume.resume_point`)
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -133,8 +134,12 @@ class _Source:
             if job.failed is not None:
                 self.tell(job.idx, job.failed)
                 continue
-            if job.key is not None and job.resume_from:
-                job.key, job.why = None, f"it resumes from {job.resume_from}"
+            if job.key is not None and job.point is not None:
+                why = _why_not_in_a_slot(job)
+                if why is None:
+                    job.key = job.key.removesuffix(f" resuming from {job.point}")
+                else:
+                    job.key, job.why = None, why
             if job.key is not None and self.key not in (None, job.key):
                 job.key, job.why = (
                     None,
@@ -175,7 +180,9 @@ class _Source:
         else:
             share_log(self.first, [one])
         self.jobs[job.idx] = (job, one)
-        return Entrant(job.cfg, job.sweep_config.hydra, job.idx)
+        if job.resume_from:
+            say("#%d continues its run in the stack from %s", job.idx, job.resume_from)
+        return Entrant(job.cfg, job.sweep_config.hydra, job.idx, job.resume_from)
 
     def next(self) -> Any:
         job = self.take(alone_now=False)
@@ -192,6 +199,25 @@ class _Source:
             print(job_line(job.idx, ret.overrides or [], metrics, metric, error))
         self.trained += 1
         self.tell(idx, ret)
+
+
+def _why_not_in_a_slot(job: Job) -> str | None:
+    """Why a `resume=true` job cannot take a slot of a continuous stack, which takes trials between epochs
+    (None: it can): it can if its run has not started, or if its checkpoint was written after an epoch's
+    validation (`last.ckpt` and the best files are; `interrupted.ckpt`, written where a signal stopped the
+    fit, may stand after an epoch's last batch but before its validation) with epochs left to train (a run
+    killed after its last epoch's checkpoint, before its record, is finished by its single run's resume,
+    which trains nothing)."""
+    from digitlab.rundir import INTERRUPTED_CHECKPOINT
+
+    if job.resume_from is None:
+        return None
+    epoch, into = job.point.split("/")
+    if into != "end" or Path(job.resume_from).name == INTERRUPTED_CHECKPOINT:
+        return f"it resumes from {job.resume_from}, which may stand within an epoch"
+    if int(epoch) + 1 >= int(job.cfg.trainer.max_epochs):
+        return f"it resumes from {job.resume_from}, after its last epoch"
+    return None
 
 
 def _run_alone(launcher: Any, job: Job) -> JobReturn:
@@ -239,11 +265,11 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = Tru
     if job.key is not None and sweep_config.hydra.job.chdir:
         job.key, job.why = None, "hydra.job.chdir=true: each job works in its own folder, a stack in one"
     if job.key is not None and job.cfg.get("resume"):
-        point, job.resume_from = resume.plan(job.cfg)
-        if point is None:
+        job.point, job.resume_from = resume.plan(job.cfg)
+        if job.point is None:
             job.key, job.why = None, "it is complete (resume=true skips it)"
         else:
-            job.key += f" resuming from {point}"  # only trials at the same point share the loops
+            job.key += f" resuming from {job.point}"  # only trials at the same point share the loops
     return job
 
 
