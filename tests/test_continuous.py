@@ -264,3 +264,40 @@ def test_a_killed_search_of_one_width_continues_with_its_momentum(sample_root, t
         assert mine["steps"] == own["steps"] and mine["epochs"] == own["epochs"] == 4
         assert mine["val/loss"] == pytest.approx(own["val/loss"], rel=1e-5), trial.params
         assert mine["val/acc"] == own["val/acc"]
+
+
+def test_a_killed_search_whose_newest_checkpoint_is_damaged_finishes_when_run_again(
+    sample_root, tmp_path, searches
+):
+    """SIGKILL at a stack's epoch end, then the newest checkpoint in the slots' folders truncated (a disk
+    that filled up, a copy cut short): the retries carry over only what reads whole, say what they left,
+    continue from the newest intact checkpoint (or run from their start when none is) and end with the
+    numbers of the trials run alone."""
+    args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
+    run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "epoch_end:5", cwd=tmp_path)
+    before = load(tmp_path / "s")
+    running = [t.number for t in before.trials if t.state == TrialState.RUNNING]
+    damaged = []
+    for n in running:
+        last = Run(before.trials[n].user_attrs["run_dir"]).checkpoints / "last.ckpt"
+        if last.exists():
+            with open(last, "r+b") as file:  # in place: the stack's file, linked into every slot's folder
+                file.truncate(last.stat().st_size // 2)
+            damaged.append(last)
+    assert damaged
+    stood = {n: _has_checkpoint(Run(before.trials[n].user_attrs["run_dir"])) for n in running}
+    again = cli(*args, cwd=tmp_path)
+    said = again.stdout + again.stderr
+    assert "Traceback" not in said
+    for last in damaged:  # named, whether passed over by the retry's resume or by its carry-over
+        assert f"{last} is damaged and skipped" in said or f"{last} is not carried over" in said, said
+    study = load(tmp_path / "s")
+    _assert_retries_continue(study, stood, said, alone=searches[1])
+    for retry in (t for t in study.trials if t.user_attrs.get("retry_of") in running):
+        if stood[retry.user_attrs["retry_of"]]:
+            assert f"#{retry.number} continues its run in the stack from" in said
+        else:
+            assert f"trial {retry.number} runs from its start: trial" in said
+            assert "left no intact checkpoint" in said
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7
+    assert len(find_runs(tmp_path / "s")) == 7

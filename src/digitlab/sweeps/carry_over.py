@@ -11,8 +11,8 @@ attributes such as successive halving's rungs) given to the new trial, as Optuna
 `resume=true`: a single run's resume, which ends with the numbers the uninterrupted trial would have had.
 Optuna's `pytorch_checkpoint.py` example does the same by hand (the retried trial copies the failed one's
 checkpoint). The stale folder is then removed (every file of it but its `.hydra/` lives on in the retry's):
-the run is the retry's. A stale trial that left no checkpoint is run from the start, its folder removed
-too (the retry's replaces it); one whose folder is on another machine or still held by a live process, or
+the run is the retry's. A stale trial that left no intact checkpoint (none, or only damaged ones) is run
+from the start, its folder removed too (the retry's replaces it); one whose folder is on another machine or still held by a live process, or
 that trained with other settings (the command changed), is run from the start, its folder kept.
 """
 
@@ -91,7 +91,7 @@ def carry_over(study: optuna.Study, trial: optuna.Trial, folder: Path, config: d
         say("trial %d runs from its start: %s", trial.number, err)
         return False
     if checkpoint is None:
-        say("trial %d runs from its start: trial %d left no checkpoint", trial.number, stale.number)
+        say("trial %d runs from its start: trial %d left no intact checkpoint", trial.number, stale.number)
         return False
     _inherit_reports(trial, stale, _epochs_done(checkpoint))
     say("trial %d continues trial %d's run from its checkpoint (%s)", trial.number, stale.number, source)
