@@ -12,8 +12,9 @@ attributes such as successive halving's rungs) given to the new trial, as Optuna
 Optuna's `pytorch_checkpoint.py` example does the same by hand (the retried trial copies the failed one's
 checkpoint). The stale folder is then removed (every file of it but its `.hydra/` lives on in the retry's):
 the run is the retry's. A stale trial that left no intact checkpoint (none, or only damaged ones) is run
-from the start, its folder removed too (the retry's replaces it); one whose folder is on another machine or still held by a live process, or
-that trained with other settings (the command changed), is run from the start, its folder kept.
+from the start, its folder removed too (the retry's replaces it); one whose folder is on another machine or
+still held by a live process, or that trained with other settings (the command changed), is run from the
+start, its folder kept.
 """
 
 from __future__ import annotations
