@@ -114,3 +114,17 @@ def run_until_killed(args: list[str], point: str, cwd: Path, sig: int = signal.S
     if sig != signal.SIGKILL:
         marker.unlink()  # let it go on to handle the signal
     return proc.communicate(timeout=300)[0]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 600 KiB file system (tmpfs), unmounted afterwards; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

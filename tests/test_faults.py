@@ -135,20 +135,6 @@ def test_a_refused_command_leaves_no_folder(sample_root, tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 600 KiB file system (tmpfs), unmounted afterwards; skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_disk_is_one_paragraph_and_resume_finishes_the_run(sample_root, tmp_path, small_disk):
     run_dir = small_disk / "run"
     args = [*train_args(sample_root, tmp_path, *RUN, "model.net.hidden=64"), f"hydra.run.dir={run_dir}"]

@@ -84,29 +84,47 @@ def image_grid(
     height = head + rows * (cell + CAPTION + PAD) + PAD + foot
     background = 0 if cmap == "gray" else 255
     canvas = Image.new("RGB", (width, height), (background,) * 3)
-    draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((PAD, head / 2 + 2), title, "white" if background == 0 else "black", font(13), anchor="lm")
+        put_text(canvas, (PAD, head // 2 + 2), title, "white" if background == 0 else "black", 13, "lm")
     if foot:
         _colour_bar(canvas, width, height - foot, float(np.abs(values).max()) or 1.0, legend)
-    for i, (tile, text) in enumerate(zip(tiles, captions, strict=False)):
+    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=False)):
         left = PAD + (i % cols) * (cell + PAD)
         top = head + PAD + (i // cols) * (cell + CAPTION + PAD)
         canvas.paste(Image.fromarray(tile), (left, top + CAPTION))
-        label = _caption(text)
+        label = _caption(caption)
         canvas.paste(label, (round(left + (cell - label.width) / 2), top))
     return np.asarray(canvas)
 
 
 @functools.lru_cache(maxsize=4096)
-def _caption(text: str) -> Image.Image:
+def _caption(words: str) -> Image.Image:
     """A tile's caption, black on a white label, rendered once per text: a stack of 256 trials draws ~9000
     captions, most of them alike ("3 / 7  97%")."""
-    text_font = font()
-    left, _, right, _ = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=text_font)
+    left, _, right, _ = font().getbbox(words)
     label = Image.new("RGB", (right - left + 6, CAPTION - 1), "white")
-    ImageDraw.Draw(label).text((label.width / 2, (CAPTION - 2) / 2), text, "black", text_font, anchor="mm")
+    put_text(label, (label.width // 2, (CAPTION - 2) // 2), words, "black", 11, "mm")
     return label
+
+
+def put_text(canvas: Image.Image, xy: tuple[int, int], words: str, fill: str, size: int, anchor: str) -> None:
+    """`words` in Pillow's built-in font at `size`, placed at the whole pixel `xy` by `anchor` (as
+    `ImageDraw.text` places them), in `fill`: pasted through its mask (`_text_mask`)."""
+    mask, (left, top) = _text_mask(words, size, anchor)
+    x, y = xy[0] + left, xy[1] + top
+    canvas.paste(fill, (x, y, x + mask.width, y + mask.height), mask)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_mask(words: str, size: int, anchor: str) -> tuple[Image.Image, tuple[int, int]]:
+    """`words` rendered once as a mask, with its top-left corner's offset from the anchor point: a stack of
+    256 trials writes ~4000 titles, counts and scale labels, most of them alike, and FreeType's rendering
+    of each took a quarter of the pictures' time."""
+    text_font = font(size)
+    left, top, right, bottom = text_font.getbbox(words, anchor=anchor)
+    mask = Image.new("L", (max(right - left, 1), max(bottom - top, 1)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), words, 255, text_font, anchor=anchor)
+    return mask, (left, top)
 
 
 def _colour_bar(
@@ -115,17 +133,15 @@ def _colour_bar(
     """`bwr`'s scale under the grid: blue at -limit, white at 0, red at +limit, and what each colour means."""
     left, right = PAD, min(width - PAD, PAD + 300)
     canvas.paste(_colour_strip(right - left), (left, top + 4))
-    draw = ImageDraw.Draw(canvas)
-    draw.rectangle((left, top + 4, right - 1, top + 14), outline="gray")
-    small = font(10)
-    for x, text, anchor in (
+    ImageDraw.Draw(canvas).rectangle((left, top + 4, right - 1, top + 14), outline="gray")
+    for x, words, anchor in (
         (left, f"{-limit:.2g}", "lt"),
-        ((left + right) / 2, "0", "mt"),
+        ((left + right) // 2, "0", "mt"),
         (right, f"+{limit:.2g}", "rt"),
     ):
-        draw.text((x, top + 16), text, "black", small, anchor=anchor)
+        put_text(canvas, (x, top + 16), words, "black", 10, anchor)
     if legend:
-        draw.text((left, top + 30), f"blue: {legend[0]}   red: {legend[1]}", "black", font(11), anchor="lt")
+        put_text(canvas, (left, top + 30), f"blue: {legend[0]}   red: {legend[1]}", "black", 11, "lt")
 
 
 @functools.cache
@@ -143,24 +159,30 @@ def confusion_image(matrix: np.ndarray, names: list[str]) -> np.ndarray:
     margin_left, margin_top, margin_bottom = 56, 16, 48
     width, height = margin_left + k * cell + 16, margin_top + k * cell + margin_bottom
     canvas = Image.new("RGB", (width, height), "white")
-    draw, label_font, count_font = ImageDraw.Draw(canvas), font(13), font(12 if k <= 3 else 10)
+    draw, count_size = ImageDraw.Draw(canvas), 12 if k <= 3 else 10
     peak = max(int(matrix.max()), 1)
 
-    def centred(x: float, y: float, text: str, fill: str, text_font) -> None:
-        draw.text((x, y), text, fill, text_font, anchor="mm")
+    def centred(x: float, y: float, words: str, fill: str, size: int = 13) -> None:
+        put_text(canvas, (round(x), round(y)), words, fill, size, "mm")
 
     for (row, col), count in np.ndenumerate(matrix):
         share = count / peak
         colour = tuple(int(c) for c in (BLUES[0] + (BLUES[1] - BLUES[0]) * share).round())
         left, top = margin_left + col * cell, margin_top + row * cell
         draw.rectangle((left, top, left + cell, top + cell), fill=colour)
-        centred(left + cell / 2, top + cell / 2, str(count), "white" if share > 0.5 else "black", count_font)
+        centred(left + cell / 2, top + cell / 2, str(count), "white" if share > 0.5 else "black", count_size)
     draw.rectangle((margin_left, margin_top, margin_left + k * cell, margin_top + k * cell), outline="black")
     for i, name in enumerate(names):
-        centred(margin_left + (i + 0.5) * cell, margin_top + k * cell + 12, name, "black", label_font)
-        centred(margin_left - 14, margin_top + (i + 0.5) * cell, name, "black", label_font)
-    centred(margin_left + k * cell / 2, height - 14, "predicted", "black", label_font)
-    true_label = Image.new("RGB", (60, 18), "white")
-    ImageDraw.Draw(true_label).text((30, 9), "true", "black", label_font, anchor="mm")
-    canvas.paste(true_label.rotate(90, expand=True), (6, margin_top + k * cell // 2 - 30))
+        centred(margin_left + (i + 0.5) * cell, margin_top + k * cell + 12, name, "black")
+        centred(margin_left - 14, margin_top + (i + 0.5) * cell, name, "black")
+    centred(margin_left + k * cell / 2, height - 14, "predicted", "black")
+    canvas.paste(_true_label(), (6, margin_top + k * cell // 2 - 30))
     return np.asarray(canvas)
+
+
+@functools.cache
+def _true_label() -> Image.Image:
+    """The confusion matrix's row axis label, "true", turned upright."""
+    label = Image.new("RGB", (60, 18), "white")
+    put_text(label, (30, 9), "true", "black", 13, "mm")
+    return label.rotate(90, expand=True)
