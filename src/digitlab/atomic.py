@@ -7,7 +7,8 @@ reason.
 Files written together (`together`: a stack's trials' pictures and checkpoints at its end) are committed
 together: each temporary file is written, then one `syncfs` flushes their file system once, then each is
 renamed into place. The same guarantee as one `fsync` per file, at one disk flush: 768 pictures of a
-256-trial stack waited 1.2 s for their fsyncs one by one.
+256-trial stack waited 1.2 s for their fsyncs one by one. It is for many files at once: a flush of the file
+system also waits for whatever else is written there (other processes' files too).
 """
 
 from __future__ import annotations
