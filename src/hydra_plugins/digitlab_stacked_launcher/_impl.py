@@ -31,10 +31,18 @@ class Job:
     sweep_config: DictConfig  # the job's whole config, `hydra.runtime.output_dir` set
     cfg: DictConfig | None = None  # its task config, resolved (None: it failed its checks)
     failed: JobReturn | None = None  # why it failed its checks
-    key: str | None = None  # equal keys stack
+    key: str | None = None  # equal keys stack (None: it runs alone)
     why: str = ""  # why it runs alone
     resume_from: str | None = None  # resume=true: the checkpoint it continues from
     point: str | None = None  # resume=true: where it stands (`stacked.resume.resume_point`)
+
+    @property
+    def batch_key(self) -> str | None:
+        """Equal keys stack in one batch's fit: only trials at the same point share its loops (a continuous
+        stack's slots take a resumed trial at its own point, `_why_not_in_a_slot`)."""
+        if self.key is None or self.point is None:
+            return self.key
+        return f"{self.key} resuming from {self.point}"
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
@@ -55,7 +63,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         if job.key is None:
             alone.append(job)
         else:
-            groups.setdefault(job.key, []).append(job)
+            groups.setdefault(job.batch_key, []).append(job)
     returns: dict[int, JobReturn] = {job.idx: job.failed for job in jobs if job.failed is not None}
     for group in groups.values():
         for start in range(0, len(group), launcher.max_stack):
@@ -134,12 +142,8 @@ class _Source:
             if job.failed is not None:
                 self.tell(job.idx, job.failed)
                 continue
-            if job.key is not None and job.point is not None:
-                why = _why_not_in_a_slot(job)
-                if why is None:
-                    job.key = job.key.removesuffix(f" resuming from {job.point}")
-                else:
-                    job.key, job.why = None, why
+            if job.key is not None and job.point is not None and (why := _why_not_in_a_slot(job)):
+                job.key, job.why = None, why
             if job.key is not None and self.key not in (None, job.key):
                 job.key, job.why = (
                     None,
@@ -268,8 +272,6 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = Tru
         job.point, job.resume_from = resume.plan(job.cfg)
         if job.point is None:
             job.key, job.why = None, "it is complete (resume=true skips it)"
-        else:
-            job.key += f" resuming from {job.point}"  # only trials at the same point share the loops
     return job
 
 
