@@ -208,7 +208,8 @@ def test_linear_lr_as_shipped_is_one_continuous_stack(sample_root, tmp_path):
 def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tmp_path, searches):
     """SIGTERM (Ctrl-C, `scancel`) mid-epoch while slots hold trials: each is FAIL with the reason and its
     parameters asked again once; the worker stops in one paragraph; the same command again completes the
-    study, each retry continuing from its stale trial's interrupted.ckpt to the numbers it has alone."""
+    study, each retry continuing in a slot from its stale trial's last checkpoint of an epoch's end (its
+    interrupted.ckpt may stand within an epoch) to the numbers it has alone."""
     args = search(sample_root, tmp_path, "hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *SPACE)
     output = run_until_killed(
         [sys.executable, "-m", "digitlab.cli.train", *args], "mid_epoch:5", cwd=tmp_path, sig=signal.SIGTERM
@@ -222,10 +223,14 @@ def test_a_search_stopped_by_sigterm_gives_its_slots_trials_back(sample_root, tm
     study = load(tmp_path / "s")
     _assert_retries_continue(study, stood, again.stdout + again.stderr, alone=searches[1])
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") in {s.number for s in stopped}]
+    said = again.stdout + again.stderr
     for retry in (t for t in retries if stood[t.user_attrs["retry_of"]]):
         # interrupted.ckpt may stand between an epoch's last batch and its validation: a slot takes trials
-        # between epochs, so the retry resumes alone
-        assert f"#{retry.number} runs alone: it resumes from" in again.stdout + again.stderr
+        # between epochs, so the retry continues from last.ckpt and trains that epoch again
+        assert f"#{retry.number} continues its run in the stack from" in said, said[-3000:]
+        assert "last.ckpt, training again the epoch its interrupted.ckpt stands in" in said
+        assert f"#{retry.number} runs alone" not in said
+    assert "already reported" not in said  # no epoch reported twice to the study
     assert len(retries) == 2 and all(t.state == TrialState.COMPLETE for t in retries)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7
 

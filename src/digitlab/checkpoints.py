@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +156,13 @@ def link_checkpoint(source: Path, target: Path, epoch: int) -> None:
         raise
 
 
-def newest_intact(folder: Path) -> Path | None:
+def newest_intact(folder: Path, passing_over: Collection[str] = ()) -> Path | None:
     """The checkpoint of `folder` that stands furthest into training (epoch, then step) among those that
-    load; a damaged one (cut short, not a checkpoint) is passed over with a log line."""
+    load, its files named in `passing_over` left out; a damaged one (cut short, not a checkpoint) is passed
+    over with a log line."""
     best: tuple[tuple[int, int, int], Path] | None = None
     candidates = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
-    for path in candidates:
+    for path in (p for p in candidates if p.name not in passing_over):
         try:
             state = read_checkpoint(path)
             # At the same step: last.ckpt (the epoch's end) before the best epoch's (saved at its validation)

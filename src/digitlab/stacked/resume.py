@@ -11,8 +11,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from digitlab.checkpoint_format import CONFIG_KEY, TRAINING_PROGRESS
-from digitlab.checkpoints import read_checkpoint, resume_checkpoint
-from digitlab.rundir import Run
+from digitlab.checkpoints import newest_intact, read_checkpoint, resume_checkpoint
+from digitlab.rundir import INTERRUPTED_CHECKPOINT, Run
 
 
 def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
@@ -23,6 +23,17 @@ def plan(cfg: DictConfig) -> tuple[str | None, str | None]:
         return None, None
     checkpoint = resume_checkpoint(run.path)
     return (resume_point(checkpoint) if checkpoint else "fresh"), checkpoint
+
+
+def at_an_epoch_end(cfg: DictConfig) -> tuple[str, str] | None:
+    """For a slot of a continuous stack, which takes trials between epochs: `(point, checkpoint)` of the
+    newest intact checkpoint of the job's run that stands at an epoch's end (`interrupted.ckpt` passed over:
+    a signal may have stopped the fit within an epoch); None without one."""
+    path = newest_intact(Run(cfg.paths.output_dir).checkpoints, passing_over={INTERRUPTED_CHECKPOINT})
+    if path is None:
+        return None
+    point = resume_point(path)
+    return (point, str(path)) if point.endswith("/end") else None
 
 
 def resume_point(checkpoint: str | Path) -> str:

@@ -35,11 +35,12 @@ class Job:
     why: str = ""  # why it runs alone
     resume_from: str | None = None  # resume=true: the checkpoint it continues from
     point: str | None = None  # resume=true: where it stands (`stacked.resume.resume_point`)
+    passed_over: str | None = None  # a newer checkpoint a slot cannot take it from (`_into_a_slot`)
 
     @property
     def batch_key(self) -> str | None:
         """Equal keys stack in one batch's fit: only trials at the same point share its loops (a continuous
-        stack's slots take a resumed trial at its own point, `_why_not_in_a_slot`)."""
+        stack's slots take a resumed trial at its own point, `_into_a_slot`)."""
         if self.key is None or self.point is None:
             return self.key
         return f"{self.key} resuming from {self.point}"
@@ -142,7 +143,7 @@ class _Source:
             if job.failed is not None:
                 self.tell(job.idx, job.failed)
                 continue
-            if job.key is not None and job.point is not None and (why := _why_not_in_a_slot(job)):
+            if job.key is not None and job.point is not None and (why := _into_a_slot(job)):
                 job.key, job.why = None, why
             if job.key is not None and self.key not in (None, job.key):
                 job.key, job.why = (
@@ -184,7 +185,14 @@ class _Source:
         else:
             share_log(self.first, [one])
         self.jobs[job.idx] = (job, one)
-        if job.resume_from:
+        if job.passed_over:
+            say(
+                "#%d continues its run in the stack from %s, training again the epoch its %s stands in",
+                job.idx,
+                job.resume_from,
+                Path(job.passed_over).name,
+            )
+        elif job.resume_from:
             say("#%d continues its run in the stack from %s", job.idx, job.resume_from)
         return Entrant(job.cfg, job.sweep_config.hydra, job.idx, job.resume_from)
 
@@ -205,21 +213,27 @@ class _Source:
         self.tell(idx, ret)
 
 
-def _why_not_in_a_slot(job: Job) -> str | None:
-    """Why a `resume=true` job cannot take a slot of a continuous stack, which takes trials between epochs
-    (None: it can): it can if its run has not started, or if its checkpoint was written after an epoch's
-    validation (`last.ckpt` and the best files are; `interrupted.ckpt`, written where a signal stopped the
-    fit, may stand after an epoch's last batch but before its validation) with epochs left to train (a run
-    killed after its last epoch's checkpoint, before its record, is finished by its single run's resume,
-    which trains nothing)."""
+def _into_a_slot(job: Job) -> str | None:
+    """A `resume=true` job made ready for a slot of a continuous stack, which takes trials between epochs;
+    else why it cannot take one. It can if its run has not started, or from a checkpoint written after an
+    epoch's validation (`last.ckpt` and the best files are) with epochs left to train. A newer checkpoint
+    that may stand within an epoch (`interrupted.ckpt`, where a signal stopped the fit, perhaps after an
+    epoch's last batch but before its validation) is passed over for the newest one at an epoch's end: that
+    epoch is trained again, to the same numbers. A run killed after its last epoch's checkpoint, before its
+    record, is finished by its single run's resume, which trains nothing."""
     from digitlab.rundir import INTERRUPTED_CHECKPOINT
+    from digitlab.stacked.resume import at_an_epoch_end
 
     if job.resume_from is None:
         return None
-    epoch, into = job.point.split("/")
-    if into != "end" or Path(job.resume_from).name == INTERRUPTED_CHECKPOINT:
-        return f"it resumes from {job.resume_from}, which may stand within an epoch"
-    if int(epoch) + 1 >= int(job.cfg.trainer.max_epochs):
+    if not job.point.endswith("/end") or Path(job.resume_from).name == INTERRUPTED_CHECKPOINT:
+        earlier = at_an_epoch_end(job.cfg)
+        if earlier is None:
+            return f"it resumes from {job.resume_from}, which may stand within an epoch"
+        job.passed_over = job.resume_from
+        job.point, job.resume_from = earlier
+    epoch = int(job.point.split("/")[0])
+    if epoch + 1 >= int(job.cfg.trainer.max_epochs):
         return f"it resumes from {job.resume_from}, after its last epoch"
     return None
 
