@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from digitlab.atomic import WriteFailed, _syncfs, together, write_atomically, write_bytes
+from digitlab.atomic import WriteFailed, _syncfs, temporary_path, together, write_atomically, write_bytes
 
 pytestmark = pytest.mark.skipif(_syncfs() is None, reason="no syncfs here: each file is flushed alone")
 
@@ -64,3 +64,23 @@ def test_a_full_disk_inside_a_block(small_disk):
             write_bytes(small_disk / f"f{i}.bin", bytes(110_000))
     assert sorted(p.name for p in small_disk.iterdir()) == [f"f{i}.bin" for i in range(5)]
     assert all(p.stat().st_size == 110_000 for p in small_disk.iterdir())
+
+
+def test_a_killed_writers_leftovers_are_removed_by_the_folders_next_holder(tmp_path):
+    """Temporary files left by killed writers go when a process takes the run folder's hold
+    (`run_lock.hold`); files that are not temporary, and another run's folder inside it, stay."""
+    from digitlab.run_lock import LOCK_FILE, holding
+
+    run = tmp_path / "run"
+    left = [
+        temporary_path(run / "checkpoints" / "last.ckpt", "123"),
+        run / "pictures" / ".a.png.x1y2.partial",
+    ]
+    kept = [run / "metrics.json", run / "pictures" / "partial.png", run / "inner" / ".b.png.z.partial"]
+    for path in [*left, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (run / "inner" / LOCK_FILE).write_bytes(b"")  # another run's folder: its own holder cleans it
+    with holding(run):
+        assert not any(path.exists() for path in left)
+        assert all(path.exists() for path in kept)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitlab.atomic import PARTIAL
 from digitlab.build import build_from_checkpoint
 from digitlab.errors import ConfigError
 from digitlab.rundir import Run
@@ -67,8 +68,11 @@ def test_a_single_run_killed_anywhere_resumes_to_the_uninterrupted_metrics(
     assert not (tmp_path / "run" / "metrics.json").exists()
     for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):
         torch.load(ckpt, weights_only=True)  # nothing truncated in place, even killed mid-write
+    if point.startswith("checkpoint_write"):
+        assert list((tmp_path / "run").rglob(f"*{PARTIAL}"))  # the killed write's temporary file
     cli(*args[3:], "resume=true", cwd=tmp_path)
     assert_same_run(metrics(tmp_path / "run"), reference)
+    assert not list((tmp_path / "run").rglob(f"*{PARTIAL}"))  # removed by the run that held the folder next
 
 
 @pytest.mark.parametrize("point", ["mid_epoch:1", "mid_validation:1", "epoch_end:1"])

@@ -9,6 +9,9 @@ together: each temporary file is written, then one `syncfs` flushes their file s
 renamed into place. The same guarantee as one `fsync` per file, at one disk flush: 768 pictures of a
 256-trial stack waited 1.2 s for their fsyncs one by one. It is for many files at once: a flush of the file
 system also waits for whatever else is written there (other processes' files too).
+
+A writer killed mid-write leaves its temporary file (`.<name>.<...>.partial`, hidden beside the file it was
+to become); the next process that holds the folder removes it (`remove_leftovers`, from `run_lock.hold`).
 """
 
 from __future__ import annotations
@@ -90,13 +93,43 @@ def together() -> Iterator[None]:
     _commit(batch.pending)
 
 
+PARTIAL = ".partial"  # the suffix of every temporary file a write makes beside its target
+
+
+def temporary_path(path: Path, tag: str) -> Path:
+    """A hidden temporary name beside `path` (`tag` tells writers apart), renamed over it when whole."""
+    return path.with_name(f".{path.name}.{tag}{PARTIAL}")
+
+
+def is_leftover(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(PARTIAL)
+
+
+def remove_leftovers(folder: Path, skip: Callable[[Path], bool]) -> None:
+    """The temporary files killed writers left in `folder` and its subfolders, removed; a subfolder for
+    which `skip` is true is left to its own holder (another run's folder). Only the process that holds
+    `folder` calls it: no write of another process can be under way there."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            if not skip(path):
+                remove_leftovers(path, skip)
+        elif is_leftover(path):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call `write(file)` on a temporary file beside `path`, flush and fsync it, and rename it to `path` (in a
     `together` block: flushed and renamed at its end)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
     except OSError as err:
         raise WriteFailed(path, err) from err
     batch = _batch.get()

@@ -24,7 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 import digitlab.checkpoint_format as checkpoint_format
-from digitlab.atomic import WriteFailed, write_atomically
+from digitlab.atomic import WriteFailed, temporary_path, write_atomically
 from digitlab.checkpoint_format import CONFIG_KEY
 from digitlab.errors import ConfigError
 from digitlab.faults import pause_point
@@ -137,7 +137,7 @@ def link_checkpoint(source: Path, target: Path, epoch: int) -> None:
     atomically: linked under a temporary name, then renamed over `target`. Where the file system has no
     hard links, `target` is a copy, written as any checkpoint is."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.link")
+    partial = temporary_path(target, f"{os.getpid()}-link")
     try:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()

@@ -123,12 +123,12 @@ def _differences(stale: dict[str, Any] | None, config: dict[str, Any]) -> list[s
 
 
 def _copy_run(source: Path, target: Path) -> None:
-    from digitlab.atomic import write_atomically
+    from digitlab.atomic import is_leftover, write_atomically
     from digitlab.checkpoints import read_checkpoint, save_checkpoint
 
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if not path.is_file() or relative.parts[0] in _LEFT_BEHIND:
+        if not path.is_file() or relative.parts[0] in _LEFT_BEHIND or is_leftover(path):
             continue
         destination = target / relative
         if path.suffix == ".ckpt" and path.parent == Run(source).checkpoints:
