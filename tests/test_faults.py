@@ -216,6 +216,31 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_metrics(launcher, point, sa
         assert_same_run(metrics(killed / job), metrics(tmp_path / "uninterrupted" / job))
 
 
+def test_a_stack_killed_before_its_trials_files_are_renamed_resumes_to_its_numbers(sample_root, tmp_path):
+    """Killed at a stack's end with every trial's pictures and own checkpoints written under temporary
+    names, none renamed into place (`atomic.together`): the trials' folders hold the stack's checkpoints as
+    before, `resume=true` ends each trial with the uninterrupted sweep's numbers, and removes the temporary
+    files the kill left."""
+
+    def sweep_args(folder: Path) -> list[str]:
+        return ["-m", *train_args(sample_root, tmp_path, *STACK)[3:], f"hydra.sweep.dir={folder}"]
+
+    cli(*sweep_args(tmp_path / "uninterrupted"), "hydra/launcher=stacked", cwd=tmp_path)
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "digitlab.cli.train", *sweep_args(killed), "hydra/launcher=stacked"]
+    run_until_killed(args, "trial_files_held", tmp_path)
+    assert list(killed.rglob(f"*{PARTIAL}")) and not list(killed.rglob("pictures/*.png"))
+    cli(*sweep_args(killed), "hydra/launcher=stacked", "resume=true", cwd=tmp_path)
+    jobs = sorted(p.name for p in (tmp_path / "uninterrupted").glob("[0-9]_*"))
+    assert len(jobs) == 4 and jobs == sorted(p.name for p in killed.glob("[0-9]_*"))
+    runs = (killed, tmp_path / "uninterrupted")
+    for job in jobs:
+        assert_same_run(metrics(killed / job), metrics(tmp_path / "uninterrupted" / job))
+        pictures = [sorted(p.name for p in (run / job / "pictures").glob("*.png")) for run in runs]
+        assert pictures[0] and pictures[0] == pictures[1]
+    assert not list(killed.rglob(f"*{PARTIAL}"))
+
+
 @pytest.mark.parametrize(
     ("point", "standing"),
     [("checkpoint_write:last.ckpt@2", {"1/end"}), ("checkpoint_link:last.ckpt@2", {"2/end", "1/end"})],

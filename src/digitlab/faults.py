@@ -10,8 +10,10 @@ training batches done), `mid_validation:<epoch>` (that epoch trained, its first 
 done), `before_metrics` (the last checkpoint written, metrics.json not yet) and
 `checkpoint_write:<file name>@<epoch>` (the checkpoint's bytes are on disk under a temporary name, not yet
 renamed into place), `checkpoint_link:<file name>@<epoch>` (a stack's checkpoint, written, is about to take
-that name in the next trial's folder: the trials before it have it, the others not yet), `trial_asked` (a
-search worker asked its trial, which is RUNNING in the study, and has not beaten for it yet).
+that name in the next trial's folder: the trials before it have it, the others not yet), `trial_files_held`
+(a stack's end: its trials' pictures and own checkpoints written under temporary names, none renamed into
+place yet, `atomic.together`), `trial_asked` (a search worker asked its trial, which is RUNNING in the
+study, and has not beaten for it yet).
 """
 
 from __future__ import annotations

@@ -377,6 +377,7 @@ class TrialRecords(L.Callback):
             self._split_into_trials([self.runs[k] for k in open_slots])
             for picture in written:
                 picture.result()
+            pause_point("trial_files_held")
         say(
             "%d trials' pictures and own checkpoints written in %.1f s",
             len(open_slots),
