@@ -67,20 +67,21 @@ def test_a_full_disk_inside_a_block(small_disk):
 
 
 def test_a_killed_writers_leftovers_are_removed_by_the_folders_next_holder(tmp_path):
-    """Temporary files left by killed writers go when a process takes the run folder's hold
-    (`run_lock.hold`); files that are not temporary, and another run's folder inside it, stay."""
-    from digitlab.run_lock import LOCK_FILE, holding
+    """Temporary files left by killed writers in a run's folders go when a process takes the run folder's
+    hold (`run_lock.hold`); files that are not temporary, and anything in a folder digitlab does not write
+    (the run may have been given a folder with other things in it), stay."""
+    from digitlab.run_lock import holding
 
     run = tmp_path / "run"
     left = [
         temporary_path(run / "checkpoints" / "last.ckpt", "123"),
         run / "pictures" / ".a.png.x1y2.partial",
     ]
-    kept = [run / "metrics.json", run / "pictures" / "partial.png", run / "inner" / ".b.png.z.partial"]
+    left.append(run / ".metrics.json.abc.partial")
+    kept = [run / "metrics.json", run / "pictures" / "partial.png", run / "other" / ".b.png.z.partial"]
     for path in [*left, *kept]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-    (run / "inner" / LOCK_FILE).write_bytes(b"")  # another run's folder: its own holder cleans it
     with holding(run):
         assert not any(path.exists() for path in left)
         assert all(path.exists() for path in kept)

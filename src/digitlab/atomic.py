@@ -11,7 +11,8 @@ renamed into place. The same guarantee as one `fsync` per file, at one disk flus
 system also waits for whatever else is written there (other processes' files too).
 
 A writer killed mid-write leaves its temporary file (`.<name>.<...>.partial`, hidden beside the file it was
-to become); the next process that holds the folder removes it (`remove_leftovers`, from `run_lock.hold`).
+to become); the next process that holds the run's folder removes it (`remove_leftovers`, from
+`run_lock.hold`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -105,22 +106,19 @@ def is_leftover(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(PARTIAL)
 
 
-def remove_leftovers(folder: Path, skip: Callable[[Path], bool]) -> None:
-    """The temporary files killed writers left in `folder` and its subfolders, removed; a subfolder for
-    which `skip` is true is left to its own holder (another run's folder). Only the process that holds
-    `folder` calls it: no write of another process can be under way there."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            if not skip(path):
-                remove_leftovers(path, skip)
-        elif is_leftover(path):
-            with contextlib.suppress(OSError):
-                path.unlink()
+def remove_leftovers(folders: Iterable[Path]) -> None:
+    """The temporary files killed writers left directly in `folders`, removed. Only the process that holds
+    them calls it (`rundir.Run.remove_leftovers`): no write of another process can be under way there."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if is_leftover(path) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:

@@ -4,8 +4,8 @@ that dies with its process: a second command on the same folder (two `digitlab-t
 folder and the process holding it (the holder writes who it is into the lock file), before it writes
 anything; a killed run leaves no lock behind, so its `resume=true` is never blocked. Held once per process
 (the single-run check and the job's run take it in turn); DDP's child processes (LOCAL_RANK > 0) write under
-their parent's hold. Whoever takes the hold removes the temporary files a killed writer left there
-(`atomic.remove_leftovers`; another run's folder inside it is left to that run's holder).
+their parent's hold. Whoever takes the hold removes the temporary files a killed writer left in the run's
+folders (`rundir.Run.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from digitlab.atomic import remove_leftovers
 from digitlab.errors import DigitlabError
+from digitlab.rundir import Run
 
 LOCK_FILE = ".lock"
 
@@ -58,7 +58,7 @@ def hold(folder: str | Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
     _held[path] = fd
-    remove_leftovers(path, skip=lambda folder: (folder / LOCK_FILE).exists())
+    Run(path).remove_leftovers()
 
 
 def check_free(folder: str | Path) -> None:

@@ -82,6 +82,11 @@ class Run:
     def hydra_dir(self) -> Path:
         return self.path / HYDRA_DIR
 
+    def remove_leftovers(self) -> None:
+        """The temporary files a killed writer left in this run's folder and the folders digitlab writes in
+        it (`atomic.remove_leftovers`); nothing else, whatever folder the run was given."""
+        atomic.remove_leftovers([self.path, self.hydra_dir, self.checkpoints, self.pictures])
+
     def write_config(self, config: dict[str, Any]) -> None:
         atomic.write_json(self.path / CONFIG_JSON, config)
 
