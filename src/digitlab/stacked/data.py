@@ -62,6 +62,7 @@ class StackedData(L.LightningDataModule):
             self.sampler.load_order(*self._resume_from)
         for k, order in self.continued.items():
             self.sampler.restart(k, self.seeds[k], self.plan.partial_last(k), order)
+        self.continued = {}  # once: a loader made again later must not rewind those trials' orders
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=keep_batch)
 
     def val_dataloader(self) -> DataLoader:

@@ -185,15 +185,11 @@ class _Source:
         else:
             share_log(self.first, [one])
         self.jobs[job.idx] = (job, one)
-        if job.passed_over:
-            say(
-                "#%d continues its run in the stack from %s, training again the epoch its %s stands in",
-                job.idx,
-                job.resume_from,
-                Path(job.passed_over).name,
+        if job.resume_from:
+            again = (
+                job.passed_over and f", training again the epoch its {Path(job.passed_over).name} stands in"
             )
-        elif job.resume_from:
-            say("#%d continues its run in the stack from %s", job.idx, job.resume_from)
+            say("#%d continues its run in the stack from %s%s", job.idx, job.resume_from, again or "")
         return Entrant(job.cfg, job.sweep_config.hydra, job.idx, job.resume_from)
 
     def next(self) -> Any:
