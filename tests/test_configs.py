@@ -97,3 +97,24 @@ def test_the_run_folder_names_in_conf_are_rundirs(tmp_path):
     from hydra.utils import instantiate
 
     assert Path(instantiate(cfg.logger.tensorboard).log_dir) == rundir.Run(tmp_path).tensorboard
+
+
+def test_each_interpolation_string_is_parsed_once(tmp_path):
+    """`config.parse_cache`: once configs are composed, reading an interpolation again reuses its parse tree,
+    values come out as before, and a string that does not parse is refused every time."""
+    import omegaconf.base
+    from omegaconf import OmegaConf
+    from omegaconf.errors import GrammarParseError
+
+    cfg = compose_config([], output_dir=tmp_path)  # installs the cache, as every composing entry point does
+    parse = omegaconf.base.parse
+    assert hasattr(parse, "cache_info"), "OmegaConf's parse is not cached"
+    node = OmegaConf.create({"run": str(tmp_path), "ckpt": "${run}/checkpoints"})
+    first = node.ckpt
+    hits = parse.cache_info().hits
+    assert node.ckpt == first == f"{tmp_path}/checkpoints"
+    assert parse.cache_info().hits == hits + 1
+    for _ in range(2):
+        with pytest.raises(GrammarParseError):
+            OmegaConf.create({"bad": "${run"})
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "checkpoints")

@@ -1,6 +1,6 @@
 """Importing digitlab changes nothing process-wide: in a fresh interpreter, importing every module of the
 package leaves warnings filters, the root logger's handlers, Lightning's handlers, matplotlib's backend and
-OmegaConf's resolvers as they were. The entry points apply the process policy themselves."""
+OmegaConf's resolvers and parser as they were. The entry points apply the process policy themselves."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.conftest import REPO
 PROBE = r"""
 import importlib, json, logging, pkgutil, sys, warnings
 import lightning, matplotlib, omegaconf, torch  # the state before is taken with the heavy dependencies loaded
+import omegaconf.base, omegaconf.grammar_parser
 
 def state():
     return {
@@ -21,6 +22,7 @@ def state():
         "lightning handlers": [repr(h) for h in logging.getLogger("lightning").handlers],
         "matplotlib backend": repr(dict.get(matplotlib.rcParams, "backend")),
         "resolvers": [n for n in ("cwd", "first_set") if omegaconf.OmegaConf.has_resolver(n)],
+        "omegaconf parse": omegaconf.base.parse is omegaconf.grammar_parser.parse,
     }
 
 before = state()

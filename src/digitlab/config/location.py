@@ -33,7 +33,12 @@ def register_resolvers() -> None:
       else the model's).
     - `${gpus_for:accelerator,devices}`: the GPUs a job asks SLURM for: none unless it trains on a GPU.
     - `${basename:path}`: a path's last part (an MLflow run is named by its run folder).
+
+    And each interpolation string is parsed once per process (`parse_cache`).
     """
+    from digitlab.config import parse_cache
+
+    parse_cache.install()
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
     if not OmegaConf.has_resolver("first_set"):
