@@ -776,7 +776,7 @@ class Probe(Callback):
 
     def on_job_start(self, config, **kwargs):
         out = Path(config.hydra.runtime.output_dir)
-        self._write(out, "start", {"metrics_json": (out / "metrics.json").exists(), "hydra_dir": (out / ".hydra").is_dir()})
+        self._write(out, "start", {"metrics_json": (out / "metrics.json").exists(), "hydra_config": (out / ".hydra" / "config.yaml").is_file()})
 
     def on_job_end(self, config, job_return, **kwargs):
         out = Path(config.hydra.runtime.output_dir)
@@ -817,7 +817,7 @@ def test_hydra_job_callbacks_fire_around_the_stacked_fit(sample_root, tmp_path):
     for run in runs:
         start = json.loads((sweep / f"{run.path.name}.start.json").read_text())
         end = json.loads((sweep / f"{run.path.name}.end.json").read_text())
-        assert start == {"metrics_json": False, "hydra_dir": True}
+        assert start == {"metrics_json": False, "hydra_config": True}
         assert end["metrics_json"] and end["status"] == "COMPLETED"
         assert end["value"] == pytest.approx(run.metrics["val/acc_best"])
         assert any(o.startswith("optimizer.lr=") for o in end["overrides"])

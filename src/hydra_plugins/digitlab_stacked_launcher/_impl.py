@@ -286,21 +286,21 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = Tru
 
 
 def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
-    """The chunk's jobs opened (`job_life.open_job`: folder, `.hydra/`, `on_job_start`), trained as one
+    """The chunk's jobs opened (`job_life.open_jobs`: folders, `.hydra/`, `on_job_start`), trained as one
     stacked fit, and closed with each one's outcome (`close_job`: `JobReturn`, `on_job_end`)."""
     import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
     from hydra.core.hydra_config import HydraConfig
 
     from digitlab.process import apply_process_policy
     from digitlab.stacked.training import train_stack
-    from digitlab.sweeps.job_life import close_job, open_job, share_log
+    from digitlab.sweeps.job_life import close_job, open_jobs, share_log
 
     apply_process_policy()
     first = chunk[0].sweep_config
     quiet = not verbose(first.hydra.verbose)
     context = launcher.hydra_context
     started = time.perf_counter()
-    opened = [open_job(context, job.sweep_config, launcher.task_function) for job in chunk]
+    opened = open_jobs(context, [job.sweep_config for job in chunk], launcher.task_function)
     # Hydra's job logging, configured once for the stack (as `run_job` configures it for a job): its log
     # file, in the first job's folder, is every job's.
     HydraConfig.instance().set_config(first)
