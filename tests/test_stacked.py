@@ -627,6 +627,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     sizes (micro-batches of 2: the SIGTERM at micro-batch 24 takes effect at 25, where the trial of 10
     rows steps, so every trial's interrupted.ckpt stands at its own step boundary)."""
     n = 4 if net else 2
+    epochs = 12  # stopped in epoch 5 of 0-11: the resume trains epochs 5 to 11
     sweep = tmp_path / "sweep"
     args = [
         sys.executable,
@@ -641,7 +642,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
             "optimizer.lr=0.001,0.003",  # small: still learning at the end, so the lr path shows
             "optimizer.momentum=0.5",  # state to carry over: momentum buffers and the schedule
             "scheduler=one_cycle",
-            "trainer.max_epochs=30",
+            f"trainer.max_epochs={epochs}",
             "data.batch_size=2",
             *net,
         ),
@@ -675,8 +676,8 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     for trial in trials:
         assert f"resume: continuing {trial}" in resumes["stacked"]
         metrics, single = Run(trial).metrics, Run(alone / trial.name).metrics
-        steps = 30 * (10 if "batch_size=10" in trial.name else 48)  # 96 rows in batches of 2 or 10
-        assert metrics["epochs"] == 30 and metrics["steps"] == steps and metrics["status"] == "completed"
+        steps = epochs * (10 if "batch_size=10" in trial.name else 48)  # 96 rows in batches of 2 or 10
+        assert metrics["epochs"] == epochs and metrics["steps"] == steps and metrics["status"] == "completed"
         assert metrics["val/acc"] == single["val/acc"]
         # The losses are near 0 on this tiny set: the final weights say more.
         ours, theirs = (
