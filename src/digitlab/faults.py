@@ -13,7 +13,8 @@ renamed into place), `checkpoint_link:<file name>@<epoch>` (a stack's checkpoint
 that name in the next trial's folder: the trials before it have it, the others not yet), `trial_files_held`
 (a stack's end: its trials' pictures and own checkpoints written under temporary names, none renamed into
 place yet, `atomic.together`), `trial_asked` (a search worker asked its trial, which is RUNNING in the
-study, and has not beaten for it yet).
+study, and has not beaten for it yet), `trial_ended` (a search's job returned, its run finished or not, and
+the study is not told its outcome yet).
 """
 
 from __future__ import annotations

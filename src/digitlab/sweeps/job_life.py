@@ -96,6 +96,27 @@ def job_return(outcome: Any, optimized_metric: Any, overrides: list[str]) -> Job
     return ret
 
 
+def finished_return(run_dir: str | Path | None, optimized_metric: Any, number: int) -> JobReturn | None:
+    """The `JobReturn` of trial `number`'s job read back from its run folder, if that run finished
+    (`metrics.json` says completed or pruned), whatever happened to the process that ran it afterwards:
+    what the job returned, or the `TrialPruned` it ended with. None for a run that did not finish."""
+    from digitlab.callbacks.pruning import trial_pruned
+    from digitlab.rundir import PRUNED, Run
+
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    run = Run(Path(run_dir))
+    if not run.completed:
+        return None
+    metrics = run.metrics or {}
+    outcome = (
+        trial_pruned(number, metrics.get("pruned_epoch", metrics.get("epochs")))
+        if run.status == PRUNED
+        else metrics
+    )
+    return job_return(outcome, optimized_metric, run.overrides)
+
+
 def share_log(first: OpenJob, others: list[OpenJob]) -> None:
     """The log file Hydra's job logging opened for `first` (configured for it) linked into the others'
     folders under the same name, so each job of the stack keeps the stack's whole log as its own."""

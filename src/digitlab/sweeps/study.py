@@ -12,8 +12,10 @@ reach the study through `open_study`, so a job in another process, or on another
   trials other workers still run, so the study is never reported complete with a trial left RUNNING.
   Each worker seeds its sampler with `seed + <workers before it>`: a single worker is reproducible, and two
   workers do not propose the same random start-up trials.
-- A trial left RUNNING by a worker that is gone (a killed search) is marked FAIL and its parameters are
-  asked again, once, so the search does not lose it. In a database this is Optuna's own trial heartbeat and
+- A trial left RUNNING by a worker that is gone (a killed search) whose run had finished (its `metrics.json`
+  says completed or pruned: the worker was killed before it told the study) gets that run's outcome, as the
+  job would have returned it: one trial, one run folder, nothing trained twice. Any other is marked FAIL and
+  its parameters are asked again, once, so the search does not lose it. In a database this is Optuna's own trial heartbeat and
   `RetryHeartbeatStaleTrialCallback`. In a journal (user attr `stale`), gone means: on this host, its process no longer
   runs; on any host, its heartbeat (a study user attribute refreshed every `hydra.sweeper.heartbeat_s`) is
   older than 4 beats. A RUNNING trial that names no worker (its worker killed between asking it and naming
@@ -32,7 +34,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,13 +248,20 @@ class Worker:
     runs it beats: `heartbeat:<host:pid:id>` (a study user attribute) is refreshed every `heartbeat_s`."""
 
     def __init__(
-        self, study: optuna.Study, location: StudyLocation, n_trials: int, heartbeat_s: float = 30.0
+        self,
+        study: optuna.Study,
+        location: StudyLocation,
+        n_trials: int,
+        heartbeat_s: float = 30.0,
+        finished: Callable[[optuna.trial.FrozenTrial], bool] | None = None,
     ) -> None:
         from filelock import FileLock
 
         from digitlab.sweeps import database
 
         self.study = study
+        # Records the outcome of a gone worker's trial whose run had finished; whether it did (`_retry_orphans`).
+        self.finished = finished
         self.n_trials = n_trials
         # Unique across machines and containers that share a host name; host and pid say where it runs.
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -365,6 +374,18 @@ class Worker:
         self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
     def _retry_orphans(self) -> None:
+        # First, the orphans whose run had finished (its metrics.json written, the worker killed before it
+        # told the study): the run is the trial's outcome, recorded as is; nothing is trained again.
+        for trial, worker, why in self._orphans():
+            if self.finished is not None and self.finished(trial):
+                log.warning(
+                    "trial %d was left running by %s (%s) after its run had finished: its outcome is "
+                    "recorded from %s",
+                    trial.number,
+                    worker,
+                    why,
+                    trial.user_attrs.get(RUN_DIR),
+                )
         if self.in_database:
             # Optuna's own: a RUNNING trial whose heartbeat is older than the grace period is failed, and
             # RetryHeartbeatStaleTrialCallback enqueues it once again (`database.connect`). A trial that never
@@ -372,12 +393,26 @@ class Worker:
             with warnings.catch_warnings():  # experimental since Optuna 2.9, unchanged since
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
-        # Every worker beats the study itself (`_beat`), whatever the storage.
+        for trial, worker, why in self._orphans():
+            log.warning(
+                "trial %d was left running by %s (%s): marked FAIL, its parameters asked again",
+                trial.number,
+                worker,
+                why,
+            )
+            optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
+            self.study.tell(trial.number, state=TrialState.FAIL)
+            self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+
+    def _orphans(self) -> list[tuple[optuna.trial.FrozenTrial, str, str]]:
+        """The RUNNING trials whose worker is gone, each with that worker and why it is judged gone. Every
+        worker beats the study itself (`_beat`), whatever the storage."""
         beats = {
             k.removeprefix(HEARTBEAT): v for k, v in self.study.user_attrs.items() if k.startswith(HEARTBEAT)
         }
         grace_s = GRACE_BEATS * self.heartbeat_s
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        orphans = []
         for trial in running:
             worker = trial.user_attrs.get(WORKER)
             if worker:
@@ -386,18 +421,11 @@ class Worker:
                 why = self._unclaimed(trial._trial_id, grace_s)
                 worker = "no digitlab worker"
             if why:
-                log.warning(
-                    "trial %d was left running by %s (%s): marked FAIL, its parameters asked again",
-                    trial.number,
-                    worker,
-                    why,
-                )
-                optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
-                self.study.tell(trial.number, state=TrialState.FAIL)
-                self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+                orphans.append((trial, worker, why))
         self._unclaimed_since = {
             t._trial_id: s for t in running if (s := self._unclaimed_since.get(t._trial_id)) is not None
         }
+        return orphans
 
     def _unclaimed(self, trial_id: int, grace_s: float) -> str:
         """Why a RUNNING trial that no digitlab worker claims (a worker killed between asking it and naming

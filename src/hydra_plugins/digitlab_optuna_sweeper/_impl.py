@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from digitlab.console import quiet_launchers, shown_value, verbose
 from digitlab.errors import ConfigError, DigitlabError, RunInterrupted
+from digitlab.faults import pause_point
 from digitlab.job import check_sweep
 from digitlab.process import exit_on_error
 from digitlab.sweeps.search_space import SearchSpace, parse_search_space
@@ -94,7 +95,17 @@ class OptunaSweeperImpl:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metrics)  # optuna-dashboard's axis titles
-        worker = Worker(study, location, self.n_trials, self.heartbeat_s)
+
+        def finished(trial: optuna.trial.FrozenTrial) -> bool:
+            """A gone worker's trial whose run had finished: told its run's outcome (`Worker._retry_orphans`)."""
+            from digitlab.sweeps.job_life import finished_return
+
+            ret = finished_return(trial.user_attrs.get(RUN_DIR), metrics, trial.number)
+            if ret is not None:
+                _Outcomes.tell(study, trial, ret, objective)
+            return ret is not None
+
+        worker = Worker(study, location, self.n_trials, self.heartbeat_s, finished)
         study.sampler = self._sampler(space, worker.join())
         worker.check_runs(rerun=bool(self.config.get("resume")))
         log.info(
@@ -430,6 +441,7 @@ class _Outcomes:
         return bool(self.failures) and len(self.failures) / self.launched > self.max_failure_rate
 
     def settle(self, trial: optuna.Trial, ret: JobReturn) -> None:
+        pause_point("trial_ended")  # its job returned, the study not told yet (fault tests)
         error = ret._return_value if ret.status == JobStatus.FAILED else None
         if isinstance(error, RunInterrupted):  # stopped or lost, not at fault: asked again, once
             self.worker.give_back(trial, str(error))
@@ -441,18 +453,23 @@ class _Outcomes:
             )
             self.stopped.append(trial.number)
             return
-        failure = self._tell(self.study, trial, ret, self.objective)
+        failure = self.tell(self.study, trial, ret, self.objective)
         if failure:
             self.failures.append(failure)
 
     @staticmethod
-    def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, objective: list[str]) -> str | None:
+    def tell(
+        study: optuna.Study,
+        trial: optuna.Trial | optuna.trial.FrozenTrial,
+        ret: JobReturn,
+        objective: list[str],
+    ) -> str | None:
         """Record the job's outcome on its trial; return a line describing it if it failed."""
         # JobReturn.return_value re-raises a failed job's error after printing "Error executing job" to stderr;
         # a pruned trial is not an error, so its exception is read where Hydra keeps it.
         error = ret._return_value if ret.status == JobStatus.FAILED else None
         if isinstance(error, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial.number, state=TrialState.PRUNED)
             log.info("%s", error)
             return None
         if error is None:
@@ -466,13 +483,13 @@ class _Outcomes:
                 if len(values) != len(objective) or not all(math.isfinite(v) for v in values):
                     error = ValueError(f"it returned {value!r}, not {len(objective)} finite number(s)")
         if error is None:
-            study.tell(trial, values=values)
+            study.tell(trial.number, values=values)
             shown = " ".join(shown_value(v) for v in values)
             params = " ".join(f"{name}={shown_value(value)}" for name, value in trial.params.items())
             best = f"; best so far: trial {study.best_trial.number}" if len(values) == 1 else ""
             log.info("trial %d finished (%s): %s%s", trial.number, params, shown, best)
             return None
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
         message = f"trial {trial.number} ({' '.join(ret.overrides)}) failed: {error}"
         log.warning("%s", message)
         return message
