@@ -128,3 +128,25 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """`read_only(folder)`: a read-only view of `folder` (a bind mount remounted read-only, which root cannot
+    write through either), unmounted afterwards; skipped where mounting is not allowed."""
+    mounts: list[Path] = []
+
+    def view(folder: Path) -> Path:
+        target = tmp_path / f"read-only-{len(mounts)}"
+        target.mkdir()
+        for command in (["--bind", folder, target], ["-o", "remount,bind,ro", target]):
+            done = subprocess.run(["mount", *map(str, command)], capture_output=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount a read-only view here: {done.stderr.decode().strip()}")
+            if not mounts or mounts[-1] != target:
+                mounts.append(target)
+        return target
+
+    yield view
+    for mount in mounts:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

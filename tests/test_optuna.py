@@ -500,7 +500,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_dashboard_serves_the_newest_study_over_http(pruned_study, tmp_path):
+def test_dashboard_serves_the_newest_study_over_http_from_a_read_only_folder(pruned_study, read_only):
+    """A reader never writes: the study served from a read-only mount (no lock, no repair)."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -508,7 +509,7 @@ def test_dashboard_serves_the_newest_study_over_http(pruned_study, tmp_path):
             "-m",
             "digitlab.cli.dashboard",
             "--log-dir",
-            str(pruned_study.parent),
+            str(read_only(pruned_study.parent)),
             "--port",
             str(port),
         ],
@@ -540,6 +541,35 @@ def test_dashboard_serves_the_newest_study_over_http(pruned_study, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_compare_reads_a_study_and_its_runs_in_a_read_only_folder(pruned_study, read_only, capsys):
+    from digitlab.cli.compare import main
+
+    view = read_only(pruned_study.parent) / pruned_study.name
+    assert main(["--study", str(view)]) == 0
+    listed = capsys.readouterr().out
+    assert "8 trials of study 'pruned'" in listed and "pruned" in listed
+    assert main([str(view), "--metric", "val/loss"]) == 0
+    said = capsys.readouterr().out
+    assert "ranked by val/loss" in said and "Not written: " in said and "pass --out" in said
+    assert main([str(view), "--out", str(view / "elsewhere")]) == 1
+    assert "--out" in capsys.readouterr().err
+
+
+def test_a_reader_leaves_a_damaged_journal_as_it_found_it(pruned_study, tmp_path, capsys):
+    """A journal whose last record was cut short (a worker killed mid-write) is read without that record;
+    the file is not rewritten, no backup or lock file is made: only a command that trains repairs it."""
+    from digitlab.cli.compare import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    journal = study / JOURNAL
+    journal.write_bytes((pruned_study / JOURNAL).read_bytes() + b'{"op_code": 5, "worker_id": "x", "tri')
+    before = journal.read_bytes()
+    assert main(["--study", str(study)]) == 0
+    assert "8 trials of study 'pruned'" in capsys.readouterr().out
+    assert journal.read_bytes() == before and sorted(p.name for p in study.iterdir()) == [JOURNAL]
 
 
 def test_dashboard_names_what_is_not_a_study(tmp_path, capsys):

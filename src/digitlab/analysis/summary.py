@@ -10,6 +10,7 @@ refused before anything is written.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import digitlab.atomic as atomic
@@ -26,10 +27,19 @@ def write_summary(
     root: str | Path, metric: str | None = None, out: str | Path | None = None
 ) -> tuple[Comparison, str, list[Path]]:
     """Compare the runs under `root`; write the table and plots to `out` (default `<root>/compare`).
-    Returns the comparison, its Markdown table and the files written."""
+    Returns the comparison, its Markdown table and the files written: none when `out` was not given and
+    `<root>` is read-only (a colleague's results, an archive): comparing only reads. A given `out` that
+    cannot be written is a ConfigError."""
     comparison = compare(root, metric)
+    given = out is not None
     out = Path(out) if out else Path(root) / FOLDER
     table = markdown(comparison)
+    if not _writable(out):
+        if given:
+            raise ConfigError(
+                f"--out {str(out)!r} cannot be written (read-only or not a folder): name another."
+            )
+        return comparison, table, []
     figures = {"val_acc_curves.png": curves_figure(comparison)}
     for key, figure in metric_vs_param_figures(comparison).items():
         figures[f"{comparison.metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"] = figure
@@ -49,6 +59,15 @@ def write_summary(
         atomic.save_figure(figure, out / name, dpi=100)
     atomic.write_json(out / MANIFEST, {"files": sorted(set(earlier) | set(names))})
     return comparison, table, [out / name for name in names]
+
+
+def _writable(folder: Path) -> bool:
+    """Whether `folder` can take the comparison's files (made if missing; nothing else is written)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return folder.is_dir() and os.access(folder, os.W_OK)
 
 
 def check_owned(out: Path, names: list[str]) -> list[str]:

@@ -21,7 +21,7 @@ def trial_rows(where: str, name: str | None = None) -> tuple[str, list[dict[str,
             f"--study {where!r} is not an Optuna study: pass a storage URL (postgresql://...) or a study folder "
             f"holding {JOURNAL} (e.g. logs/studies/mlp)."
         )
-    storage = open_storage(where)
+    storage = open_storage(where, repair=False)  # a reader: nothing written, locked or repaired
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name is None and len(names) != 1:
         raise ConfigError(

@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for run in comparison.runs:
         if run.unreadable:
             print(f"unreadable: {run.path} ({run.unreadable})")
-    print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
+    if written:
+        print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
+    else:
+        print(f"Not written: {args.dir} is read-only; pass --out <folder> for the table and plots.")
     return 0
 
 

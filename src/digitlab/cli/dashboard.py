@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_listenable(args.host, args.port)
         location = find_storage(args.study, args.log_dir)
-        storage = open_storage(location)  # a damaged journal: repaired, or refused in one paragraph
+        # A reader: nothing written or locked (a study in a read-only folder opens); a journal damaged
+        # before its end is refused in one paragraph.
+        storage = open_storage(location, repair=False)
     except DigitlabError as err:
         print(f"digitlab-dashboard: {err}", file=sys.stderr)
         return 1  # 2 is argparse's, for a command line it cannot parse

@@ -101,15 +101,24 @@ def locate(sweeper: Any, sweep_dir: str | Path) -> StudyLocation:
     return StudyLocation(name, connect(str(storage), heartbeat_s, GRACE_BEATS * heartbeat_s), sweep_dir)
 
 
-def open_storage(where: str | Path) -> str | optuna.storages.BaseStorage:
-    """An Optuna storage URL as is; anything else is a journal file (a study folder: its `study.journal`)."""
+def open_storage(where: str | Path, repair: bool = True) -> str | optuna.storages.BaseStorage:
+    """An Optuna storage URL as is; anything else is a journal file (a study folder: its `study.journal`).
+    `repair=False` is for readers (compare, the dashboard): nothing is written, locked or repaired, so a study
+    in a read-only folder opens; a journal damaged before its end is refused (`check_journal`), and one whose
+    last record was cut short is read without it (Optuna's reader ignores an unterminated last line)."""
     if "://" in str(where):
-        return str(where)
+        if repair:
+            return str(where)
+        # No table created or upgraded: a reader only reads.
+        return optuna.storages.RDBStorage(str(where), skip_table_creation=True)
     path = Path(where)
     from optuna.storages.journal import JournalFileBackend
 
     journal = path / JOURNAL if path.is_dir() else path
-    check_journal(journal)
+    if repair:
+        check_journal(journal)
+    elif journal.is_file():
+        _complete_records(journal, journal.read_bytes())
     return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
@@ -118,7 +127,6 @@ def check_journal(path: Path) -> None:
     writing) is dropped, the original kept beside it as `<name>.damaged-<time>`, with one log line; a file
     that is not an Optuna journal, or whose damage is not at its end, is refused and never written to. Done
     under Optuna's own lock of that file, so no worker writes meanwhile."""
-    import json
     import time
 
     from optuna.storages.journal import JournalFileSymlinkLock
@@ -128,29 +136,9 @@ def check_journal(path: Path) -> None:
 
     if not path.is_file() or path.stat().st_size == 0:
         return
-
-    def record(line: bytes) -> bool:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            return False
-        return isinstance(value, dict) and "op_code" in value
-
     with get_lock_file(JournalFileSymlinkLock(str(path))):
         data = path.read_bytes()
-        *complete, tail = data.split(b"\n")
-        bad = [i for i, line in enumerate(complete) if not record(line)]
-        if (complete and not record(complete[0])) or (not complete and not record(tail)) or bad[:1] == [0]:
-            raise ConfigError(
-                f"{path} is not an Optuna journal (its first line is not a journal record), so it is not "
-                "touched. Point the search at a study folder of its own (hydra.sweeper.study_name=<name>, or "
-                "hydra.sweeper.storage=<another file or URL>)."
-            )
-        if bad:
-            raise ConfigError(
-                f"{path} is damaged at line {bad[0] + 1} of {len(complete)}, not only at its end, so it is not "
-                "touched. Restore it from a copy, or start another study (hydra.sweeper.study_name=<name>)."
-            )
+        complete, tail = _complete_records(path, data)
         if not tail:
             return
         backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -163,6 +151,35 @@ def check_journal(path: Path) -> None:
             len(tail),
             backup.name,
         )
+
+
+def _complete_records(path: Path, data: bytes) -> tuple[list[bytes], bytes]:
+    """The journal `data`'s complete records and what follows the last one (a record cut short, or b"");
+    ConfigError for a file that is not an Optuna journal, or that is damaged before its end."""
+
+    def record(line: bytes) -> bool:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(value, dict) and "op_code" in value
+
+    if not data:
+        return [], b""
+    *complete, tail = data.split(b"\n")
+    bad = [i for i, line in enumerate(complete) if not record(line)]
+    if (complete and not record(complete[0])) or (not complete and not record(tail)) or bad[:1] == [0]:
+        raise ConfigError(
+            f"{path} is not an Optuna journal (its first line is not a journal record), so it is not "
+            "touched. Point the search at a study folder of its own (hydra.sweeper.study_name=<name>, or "
+            "hydra.sweeper.storage=<another file or URL>)."
+        )
+    if bad:
+        raise ConfigError(
+            f"{path} is damaged at line {bad[0] + 1} of {len(complete)}, not only at its end, so it is not "
+            "touched. Restore it from a copy, or start another study (hydra.sweeper.study_name=<name>)."
+        )
+    return complete, tail
 
 
 def directions(direction: str | Sequence[str]) -> list[str]:

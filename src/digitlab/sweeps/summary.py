@@ -31,6 +31,9 @@ def report_sweep(sweep_dir: Path) -> None:
     except DigitlabError as err:  # a sweep whose jobs all failed early leaves nothing to compare
         log.warning("no sweep summary: %s", err)
         return
-    write_hparams_experiment(comparison, written[0].parent)
     print(f"\n{len(comparison.runs)} runs under {sweep_dir}, ranked by {comparison.metric}:\n\n{table}")
+    if not written:  # the sweep folder became read-only meanwhile
+        log.warning("no sweep summary written: %s is read-only", sweep_dir)
+        return
+    write_hparams_experiment(comparison, written[0].parent)
     print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
