@@ -104,6 +104,13 @@ CASES = [
     (TRAIN, ["accelerator=ddp"], "(accelerator=ddp)"),  # what was typed, not the gpu it stands on
     (TRAIN, ["trainer.devices=4096"], "trainer.devices=4096 asks for 4096 training processes"),
     (TRAIN, ["trainer.precision=16-mixed"], "trainer.precision='16-mixed' is fp16 mixed precision"),
+    # what Lightning's Trainer itself refuses, named before the run folder exists
+    (TRAIN, ["trainer.devices=0"], "trainer.devices=0: Lightning's Trainer refuses it"),
+    (TRAIN, ["trainer.devices=-2"], "trainer.devices=-2"),
+    (TRAIN, ["trainer.precision=17"], "trainer.precision=17: Lightning's Trainer refuses it"),
+    (TRAIN, ["+trainer.max_steps=-5"], "trainer.max_steps=-5"),
+    (TRAIN, ["+trainer.strategy=ddp_spawnx"], "trainer.strategy='ddp_spawnx'"),
+    (TRAIN, ["-m", "hydra/launcher=stacked", "trainer.devices=0", "seed=0,1"], "trainer.devices=0"),
     (TRAIN, ["callbacks/early_stopping=val_loss", "callbacks.early_stopping.patience=-1"], "patience=-1"),
     (TRAIN, ["callbacks.pictures.max_misclassified=-1"], "callbacks.pictures.max_misclassified=-1"),
     (TRAIN, ["callbacks.stop_on_nonfinite_loss.check_every_n_steps=0"], "check_every_n_steps=0"),
@@ -120,6 +127,19 @@ CASES = [
     (TRAIN, ["-m", "optimizer.lr=0.5,-1"], "optimizer.lr=-1 is invalid"),
     (TRAIN, ["-m", "hydra/launcher=stacked", "optimizer.lr=0.5,-1"], "job #1 of this sweep"),
     (TRAIN, ["-m", "hydra/launcher=joblib", "seed=0,abc"], "seed='abc'"),
+    # a value listed twice would train one job twice and count it as two runs
+    (TRAIN, ["-m", "optimizer.lr=0.1,0.1"], "optimizer.lr=0.1,0.1 lists 0.1 more than once"),
+    (TRAIN, ["-m", "optimizer.lr=0.1,0.10"], "optimizer.lr=0.1,0.10 lists 0.1 more than once"),
+    (TRAIN, ["-m", "hydra/launcher=stacked", "seed=0,1,0"], "seed=0,1,0 lists 0 more than once"),
+    (TRAIN, ["-m", "model=mlp,linear,mlp"], "model=mlp,linear,mlp lists 'mlp' more than once"),
+    # a value Hydra's grammar cannot read: named, with the quoted form that works
+    (
+        TRAIN,
+        ["ckpt_path={tmp}/0_optimizer.lr=0.1,seed=0/last.ckpt"],
+        "ckpt_path='{tmp}/0_optimizer.lr=0.1,seed=0/last.ckpt'",
+    ),
+    (TRAIN, ["paths.log_dir={tmp}/données"], "paths.log_dir='{tmp}/données'"),
+    (TRAIN, ["ckpt_path={tmp}/runs[1]/last.ckpt"], "ckpt_path='{tmp}/runs[1]/last.ckpt'"),
     (
         TRAIN,
         ["-m", "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "seed=0,1"],
@@ -142,6 +162,22 @@ CASES = [
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_jobs=many"], "hydra.sweeper.n_jobs='many'"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.direction=sideways"], "sideways"),
+    # sampler and pruner settings: built once before the study is created
+    (
+        TRAIN,
+        ["hparams_search=linear_lr", "hydra.sweeper.sampler.seed=99999999999"],
+        "hydra.sweeper.sampler.seed=99999999999",
+    ),
+    (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.sampler.seed=-1"], "hydra.sweeper.sampler.seed=-1"),
+    (
+        TRAIN,
+        [
+            "hparams_search=linear_lr",
+            "hydra/sweeper/pruner=median",
+            "hydra.sweeper.pruner.n_startup_trials=-1",
+        ],
+        "hydra.sweeper.pruner.n_startup_trials=-1",
+    ),
     (
         TRAIN,
         [

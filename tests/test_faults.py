@@ -133,6 +133,35 @@ def test_a_finished_sweep_is_never_overwritten_and_the_advice_names_its_folder(s
     assert {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()} == before
 
 
+def test_a_second_sweep_into_a_live_sweeps_folder_is_refused_before_any_work(sample_root, tmp_path):
+    """The same `-m` command started while the first still runs: refused at once, naming the folder and the
+    process holding it; the first then finishes every job, once."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *tiny_overrides(sample_root, tmp_path, "seed=0,1"), f"hydra.sweep.dir={sweep}"]
+    marker = tmp_path / "marker"
+    env = {**os.environ, "DIGITLAB_PAUSE_AT": "mid_epoch:0", "DIGITLAB_PAUSE_MARKER": str(marker)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "digitlab.cli.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    while not marker.exists():
+        assert first.poll() is None, first.communicate()[0][-3000:]
+        time.sleep(0.01)
+    second = cli(*args, cwd=tmp_path, check=False)
+    said = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in said, said[-3000:]
+    assert f"{sweep} is in use" in said and f"pid {first.pid} " in said
+    assert "checked" not in said and not list(sweep.glob("1_*")), "refused before it checked or trained"
+    marker.unlink()
+    assert first.wait(timeout=600) == 0, first.communicate()[0][-3000:]
+    runs = sorted(sweep.glob("[0-9]_*"))
+    assert [metrics(run)["status"] for run in runs] == ["completed", "completed"]
+
+
 def test_a_refused_command_leaves_no_folder(sample_root, tmp_path):
     proc = cli(*train_args(sample_root, tmp_path, "optimizer.lr=-1")[3:], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "optimizer.lr=-1" in proc.stderr

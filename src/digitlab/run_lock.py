@@ -29,8 +29,8 @@ _held: dict[Path, int] = {}  # folder -> the open, locked file descriptor of its
 class FolderInUse(DigitlabError):
     def __init__(self, folder: Path, holder: str) -> None:
         super().__init__(
-            f"{folder} is in use: another digitlab command ({holder}) is writing a run there. Two commands "
-            "writing one run folder would leave one run's record beside the other's checkpoints, so this one "
+            f"{folder} is in use: another digitlab command ({holder}) is writing a run or sweep there. Two "
+            "commands writing one folder would leave one run's record beside the other's checkpoints, so this one "
             "was refused before it wrote anything. Wait for that command to end (then resume=true continues "
             "its run if it stopped early), or give this one another folder (hydra.run.dir=... for a run, "
             "hydra.sweep.dir=... for a sweep)."

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 import digitlab.console as console
-from digitlab.config.checks import check_group_overrides, check_override_keys
+from digitlab.config.checks import check_group_overrides, check_override_grammar, check_override_keys
 from digitlab.config.location import config_dir, register_resolvers
 from digitlab.errors import DigitlabError
 from digitlab.process import apply_process_policy, exit_on_error
@@ -86,6 +86,7 @@ def cli() -> None:
     register_resolvers()
     sys.argv[1:] = console.take_verbose_flag(sys.argv[1:])
     with exit_on_error("digitlab-train"):
+        check_override_grammar(sys.argv[1:])
         check_group_overrides(sys.argv[1:])
         check_override_keys(sys.argv[1:])
     main()

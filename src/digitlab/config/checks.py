@@ -15,6 +15,7 @@ import importlib
 import inspect
 import json
 import os
+import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,55 @@ def check_group_overrides(overrides: Sequence[str]) -> None:
                 f"on the command line. Switch it off with ~{group} (Hydra's delete syntax), or pick one of: "
                 f"{', '.join(options(group))}."
             )
+
+
+def check_override_grammar(argv: Sequence[str]) -> None:
+    """An override Hydra's grammar cannot read, typically a path whose folder names hold `=` and `,` (every
+    sweep job's folder does: `0_optimizer.lr=0.1,seed=0`), brackets or non-ASCII letters: Hydra would say
+    only "mismatched input '='". Named, with the quoted form that works."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            key, _, value = arg.partition("=")
+            quote = '"' if "'" in value else "'"
+            quoted = f"{key}={quote}{value}{quote}"
+            raise ConfigError(
+                f"{arg!r} cannot be read as a Hydra override ({str(err).splitlines()[0]}): its value holds "
+                "characters Hydra's grammar reads as syntax (=, comma, brackets, parentheses) or cannot read "
+                "unquoted (non-ASCII letters). Quote the value for Hydra, and the whole for the shell: "
+                f"{_for_the_shell(quoted)}"
+            ) from None
+
+
+def _for_the_shell(arg: str) -> str:
+    """`arg` as one shell word: in double quotes when nothing in it is special there (reads best beside
+    Hydra's single quotes), else as `shlex.quote` writes it."""
+    return f'"{arg}"' if not any(c in arg for c in '"$`\\!') else shlex.quote(arg)
+
+
+def check_sweep_lists(overrides: Sequence[Any]) -> None:
+    """A value listed twice in one sweep (`optimizer.lr=0.1,0.1`, `seed=0,0`, `0.1,0.10`) would train the
+    same job twice and count it as two runs of one row: refused, naming the override and the value.
+    `overrides`: Hydra's parsed overrides (`Override`)."""
+    for override in overrides:
+        if not override.is_sweep_override():
+            continue
+        seen: set[str] = set()
+        for value in override.sweep_iterator():
+            shown = repr(value)
+            if shown in seen:
+                raise ConfigError(
+                    f"{override.input_line} lists {value!r} more than once: the sweep would train the same job "
+                    "twice and count it as two runs. List each value once."
+                )
+            seen.add(shown)
 
 
 def check_override_keys(argv: Sequence[str]) -> None:
@@ -261,6 +311,7 @@ def validate(
         check_creatable("paths.output_dir", output_dir)
     if machine:
         _check_machine(cfg, choices)
+        _check_trainer(cfg)
     if dataset:
         check_dataset(dataset_of(cfg))
 
@@ -311,6 +362,63 @@ def _check_machine(cfg: DictConfig, choices: dict[str, Any]) -> None:
             "on the CPU, where Lightning would switch to bf16 without saying so in the run's record). Use "
             "trainer.precision=bf16-mixed, or 32-true."
         )
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """Every `trainer.*` value Lightning's Trainer refuses (`trainer.devices=0`, a strategy the accelerator
+    cannot run), refused here before any folder exists, naming the key: the Trainer is built for real, with
+    no logger, callback or folder of its own (quietly, once per distinct trainer config in a process)."""
+    node = OmegaConf.select(cfg, "trainer")
+    if not OmegaConf.is_dict(node):
+        return
+    settings = {
+        key: value
+        for key, value in OmegaConf.to_container(node, resolve=True).items()
+        if key != "default_root_dir"
+    }
+    refusal = _trainer_refusal(json.dumps(settings, sort_keys=True, default=str))
+    if refusal is None:
+        return
+    keys = [key for key in settings if key != "_target_"]
+    # The key the refusal names as an argument (`Trainer(devices=0)`, `max_steps`), else any it mentions.
+    named = [key for key in keys if f"{key}=" in refusal or f"`{key}`" in refusal]
+    named = named or [key for key in keys if key in refusal]
+    shown = ", ".join(f"trainer.{key}={settings[key]!r}" for key in named) or "the trainer settings"
+    raise ConfigError(
+        f"{shown}: Lightning's Trainer refuses {'it' if len(named) == 1 else 'them'}: {refusal}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _trainer_refusal(settings_json: str) -> str | None:
+    """Why Lightning's Trainer refuses these settings (its error's first line), or None."""
+    import logging
+
+    import lightning.pytorch  # noqa: F401 (its import sets its loggers' levels: first, then quieted)
+    from hydra.utils import instantiate
+
+    settings = json.loads(settings_json)
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)  # "GPU available: False ...": said by the real run, not by its check
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            instantiate(
+                settings,
+                default_root_dir=folder,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+    except Exception as err:  # Lightning's MisconfigurationException, ValueError, TypeError alike
+        cause = err.__cause__ or err  # Hydra's InstantiationException wraps the Trainer's own error
+        return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    return None
 
 
 # The data settings whose dataset this process checked (a sweep's jobs share theirs).

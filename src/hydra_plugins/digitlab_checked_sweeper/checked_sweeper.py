@@ -34,28 +34,35 @@ class CheckedSweeper(BasicSweeper):
         install(hydra_context)  # each job is composed twice (checked, then launched): once is enough
 
     def sweep(self, arguments: list[str]) -> Any:
+        from digitlab.config.checks import check_sweep_lists
         from digitlab.console import quiet_launchers, verbose
         from digitlab.errors import DigitlabError
         from digitlab.job import check_sweep
         from digitlab.process import exit_on_error
+        from digitlab.run_lock import check_free, hold
         from digitlab.sweeps.summary import report_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        with exit_on_error("digitlab-train"):
+            check_free(sweep_dir)  # another command's sweep is running there: refused before any work
+            check_sweep_lists(overrides)
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         jobs = [job for batch in self.overrides for job in batch]
         started = time.perf_counter()
         with exit_on_error("digitlab-train"):
             check_sweep(self.hydra_context.config_loader, self.config, jobs)
+            # One sweep per sweep folder, held for this process's life (`run_lock`): the same sweep started
+            # twice at once is refused here, before either trains.
+            hold(sweep_dir)
         log.info("checked %d jobs in %.1f s", len(jobs), time.perf_counter() - started)
         if not verbose(self.config.hydra.verbose):
             quiet_launchers()  # each job prints its own line as it ends (digitlab.console)
 
         # Hydra's BasicSweeper.sweep from here, but a failed job (an error, a dead SLURM job) does not end the
         # sweep: the other jobs run, the compare table is written for them, then the failures are reported.
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns, failed, idx = [], [], 0
         while not self.is_done():

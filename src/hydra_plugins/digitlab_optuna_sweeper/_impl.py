@@ -326,11 +326,10 @@ class OptunaSweeperImpl:
                     f"import ({err}). It names `package.module.function(cfg, trial)`, which calls trial.suggest_*."
                 ) from None
         self._fit_sampler_settings()
-        if (
-            self.sampler_cfg._target_ == "optuna.samplers.GridSampler"
-            and self.sampler_cfg.get("search_space") is None
-        ):
-            space.grid()  # refuses intervals now rather than at the first trial
+        # Built once here, so that a value the sampler or the pruner refuses (a seed out of its range, a
+        # negative n_startup_trials) is named before the study exists; GridSampler refuses intervals.
+        _built("hydra.sweeper.sampler", self.sampler_cfg, lambda: self._sampler(space, 0))
+        _built("hydra.sweeper.pruner", self.pruner_cfg, lambda: instantiate(self.pruner_cfg))
         return space, objective, [metrics] if isinstance(metrics, str) else metrics, extend
 
     def _fit_sampler_settings(self) -> None:
@@ -417,6 +416,23 @@ class OptunaSweeperImpl:
             }
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS)
         log.info("best of %d completed trials: %s", len(complete), sweep_dir / RESULTS)
+
+
+def _built(key: str, node: DictConfig, build: Callable[[], Any]) -> None:
+    """`build()`, or ConfigError naming the settings of `node` (at `key`) its error mentions (all if none)."""
+    try:
+        build()
+    except ConfigError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ or err  # Hydra's InstantiationException wraps the class's own error
+        why = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        settings = {k: v for k, v in node.items() if not str(k).startswith("_")}
+        named = [k for k in settings if str(k).lower() in why.lower()] or list(settings)
+        shown = ", ".join(f"{key}.{k}={settings[k]!r}" for k in named) or key
+        raise ConfigError(
+            f"{shown}: {node.get('_target_', key)} refuses {'it' if len(named) == 1 else 'them'}: {why}"
+        ) from None
 
 
 class _Outcomes:
