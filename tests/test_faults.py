@@ -348,13 +348,16 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     sweep = tmp_path / "sweep"
     cli(
         "-m",
-        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.05,0.1,0.2"),
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.05,0.1,0.2,0.4"),
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     jobs = sorted(sweep.glob("[0-9]_*"))
     (jobs[0] / "metrics.json").write_text('{"val/acc": 0.9, "sta')  # cut short
     (jobs[1] / "config.json").write_text("{")
+    # Valid JSON, wrong types: a reader checks them against the record's schema, not only the syntax.
+    record = json.loads((jobs[3] / "metrics.json").read_text())
+    (jobs[3] / "metrics.json").write_text(json.dumps({**record, "val/acc_best": "0.97", "epochs": 2.5}))
     (events,) = jobs[2].glob("events.out.tfevents.*")
     events.write_bytes(events.read_bytes()[: events.stat().st_size // 2])  # an event file cut mid-record
     mine = tmp_path / "paper"
@@ -369,6 +372,7 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.stdout
     assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
+    assert f"unreadable: {jobs[3]} (metrics.json: val/acc_best='0.97' is not a number)" in proc.stdout
     assert "| 1 | 1/1 | 0 | completed |" in proc.stdout, proc.stdout  # the one readable run is ranked
     assert (sweep / "compare" / "val_acc_curves.png").stat().st_size > 0
     assert compare_main([str(sweep), "--metric", "val/accc"]) == 1

@@ -109,7 +109,7 @@ class Run:
         `experiment_name`) are read from its own `hydra.yaml`, by turning them into plain interpolations."""
         resolved = self.path / CONFIG_JSON
         if resolved.exists():
-            return read_json(resolved)
+            return _mapping(read_json(resolved), CONFIG_JSON)
         text = (self.hydra_dir / "config.yaml").read_text()
         hydra_yaml = self.hydra_dir / "hydra.yaml"
         if not hydra_yaml.exists():
@@ -139,13 +139,14 @@ class Run:
 
     @cached_property
     def metrics(self) -> dict[str, Any] | None:
+        """`metrics.json`, its types checked (`check_metrics`); None for a run that has none yet."""
         path = self.path / METRICS_JSON
-        return read_json(path) if path.exists() else None
+        return check_metrics(read_json(path)) if path.exists() else None
 
     @cached_property
     def provenance(self) -> dict[str, Any] | None:
         path = self.path / PROVENANCE_JSON
-        return read_json(path) if path.exists() else None
+        return _mapping(read_json(path), PROVENANCE_JSON) if path.exists() else None
 
     @cached_property
     def unreadable(self) -> str | None:
@@ -222,9 +223,48 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+# metrics.json's schema: the counts, the timings, the strings; every other key is a metric (a number).
+_COUNTS = ("epochs", "steps", "parameters", "pruned_epoch", "stacked_with")
+_SECONDS = ("wall_time_s", "epoch_time_s")
+_TEXTS = ("error",)
+STATUSES = (COMPLETED, PRUNED, FAILED, INTERRUPTED)
+
+
+def check_metrics(record: Any) -> dict[str, Any]:
+    """`record` (metrics.json as read) if its types are the record's own, else ValueError saying which key
+    holds what: every reader gets numbers where numbers belong, or the run is one "unreadable" row."""
+    record = _mapping(record, METRICS_JSON)
+    for key, value in record.items():
+        if key == "status":
+            ok, wanted = value in STATUSES, f"one of {', '.join(STATUSES)}"
+        elif key in _COUNTS:
+            ok, wanted = _number(value) and float(value).is_integer() and value >= 0, "a whole number >= 0"
+        elif key in _SECONDS:
+            ok, wanted = value is None or _number(value), "a number of seconds"
+        elif key in _TEXTS:
+            ok, wanted = isinstance(value, str), "a text"
+        else:
+            ok, wanted = _number(value), "a number"
+        if not ok:
+            raise ValueError(f"{key}={value!r} is not {wanted}")
+    return record
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"it holds a JSON {type(value).__name__}, not an object of keys and values")
+    return value
+
+
 def _reason(err: Exception) -> str:
     if isinstance(err, json.JSONDecodeError):
         return f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): damaged or cut short"
     if isinstance(err, OSError):
         return f"{err.strerror or err}"
+    if isinstance(err, ValueError):  # a record whose types are not its schema's (`check_metrics`)
+        return str(err)
     return f"{type(err).__name__}: {err}"
