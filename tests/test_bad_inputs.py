@@ -221,6 +221,7 @@ CASES = [
     (PREDICT, ["ckpt_path={mlp_ckpt}", "invert=maybe", "{image}"], "invert='maybe'"),
     (PREDICT, ["ckpt_path={mlp_ckpt}", "invrt=true", "{image}"], "'invrt=true' is neither an option"),
     (PREDICT, ["ckpt_path={mlp_ckpt}", "{tmp}/digit=3.png"], "'{tmp}/digit=3.png' is neither an option"),
+    (PREDICT, ["ckpt_path={mlp_ckpt}", "--device", "cuda", "{image}"], "'--device' is neither an option"),
     # digitlab-compare
     (COMPARE, ["{missing}"], "{missing}"),
     (COMPARE, ["{empty}"], "{empty}"),

@@ -240,16 +240,16 @@ def test_jpeg_disguised_as_png(broken, tmp_path):
     expect_error(broken, tmp_path, "is a JPEG image, not a PNG")
 
 
-@pytest.mark.parametrize(
-    ("mode", "make"),
-    [
-        ("16-bit gray", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),
-        ("palette", lambda a: Image.fromarray(a).convert("P")),
-        ("RGB", lambda a: Image.fromarray(np.stack([a] * 3, -1))),
-        ("RGBA", lambda a: Image.fromarray(np.stack([a] * 3 + [np.full_like(a, 255)], -1))),
-        ("1-bit", lambda a: Image.fromarray(a >= 128)),
-    ],
-)
+MODES_A_USER_SAVES = [
+    ("16-bit gray", lambda a: Image.fromarray(a.astype(np.uint16) * 257)),
+    ("palette", lambda a: Image.fromarray(a).convert("P")),
+    ("RGB", lambda a: Image.fromarray(np.stack([a] * 3, -1))),
+    ("RGBA", lambda a: Image.fromarray(np.stack([a] * 3 + [np.full_like(a, 255)], -1))),
+    ("1-bit", lambda a: Image.fromarray(a >= 128)),
+]
+
+
+@pytest.mark.parametrize(("mode", "make"), MODES_A_USER_SAVES)
 def test_images_a_user_would_call_valid_decode_to_the_same_gray_levels(mode, make, tmp_path):
     """fastai's PILImageBW reads any mode as 8-bit gray; a 16-bit PNG is scaled to it, never clipped."""
     from digitlab.data.images import decode_png
@@ -260,6 +260,23 @@ def test_images_a_user_would_call_valid_decode_to_the_same_gray_levels(mode, mak
     path = tmp_path / "digit.png"
     make(gray.astype(np.uint8)).save(path)
     assert np.array_equal(decode_png(path), gray.astype(np.uint8)), mode
+
+
+@pytest.mark.parametrize(
+    ("mode", "make"), [*MODES_A_USER_SAVES, ("CMYK", lambda a: Image.fromarray(a).convert("CMYK"))]
+)
+def test_predict_reads_an_image_as_training_does(mode, make, tmp_path):
+    """One decoding for both: a 16-bit PNG scaled (not clipped), palette, RGB(A), CMYK, 1-bit."""
+    from digitlab.cli.predict import to_mnist_format
+    from digitlab.data.images import decode_png, gray8
+
+    gray = (np.arange(28 * 28, dtype=np.int64).reshape(28, 28) % 256).astype(np.uint8)
+    image = make(gray)
+    path = tmp_path / ("digit.tif" if mode == "CMYK" else "digit.png")  # PNG holds no CMYK
+    image.save(path)
+    trained = decode_png(path) if mode != "CMYK" else gray8(Image.open(path))
+    predicted = to_mnist_format(path, invert="false")
+    assert np.abs(predicted * 255 - trained).max() < 1e-3, mode
 
 
 def test_bad_batch_size(tmp_path):

@@ -12,7 +12,8 @@ Digits from image files, with a model trained by digitlab-train.
                            holds '=' (scans/digit=3.png); any other key=value that is not an option above
                            is refused
 
-Any size and mode (RGB, RGBA, grayscale, palette) is turned into the training format: 8-bit gray, 28x28.
+Any size and mode (RGB, RGBA, grayscale, 16-bit, palette, CMYK) is decoded as training decodes its PNGs
+(16-bit gray scaled, not clipped; transparency as paper), then resized to the training format, 28x28.
 
 Output (stdout): one line per image, tab-separated: its path, the predicted digit (a class of the model:
 3 or 7 for MNIST_SAMPLE, 0-9 for MNIST) and that digit's probability, e.g.
@@ -66,12 +67,12 @@ def to_mnist_format(path: Path, invert: str = "auto") -> np.ndarray:
     """float32 `[28, 28]` in [0, 1], white digit on black."""
     from PIL import Image
 
+    from digitlab.data.images import gray8
+
     with Image.open(path) as img:
         img.load()
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            background = Image.new("RGBA", img.size, (255, 255, 255, 255))  # transparent = paper
-            img = Image.alpha_composite(background, img.convert("RGBA"))
-        gray = np.asarray(img.convert("L").resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32) / 255
+        decoded = Image.fromarray(gray8(img, transparent=255))  # as training decodes; transparent = paper
+    gray = np.asarray(decoded.resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32) / 255
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if invert == "true" or (invert == "auto" and border.mean() > 0.5):
         gray = 1.0 - gray
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings, positional = parse_args(argv)
     unknown = [f"{key}={value}" for key, value in settings.items() if key not in OPTIONS]
+    unknown += [arg for arg in positional if arg.startswith("-") and not Path(arg).exists()]  # --device
     if unknown:
         print(
             f"digitlab-predict: {unknown[0]!r} is neither an option of digitlab-predict (it takes "

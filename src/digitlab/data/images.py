@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 IMAGE_SIZE = (28, 28)
 # How PIL opens a 16-bit grayscale PNG (a 16-bit RGB one it opens as 8-bit RGB itself).
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
-CACHE_VERSION = 1  # bump when the cached format changes
+CACHE_VERSION = 2  # bump when the cached format or the decoding changes (2: transparency composited)
 
 
 def list_images(split_dir: Path, class_names: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -87,9 +88,24 @@ def content_key(split_dir: Path, items: list[tuple[int, str]], cache_dir: Path) 
     return _digest(split_dir, items, _content), memo
 
 
+def gray8(img: Any, transparent: int = 0) -> np.ndarray:
+    """Any PIL image as uint8 gray, the one decoding that training images and predict's inputs share, as
+    fastai's PILImageBW reads them: 16-bit gray scaled to 8 bits (PIL's `convert("L")` would clip it);
+    palette, RGB, CMYK and 1-bit through PIL's own conversion; transparency composited over the gray level
+    `transparent`: 0 for a training image (no ink, MNIST's black), 255 for a drawing given to predict (its
+    paper, which predict then inverts with the rest)."""
+    from PIL import Image
+
+    if img.mode in SIXTEEN_BIT:  # 0..65535
+        return (np.asarray(img, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        background = Image.new("RGBA", img.size, (transparent, transparent, transparent, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
 def decode_png(path: Path) -> np.ndarray:
-    """One image as uint8 `[28, 28]`; any PIL mode is converted to 8-bit gray, as fastai's PILImageBW does
-    (palette, RGB and RGBA through PIL's own conversion; 16-bit gray scaled to 8 bits)."""
+    """One training image as uint8 `[28, 28]` (`gray8`)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -100,9 +116,7 @@ def decode_png(path: Path) -> np.ndarray:
                 raise DataError(
                     f"{str(path)!r} is {img.size[0]}x{img.size[1]} pixels; MNIST images are 28x28."
                 )
-            if img.mode in SIXTEEN_BIT:  # 0..65535: scaled to 0..255, not clipped (convert("L") clips)
-                return (np.asarray(img, dtype=np.float64) / 257.0).round().astype(np.uint8)
-            return np.asarray(img.convert("L"), dtype=np.uint8)
+            return gray8(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{str(path)!r} is not a readable PNG image ({err}).") from None
 
