@@ -763,13 +763,16 @@ def test_a_trial_another_tool_runs_with_optunas_heartbeat_is_left_to_it(sample_r
     assert trials[0].value == 0.5 and STALE not in trials[0].user_attrs
 
 
-@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+@pytest.mark.parametrize(
+    ("kind", "launcher"), [("journal", "basic"), ("sqlite", "basic"), ("journal", "stacked")]
+)
 def test_a_search_killed_after_its_runs_finished_records_them_and_trains_nothing_twice(
-    sample_root, tmp_path, kind
+    sample_root, tmp_path, kind, launcher
 ):
-    """Two trials at a time; the search killed after both runs wrote metrics.json, before it told the study:
-    the same command records each from its run (its values as the job returned them) and asks only the
-    third. One trial, one run folder, one row: 3 finished trials, 3 folders, no FAIL, no retry."""
+    """Two trials at a time (a batch of the basic launcher, or two slots of a continuous stack); the search
+    killed after a run wrote metrics.json, before it told the study: the same command records each finished
+    run as its trial's outcome (its values as the job returned them), never fails or trains it again. One
+    trial, one run folder, one row: 3 finished trials, 3 run folders."""
     from tests.conftest import run_until_killed
 
     storage = _storage_of(kind, tmp_path)
@@ -778,27 +781,31 @@ def test_a_search_killed_after_its_runs_finished_records_them_and_trains_nothing
         tmp_path,
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.n_jobs=2",
+        f"hydra/launcher={launcher}",
         "trainer.max_epochs=1",
         f"hydra.sweeper.storage={storage}",
     )
     run_until_killed([sys.executable, "-m", "digitlab.cli.train", *args], "trial_ended", tmp_path)
+    from digitlab.rundir import Run
     from digitlab.sweeps.study import open_storage
 
     def trials() -> list[optuna.trial.FrozenTrial]:
         return optuna.load_study(study_name="s", storage=open_storage(storage)).trials
 
     assert [t.state for t in trials()] == [TrialState.RUNNING, TrialState.RUNNING]
-    finished = {
-        n: json.loads((d / "metrics.json").read_text()) for n, d in trial_dirs(tmp_path / "s").items()
-    }
-    assert sorted(finished) == [0, 1]
+    finished = {n: Run(d).metrics for n, d in trial_dirs(tmp_path / "s").items() if Run(d).completed}
+    assert 0 in finished, "killed as the first finished trial was to be told"
     again = cli(*args, cwd=tmp_path)
     said = again.stdout + again.stderr
     assert "after its run had finished: its outcome is recorded from" in said, said[-3000:]
     study = trials()
-    assert [t.state for t in study] == [TrialState.COMPLETE] * 3
-    assert not any(t.user_attrs.get(RETRY_OF) is not None or t.user_attrs.get(STALE) for t in study)
-    for trial in study[:2]:
-        assert trial.value == finished[trial.number]["val/acc_best"]  # the run's own number, not retrained
-    assert sorted(trial_dirs(tmp_path / "s")) == [0, 1, 2]
-    assert {Path(t.user_attrs[RUN_DIR]) for t in study} == set(trial_dirs(tmp_path / "s").values())
+    complete = [t for t in study if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and not any(t.state == TrialState.PRUNED for t in study)
+    for number, record in finished.items():
+        trial = study[number]
+        assert trial.state == TrialState.COMPLETE and not trial.user_attrs.get(STALE)
+        assert trial.value == record["val/acc_best"]  # the run's own number, not trained again
+    # A retry (of a run that had not finished) continues in its own folder; the stale one is gone.
+    assert sorted(map(str, trial_dirs(tmp_path / "s").values())) == sorted(
+        t.user_attrs[RUN_DIR] for t in complete
+    )
