@@ -157,6 +157,7 @@ CASES = [
     ),
     (TRAIN, ["-m", "model=mlp", "model.net.hidden=8,0", "seed=0,1"], "model.net.hidden=0"),
     (TRAIN, ["hparams_search=mlp", "model.net.hidden=choice(16,0)"], "model.net.hidden=0"),
+    (TRAIN, ["hparams_search=mlp", "model.net.hidden=choice(16,32,16)"], "lists 16 more than once"),
     (TRAIN, ["hparams_search=mlp", "optimizer.momentum=-1"], "optimizer.momentum=-1"),
     (TRAIN, ["hparams_search=mlp", "optimizer.lr=interval(-1,1)"], "optimizer.lr=-1.0 is invalid"),
     (TRAIN, ["hparams_search=linear_lr", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0"),

@@ -78,15 +78,15 @@ def check_sweep_lists(overrides: Sequence[Any]) -> None:
     same job twice and count it as two runs of one row: refused, naming the override and the value.
     `overrides`: Hydra's parsed overrides (`Override`)."""
     for override in overrides:
-        if not override.is_sweep_override():
+        if not override.is_sweep_override() or override.is_interval_sweep():  # an interval lists nothing
             continue
         seen: set[str] = set()
         for value in override.sweep_iterator():
             shown = repr(value)
             if shown in seen:
                 raise ConfigError(
-                    f"{override.input_line} lists {value!r} more than once: the sweep would train the same job "
-                    "twice and count it as two runs. List each value once."
+                    f"{override.input_line} lists {value!r} more than once: a sweep would train the same job "
+                    "twice and count it as two runs (a search would ask it twice as often). List each value once."
                 )
             seen.add(shown)
 

@@ -31,6 +31,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from digitlab.config.checks import check_sweep_lists
 from digitlab.errors import ConfigError
 
 FORMS = (
@@ -108,6 +109,7 @@ def parse_search_space(params: Mapping[str, str] | None, arguments: Sequence[str
         distributions.pop(key, None)
         fixed.pop(key, None)
         if override.is_sweep_override():
+            check_sweep_lists([override])
             distributions[key] = _distribution(override, line)
         else:
             fixed[key] = line
