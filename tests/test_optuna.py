@@ -809,3 +809,34 @@ def test_a_search_killed_after_its_runs_finished_records_them_and_trains_nothing
     assert sorted(map(str, trial_dirs(tmp_path / "s").values())) == sorted(
         t.user_attrs[RUN_DIR] for t in complete
     )
+
+
+@pytest.mark.parametrize("launcher", ["basic", "stacked"])
+def test_the_last_report_never_prunes_a_trial(sample_root, tmp_path, launcher):
+    """A pruner that stops every trial it may (a threshold no value reaches): with one epoch, each trial's
+    only report is its last, so each trains its whole budget and is COMPLETE, ranked by its value; with two,
+    each is pruned after epoch 0."""
+    always = [
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner",
+        "+hydra.sweeper.pruner.lower=2.0",  # val/acc_best never reaches 2
+    ]
+    for epochs, state, status in ((1, TrialState.COMPLETE, "completed"), (2, TrialState.PRUNED, "pruned")):
+        study = f"s{epochs}"
+        cli(
+            *search(
+                sample_root,
+                tmp_path,
+                f"hydra/launcher={launcher}",
+                "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.n_trials=2",
+                f"trainer.max_epochs={epochs}",
+                *always,
+                study=study,
+            ),
+            cwd=tmp_path,
+        )
+        trials = load(tmp_path / study).trials
+        assert [t.state for t in trials] == [state] * 2, launcher
+        records = [Run(trial_dirs(tmp_path / study)[t.number]).metrics for t in trials]
+        assert [r["status"] for r in records] == [status] * 2

@@ -25,10 +25,17 @@ PRUNED_SCALAR = "trial/pruned"
 # What a pruned trial leaves, for a single run (`TrialPruning`) and a stack's trial (`stacked.records`) alike.
 
 
-def report(trial: optuna.Trial, value: float, epoch: int) -> bool:
-    """`value` reported to `trial` for `epoch`; whether the study's pruner stops the trial after it."""
+def report(trial: optuna.Trial, value: float, epoch: int, max_epochs: int | None) -> bool:
+    """`value` reported to `trial` for `epoch`; whether the study's pruner stops the trial after it. Never
+    after its last epoch: a trial that trained its whole budget is completed (pruning it would save nothing,
+    and would rank it below worse completed trials)."""
     trial.report(value, step=epoch)
-    return trial.should_prune()
+    return not last_epoch(epoch, max_epochs) and trial.should_prune()
+
+
+def last_epoch(epoch: int, max_epochs: int | None) -> bool:
+    """Whether `epoch` (0-based) is the last of `max_epochs` (None or -1: no epoch budget)."""
+    return max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
 
 
 def log_pruned(loggers: list[Any], pruned: bool, step: int) -> None:
@@ -54,6 +61,11 @@ class TrialPruning(PyTorchLightningPruningCallback):
         self.pruned_epoch: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and last_epoch(trainer.current_epoch, trainer.max_epochs):
+            value = trainer.callback_metrics.get(self.monitor)
+            if trainer.is_global_zero and value is not None:  # reported, never pruned (`report`)
+                self._trial.report(float(value), step=trainer.current_epoch)
+            return
         try:
             super().on_validation_end(trainer, pl_module)
         except optuna.TrialPruned:

@@ -296,7 +296,7 @@ class TrialRecords(L.Callback):
         if trial is None or monitor not in values:
             return
         epoch = self._epoch(trainer, k)
-        if report(trial, values[monitor], epoch):
+        if report(trial, values[monitor], epoch, self.cfgs[k].trainer.get("max_epochs")):
             self.pruned[k] = epoch
             trainer.lightning_module.leave(k)
             log.info("trial %d pruned after epoch %d: it leaves the stack", trial.number, epoch)
