@@ -100,12 +100,15 @@ def test_a_loss_is_ranked_within_each_loss_function(mixed, capsys):
         assert losses == sorted(losses)
     (bce,) = by_loss["bce"]
     assert (bce["model"], bce["optimizer.lr"], bce["runs"]) == ("linear", "0.5", "2/2")
-    # "0.50" typed in one sweep and "0.5" in the other are one setting: one row of 4 runs.
-    (same,) = [r for r in by_loss["mnist_loss"] if (r["model"], r["optimizer.lr"]) == ("linear", "0.5")]
-    assert same["runs"] == "4/4" and sorted(same["seeds"].split(",")) == ["0", "0", "1", "1"]
+    # "0.50" typed in one sweep and "0.5" in the other are one setting, and each (setting, seed) was reached
+    # by both sweeps: shown once per sweep (the `runs in` column), never a mean and std over duplicates.
+    same = [r for r in by_loss["mnist_loss"] if (r["model"], r["optimizer.lr"]) == ("linear", "0.5")]
+    assert sorted(r["runs in"] for r in same) == ["bce", "grid"]
+    assert all(r["runs"] == "2/2" and sorted(r["seeds"].split(",")) == ["0", "1"] for r in same)
+    assert {r["runs in"] for r in table if r not in same} == {"-"}
     # Ranked by an accuracy, all runs share one ranking again.
     assert compare_main([str(mixed), "--out", str(mixed / "cmp")]) == 0
-    assert [int(r["rank"]) for r in rows(mixed / "cmp" / "compare.csv")] == list(range(1, 6))
+    assert [int(r["rank"]) for r in rows(mixed / "cmp" / "compare.csv")] == list(range(1, 7))
 
 
 def test_the_sweep_view_draws_each_row_and_ranks_what_matters(mixed):

@@ -373,7 +373,8 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.stdout
     assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
     assert f"unreadable: {jobs[3]} (metrics.json: val/acc_best='0.97' is not a number)" in proc.stdout
-    assert "| 1 | 1/1 | 0 | completed |" in proc.stdout, proc.stdout  # the one readable run is ranked
+    # The one readable run is ranked, and its row says which run it is (nothing else varies).
+    assert f"| 1 | {jobs[2].name} | 1/1 | 0 | completed |" in proc.stdout, proc.stdout
     assert (sweep / "compare" / "val_acc_curves.png").stat().st_size > 0
     assert compare_main([str(sweep), "--metric", "val/accc"]) == 1
     # Compare never replaces a file it did not write; its own it may write again.

@@ -211,7 +211,9 @@ def find_runs(root: str | Path) -> list[Run]:
     root = Path(root)
     found = [root] if is_run_dir(root) else []
     found += [p.parent.parent for p in root.rglob(f"{HYDRA_DIR}/config.yaml") if p.parent.parent != root]
-    return [Run(path) for path in sorted(set(found), key=_natural)]
+    # A run reached twice (a symlinked sweep folder beside its target) is one run: counted once.
+    once = {path.resolve(): path for path in sorted(set(found), key=_natural, reverse=True)}
+    return [Run(path) for path in sorted(once.values(), key=_natural)]
 
 
 def _natural(path: Path) -> list:

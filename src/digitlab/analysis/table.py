@@ -30,6 +30,7 @@ from digitlab.errors import DigitlabError
 from digitlab.rundir import COMPLETED, PRUNED, Run, find_runs
 
 SEED = "seed"
+WHERE = "runs in"  # the column that tells rows apart by where their runs sit, when settings do not
 # The final record's columns, the ranked metric first among them; each val/ metric with its spread.
 COLUMNS = ("val/acc_best", "val/acc", "val/loss", "epochs", "wall_time_s")
 # Metrics on a scale set by a group's settings: a loss means nothing across loss functions.
@@ -45,10 +46,12 @@ class Group:
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     block: tuple = ()  # the values of the settings the ranked metric's scale depends on
     pareto: bool = False
+    where: str = ""  # where its runs sit, when its settings alone do not tell it apart (`WHERE`)
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k}={display(v)}" for k, v in self.settings.items())
+        said = [f"{k}={display(v)}" for k, v in self.settings.items()]
+        return ", ".join([*said, f"in {self.where}"] if self.where else said)
 
     @property
     def completed(self) -> list[Run]:
@@ -112,6 +115,8 @@ class Comparison:
             seeds = [str(run.setting(SEED)) for run in group.completed]
             row: dict[str, Any] = {"rank": rank}
             row |= {k: display(group.settings[k]) if k in group.settings else "-" for k in self.swept}
+            if any(g.where for g in self.groups):
+                row[WHERE] = group.where or "-"
             row |= {"runs": f"{len(group.completed)}/{len(group.runs)}", "seeds": ",".join(seeds)}
             if self.shows_status:
                 row["status"] = group.status
@@ -190,8 +195,12 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
         if run.completed:
             for column in {*COLUMNS, metric, *(name for name, _ in objectives)}:
                 group.values[column].append(run.metrics.get(column))
+    found = _split_repeated_seeds(list(groups.values()), root)
+    if not swept:  # nothing varies: each row says which runs it holds by their folder
+        for group in found:
+            group.where = _where(group.runs, root)
     if objectives:
-        _mark_pareto(list(groups.values()), objectives)
+        _mark_pareto(found, objectives)
 
     def rank_key(group: Group) -> tuple:
         value = group.mean(metric)
@@ -200,8 +209,39 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
         block = tuple(display(v) for v in group.block)
         return (block, value is None, not group.pareto, pruned_only, better if better is not None else 0.0)
 
-    ranked = sorted(groups.values(), key=rank_key)
+    ranked = sorted(found, key=rank_key)
     return Comparison(root, metric, swept, ranked, runs, objectives, blocks)
+
+
+def _split_repeated_seeds(groups: list[Group], root: Path) -> list[Group]:
+    """A group whose runs repeat a seed holds the same (settings, seed) reached by two sweeps: a mean and a
+    std over duplicates would mislead, so such a group is shown once per folder its runs sit in (the `runs
+    in` column says which)."""
+    out = []
+    for group in groups:
+        seeds = [str(run.setting(SEED)) for run in group.runs]
+        if len(set(seeds)) == len(seeds):
+            out.append(group)
+            continue
+        by_folder: dict[Path, Group] = {}
+        for run in group.runs:
+            part = by_folder.get(run.path.parent)
+            if part is None:
+                part = Group(group.settings, block=group.block, where=_where([run], root, folder=True))
+                by_folder[run.path.parent] = part
+            part.runs.append(run)
+            for column in group.values if run.completed else ():
+                part.values[column].append(run.metrics.get(column))
+        out += by_folder.values()
+    return out
+
+
+def _where(runs: list[Run], root: Path, folder: bool = False) -> str:
+    """Where `runs` sit, relative to the compared folder: the run's own folder for one run, else the folder
+    holding them (`folder`: that folder even for one run)."""
+    paths = {run.path.parent for run in runs} if folder or len(runs) > 1 else {runs[0].path}
+    shown = [str(p.relative_to(root)) if p != root and root in p.parents else p.name for p in paths]
+    return ",".join(sorted(shown)) or "."
 
 
 def _kind(metric: str) -> str:
