@@ -5,10 +5,15 @@ BIN := $(VENV)/bin
 # This machine's pip takes these two from its local wheel store; elsewhere pick the build you need, e.g.
 # `make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Every other package at the exact version the tests passed with (`make lock` writes it). The torch build
+# (torch, torchvision and the CUDA libraries a CUDA build pulls) is TORCH_SPEC's, so the CPU build works too.
+LOCK := requirements.lock
+TORCH_BUILD := ^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==
+PIP := -m pip --quiet --disable-pip-version-check
 ARGS ?=
 PORT ?= 6006
 
-.PHONY: help install train test test-slow test-cluster bench lint format tensorboard dashboard clean
+.PHONY: help install lock train test test-slow test-cluster bench lint format tensorboard dashboard clean
 
 help:
 	@echo "make train [ARGS='experiment=fastbook_mlp ...']  train (default: the chapter's linear model)"
@@ -18,17 +23,31 @@ help:
 	@echo "make tensorboard [PORT=6006]                     open every run under logs/"
 	@echo "make dashboard [STUDY=logs/studies/mlp]          optuna-dashboard on a study (default: the newest)"
 	@echo "make bench                                       digitlab against a bare PyTorch loop -> benchmarks/RESULTS.md"
+	@echo "make lock                                        re-resolve the dependencies to the newest allowed, into requirements.lock"
 	@echo "make lint | format | clean | install"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python $(PIP) install $(TORCH_SPEC)
+	$(BIN)/python $(PIP) install -r $(LOCK)
+	$(BIN)/python $(PIP) install --no-deps -e '.[dev,postgres]'
 	# An environment from before digitlab's own sweeper: hydra-optuna-sweeper (optuna<3) would shadow it.
-	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y hydra-optuna-sweeper
+	$(BIN)/python $(PIP) uninstall -y hydra-optuna-sweeper
+	$(BIN)/python -m pip check
 	touch $@
 
 install: $(BIN)/.installed
+
+# Re-resolve every dependency to the newest versions pyproject.toml's ranges allow, in a fresh venv, and
+# write them to the lock; then `make test` (and commit the lock if it passes).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python $(PIP) install $(TORCH_SPEC)
+	.venv-lock/bin/python $(PIP) install -e '.[dev,postgres]'
+	{ echo "# Exact versions \`make install\` installs (written by \`make lock\`; torch's build is TORCH_SPEC's)."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -vE '$(TORCH_BUILD)'; } > $(LOCK)
+	rm -rf .venv-lock
 
 train: install
 	$(BIN)/digitlab-train $(ARGS)
@@ -43,7 +62,6 @@ test-slow: install
 # Real engines on this machine (root, apt): a single-node SLURM cluster with accounting and a PostgreSQL
 # server, started and stopped by the tests (tests/cluster/).
 test-cluster: install
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	$(BIN)/python -m pytest -m cluster tests/cluster $(ARGS)
 
 bench: install
