@@ -118,3 +118,19 @@ def test_each_interpolation_string_is_parsed_once(tmp_path):
         with pytest.raises(GrammarParseError):
             OmegaConf.create({"bad": "${run"})
     assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "checkpoints")
+
+
+def test_a_setting_the_model_does_not_take_is_no_setting_of_its_run(tmp_path):
+    """The baseline takes no optimizer, scheduler or loss: its settings (compare's columns, HParams) leave
+    them out, so they show blank beside a trained model's, never the defaults it did not use."""
+    from omegaconf import OmegaConf
+
+    from digitlab.config.hparams import trained_settings
+
+    def settings(*overrides: str) -> dict:
+        cfg = compose_config(list(overrides), output_dir=tmp_path / "run")
+        return trained_settings(OmegaConf.to_container(cfg, resolve=True))
+
+    baseline, linear = settings("experiment=fastbook_baseline"), settings("experiment=fastbook_linear")
+    assert not [key for key in baseline if key.split(".")[0] in ("optimizer", "scheduler", "loss")]
+    assert baseline["model.distance"] == "l1" and linear["optimizer.lr"] == 1.0 and "loss._target_" in linear

@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from digitlab.config.hparams import MODEL_PARTS
 from digitlab.config.location import config_dir
 from digitlab.errors import ConfigError
 from digitlab.settings import BOOLEAN, Rule, optional, whole
@@ -269,7 +270,6 @@ RUN_SETTINGS = {
 
 
 # Groups a model uses only if its config names them (the pixel-similarity baseline uses none).
-MODEL_PARTS = ("loss", "optimizer", "scheduler")
 
 
 def validate(

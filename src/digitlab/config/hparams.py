@@ -16,6 +16,9 @@ HPARAM_GROUPS = ("data", "model", "loss", "optimizer", "scheduler", "trainer")
 # Interpolated copies (model.loss is ${loss}) would repeat columns; data.seed is the run's seed.
 COPIES = ("model.loss", "model.optimizer", "model.scheduler", "data.seed")
 HYDRA_KEYS = ("_partial_", "_recursive_", "_convert_")
+# The groups a trained model takes (its node holds `loss: ${loss}`, ...); one that is not trained by gradient
+# descent (the pixel-similarity baseline) takes none of them.
+MODEL_PARTS = ("loss", "optimizer", "scheduler")
 
 
 @cache
@@ -58,7 +61,12 @@ def trained_settings(config: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[prefix] = str(node)
 
+    model = config.get("model")
     for group in HPARAM_GROUPS:
+        # A group the model does not take (the baseline's optimizer) is not one of its settings: left out,
+        # so that tables and HParams show it blank rather than a default it never used.
+        if group in MODEL_PARTS and isinstance(model, dict) and group not in model:
+            continue
         if group in config:
             walk(group, config[group])
     return flat
