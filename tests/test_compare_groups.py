@@ -89,6 +89,11 @@ def test_a_loss_is_ranked_within_each_loss_function(mixed, capsys):
     assert compare_main([str(mixed), "--metric", "val/loss", "--out", str(mixed / "cmp")]) == 0
     out = capsys.readouterr().out
     assert "val/loss is on a different scale for each loss: the runs are ranked within each" in out
+    # Importance never pools two losses' scales: one view per loss function with enough runs to tell.
+    assert "among loss=mnist_loss" in out and "among loss=bce" not in out  # bce: 2 runs, one setting
+    assert (mixed / "cmp" / "importance.png").exists() or (
+        mixed / "cmp" / "importance_loss-mnist_loss.png"
+    ).exists()
     table = rows(mixed / "cmp" / "compare.csv")
     by_loss = {}
     for row in table:
@@ -121,8 +126,9 @@ def test_the_sweep_view_draws_each_row_and_ranks_what_matters(mixed):
     rows = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
     assert len(rows) == len(comparison.groups) == 4
     assert len(figure.axes) == 2  # the colour bar
-    found = importances(comparison)
-    assert set(found) == {"model", "optimizer.lr"} and sum(found.values()) == pytest.approx(1.0)
+    view = importances(comparison)
+    assert set(view.found) == {"model", "optimizer.lr"} and sum(view.found.values()) == pytest.approx(1.0)
+    assert view.runs == 8 and "over 8 completed runs; only 8 runs: a rough estimate" in view.said
     written = sorted(p.name for p in (mixed / "grid" / "compare").iterdir())
     assert "parallel_coordinates.png" in written and "importance.png" in written
     assert "Importance for val/acc_best" in (mixed / "grid" / "compare" / "compare.md").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import digitlab.atomic as atomic
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
-from digitlab.analysis.sweep_view import importance_figure, importances, parallel_coordinates_figure
+from digitlab.analysis.sweep_view import importance_figure, importance_views, parallel_coordinates_figure
 from digitlab.analysis.table import Comparison, compare, markdown, write_csv
 from digitlab.errors import ConfigError
 
@@ -46,11 +46,11 @@ def write_summary(
     parallel = parallel_coordinates_figure(comparison)
     if parallel is not None:
         figures["parallel_coordinates.png"] = parallel
-    found = importances(comparison)
-    if found:
-        figures["importance.png"] = importance_figure(comparison, found)
-        said = ", ".join(f"{name} {value:.2f}" for name, value in found.items())
-        table += f"\nImportance for {comparison.metric} (Optuna's PED-ANOVA over these runs): {said}\n"
+    views = importance_views(comparison)
+    for view in views:
+        name = "importance.png" if len(views) == 1 else f"importance_{_file_part(view.block)}.png"
+        figures[name] = importance_figure(comparison, view)
+        table += f"\nImportance for {comparison.metric} (Optuna's PED-ANOVA): {view.said}\n"
     names = ["compare.md", "compare.csv", *figures]
     earlier = check_owned(out, names)
     atomic.write_text(out / "compare.md", table)
@@ -59,6 +59,11 @@ def write_summary(
         atomic.save_figure(figure, out / name, dpi=100)
     atomic.write_json(out / MANIFEST, {"files": sorted(set(earlier) | set(names))})
     return comparison, table, [out / name for name in names]
+
+
+def _file_part(text: str) -> str:
+    """`loss=bce` -> `loss-bce`: a setting as part of a file name."""
+    return "".join(c if c.isalnum() or c in "._" else "-" for c in text)
 
 
 def _writable(folder: Path) -> bool:

@@ -1,9 +1,10 @@
 """A sweep at a glance, for any sweep (a `-m` grid, a stacked sweep, an Optuna study alike): which settings
 matter, and where the good runs lie.
 
-- `importances`: Optuna's PED-ANOVA importance of each swept setting for the ranked metric, computed over the
-  compared runs (each finished run a trial of an in-memory study), so a grid gets it as a search does.
-  PED-ANOVA needs no scikit-learn (fANOVA would).
+- `importance_views`: Optuna's PED-ANOVA importance of each swept setting for the ranked metric, computed over
+  the comparable runs (each completed run a trial of an in-memory study: a pruned run's value is an earlier
+  epoch's), one view per loss function when the metric is a loss, with the number of runs it rests on, so a
+  grid gets it as a search does. PED-ANOVA needs no scikit-learn (fANOVA would).
 - `parallel_coordinates_figure`: one vertical axis per swept setting and one for the metric; one line per
   row of the table (its mean over seeds), coloured by the metric, with a colour bar.
 - `importance_figure`: the importances as bars, largest first.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
@@ -44,17 +46,66 @@ def _rows(comparison: Comparison) -> list[tuple[dict, float]]:
     return rows
 
 
-def importances(comparison: Comparison) -> dict[str, float]:
-    """`setting -> importance` (summing to 1 when any setting matters), largest first; empty when fewer than
-    two settings were swept or too few runs finished to tell."""
+FEW_RUNS = 10  # below this many runs an importance is said to be a rough estimate
+
+
+@dataclass
+class Importance:
+    """PED-ANOVA importances over the comparable runs of one block (one loss function's runs when the
+    metric is a loss, else all): `setting -> importance`, largest first, summing to 1."""
+
+    found: dict[str, float]
+    runs: int  # the completed runs they were computed over
+    block: str = ""  # e.g. `loss=bce`: the runs whose metric shares one scale
+
+    @property
+    def said(self) -> str:
+        values = ", ".join(f"{name} {value:.2f}" for name, value in self.found.items())
+        where = f" among {self.block}" if self.block else ""
+        rough = f"; only {self.runs} runs: a rough estimate" if self.runs < FEW_RUNS else ""
+        return f"{values} (over {self.runs} completed runs{where}{rough})"
+
+
+def importance_views(comparison: Comparison) -> list[Importance]:
+    """One `Importance` per block of comparable runs: completed runs only (a pruned run's value is taken at
+    an earlier epoch than the others'), and within each loss function when the metric is a loss (its scale
+    depends on it). Blocks with too few runs, or fewer than two varying settings, have none."""
+    views = []
+    blocks: dict[tuple, list] = {}
+    for group in comparison.groups:
+        blocks.setdefault(group.block, []).append(group)
+    for block, groups in blocks.items():
+        label = ", ".join(f"{k}={display(v)}" for k, v in zip(comparison.blocks, block, strict=True))
+        view = importances(comparison, groups)
+        if view is not None:
+            view.block = label
+            views.append(view)
+    return views
+
+
+def importances(comparison: Comparison, groups: list | None = None) -> Importance | None:
+    """The importances over `groups` (default: all) of `comparison`, from their completed runs only; None
+    when fewer than two settings vary among them or too few runs completed to tell."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    if len(comparison.swept) < 2:
-        return {}
+    from digitlab.rundir import COMPLETED
+
+    groups = comparison.groups if groups is None else groups
+    values_of = {
+        id(group): [
+            run.metrics.get(comparison.metric)
+            for run in group.runs
+            if run.status == COMPLETED and _finite(run.metrics.get(comparison.metric))
+        ]
+        for group in groups
+    }
+    groups = [group for group in groups if values_of[id(group)]]
     distributions = {}
     for key in comparison.swept:
-        values = [g.settings.get(key) for g in comparison.groups]
+        if key in comparison.blocks:
+            continue  # one value within a block
+        values = [g.settings.get(key) for g in groups]
         numbers = _numbers(values)
         if numbers is not None and len(set(numbers)) > 1:
             low, high = min(numbers), max(numbers)
@@ -69,30 +120,36 @@ def importances(comparison: Comparison) -> dict[str, float]:
         study = optuna.create_study(direction="minimize" if minimize else "maximize")
     finally:
         optuna_log.setLevel(level)
-    for group in comparison.groups:
+    if len(distributions) < 2:
+        return None
+    for group in groups:
         params = {
             key: float(group.settings[key])
             if isinstance(d, FloatDistribution)
             else display(group.settings.get(key))
             for key, d in distributions.items()
         }
-        for value in group.values[comparison.metric]:
-            if value is not None and math.isfinite(value):
-                study.add_trial(
-                    optuna.trial.create_trial(params=params, distributions=distributions, value=value)
-                )
+        for value in values_of[id(group)]:
+            study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=distributions, value=value)
+            )
     if len(study.trials) < 4:
-        return {}
+        return None
     with warnings.catch_warnings():  # PED-ANOVA is experimental in Optuna 4; a small sweep draws its warnings
         warnings.simplefilter("ignore")
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
         found = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
     if not all(math.isfinite(v) for v in found.values()) or sum(found.values()) <= 0:
-        return {}  # every run alike: nothing to rank
-    return dict(sorted(found.items(), key=lambda item: -item[1]))
+        return None  # every run alike: nothing to rank
+    return Importance(dict(sorted(found.items(), key=lambda item: -item[1])), len(study.trials))
 
 
-def importance_figure(comparison: Comparison, found: dict[str, float]) -> Figure:
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def importance_figure(comparison: Comparison, view: Importance) -> Figure:
+    found = view.found
     fig = Figure(figsize=(6, 0.6 * len(found) + 1.6))
     ax = fig.subplots()
     names = list(found)[::-1]
@@ -101,7 +158,9 @@ def importance_figure(comparison: Comparison, found: dict[str, float]) -> Figure
         ax.text(found[name], y, f" {found[name]:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(1.0, max(found.values()) * 1.15))
     ax.set_xlabel(f"importance for {comparison.metric} (PED-ANOVA, sums to 1)")
-    ax.set_title(f"What matters: {len(comparison.runs)} runs, {len(comparison.groups)} settings")
+    among = f", {view.block}" if view.block else ""
+    rough = " (few: rough)" if view.runs < FEW_RUNS else ""
+    ax.set_title(f"What matters{among}: {view.runs} completed runs{rough}")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -65,7 +65,7 @@ def trained_settings(config: dict[str, Any]) -> dict[str, Any]:
     for group in HPARAM_GROUPS:
         # A group the model does not take (the baseline's optimizer) is not one of its settings: left out,
         # so that tables and HParams show it blank rather than a default it never used.
-        if group in MODEL_PARTS and isinstance(model, dict) and group not in model:
+        if group in MODEL_PARTS and isinstance(model, dict) and "_target_" in model and group not in model:
             continue
         if group in config:
             walk(group, config[group])
