@@ -13,7 +13,9 @@ Digits from image files, with a model trained by digitlab-train.
                            is refused
 
 Any size and mode (RGB, RGBA, grayscale, 16-bit, palette, CMYK) is decoded as training decodes its PNGs
-(16-bit gray scaled, not clipped; transparency as paper), then resized to the training format, 28x28.
+(16-bit gray scaled, not clipped; transparency as paper) and framed as MNIST framed its digits: a light
+background inverted, and an image that is not 28x28 has its ink's bounding box fitted into 20x20 (aspect
+ratio kept) and centred by mass in 28x28; stderr says so for each image it changed.
 
 Output (stdout): one line per image, tab-separated: its path, the predicted digit (a class of the model:
 3 or 7 for MNIST_SAMPLE, 0-9 for MNIST) and that digit's probability, e.g.
@@ -63,20 +65,56 @@ def expand(patterns: list[str]) -> list[Path]:
     return paths
 
 
-def to_mnist_format(path: Path, invert: str = "auto") -> np.ndarray:
-    """float32 `[28, 28]` in [0, 1], white digit on black."""
+def to_mnist_format(path: Path, invert: str = "auto", notes: list[str] | None = None) -> np.ndarray:
+    """float32 `[28, 28]` in [0, 1], a white digit on black, made as MNIST's digits were: decoded as training
+    decodes (`data.images.gray8`), a light background inverted, and, for an image that is not 28x28, the
+    ink's bounding box fitted into 20x20 keeping its aspect ratio and centred by mass in 28x28 (squeezing a
+    120x90 drawing to 28x28 distorts it into another digit). What it had to do is appended to `notes`."""
     from PIL import Image
 
-    from digitlab.data.images import gray8
+    from digitlab.data.images import IMAGE_SIZE, gray8
 
     with Image.open(path) as img:
         img.load()
-        decoded = Image.fromarray(gray8(img, transparent=255))  # as training decodes; transparent = paper
-    gray = np.asarray(decoded.resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32) / 255
+        gray = gray8(img, transparent=255).astype(np.float32) / 255  # transparent = paper
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if invert == "true" or (invert == "auto" and border.mean() > 0.5):
         gray = 1.0 - gray
-    return gray
+        if notes is not None and invert == "auto":
+            notes.append("dark on light: inverted")
+    if gray.shape == IMAGE_SIZE[::-1]:
+        return gray
+    if notes is not None:
+        notes.append(
+            f"{gray.shape[1]}x{gray.shape[0]}: its ink fitted into 20x20 and centred by mass in 28x28"
+        )
+    return mnist_framed(gray)
+
+
+def mnist_framed(ink: np.ndarray, box: int = 20, size: int = 28) -> np.ndarray:
+    """`ink` (float, white on black, any size) as MNIST framed its digits: the bounding box of the ink (pixels
+    above a tenth of the brightest) scaled to fit `box` x `box`, aspect kept, then placed in `size` x `size`
+    so that its centre of mass is the centre."""
+    from PIL import Image
+
+    rows, cols = np.nonzero(ink > 0.1 * ink.max()) if ink.max() > 0 else ((), ())
+    if len(rows) == 0:  # no ink at all: nothing to frame
+        return np.zeros((size, size), np.float32)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = box / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    fitted = np.asarray(
+        Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    ).clip(0, 1)
+    ys, xs = np.indices(fitted.shape)
+    mass = fitted.sum()
+    centre_y, centre_x = (ys * fitted).sum() / mass, (xs * fitted).sum() / mass
+    top = round(size / 2 - centre_y)
+    left = round(size / 2 - centre_x)
+    top, left = min(max(top, 0), size - height), min(max(left, 0), size - width)
+    framed = np.zeros((size, size), np.float32)
+    framed[top : top + height, left : left + width] = fitted
+    return framed
 
 
 def predict(
@@ -93,11 +131,14 @@ def predict(
     _, _, model = build_from_checkpoint(ckpt_path)
     predictions, failures = [], []
     for path in paths:
+        notes: list[str] = []
         try:
-            image = to_mnist_format(path, invert)
+            image = to_mnist_format(path, invert, notes)
         except (OSError, ValueError) as err:
             failures.append((path, f"{type(err).__name__}: {err}"))
             continue
+        if notes:
+            print(f"digitlab-predict: {path}: {'; '.join(notes)}", file=sys.stderr)
         with torch.no_grad():
             probabilities = model.probabilities(model(torch.from_numpy(image)[None, None]))[0]
         label = int(probabilities.argmax())
