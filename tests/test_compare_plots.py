@@ -81,3 +81,109 @@ def test_a_search_whose_runs_share_no_other_setting_is_one_cloud_of_dots(tmp_pat
         assert ax.get_legend() is None and not ax.get_lines()  # no line, no mean
         dots = [tuple(point) for collection in ax.collections for point in collection.get_offsets()]
         assert len(dots) == 5 and "each dot a run (5)" in ax.get_title()
+
+
+def logs_of_mixed_runs(root):
+    """A logs/ folder as a researcher's becomes: two loss functions (their val/loss 50x apart), MLP widths
+    and a linear model (no width), lrs spanning decades with most between 0.02 and 0.3, 2 seeds, settings
+    every run shares, and one diverging outlier."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lrs = [0.011, 0.021, 0.034, 0.055, 0.089, 0.14, 0.23, 0.3, 2.188]
+    number = 0
+    for loss, scale in (("mnist_loss", 0.02), ("cross_entropy", 1.0)):
+        for model, hidden in (("linear", None), ("mlp", 16), ("mlp", 30), ("mlp", 64), ("mlp", 128)):
+            for lr in lrs:
+                for seed in (0, 1):
+                    run = root / f"sweep_{loss}" / f"{number}_lr={lr},seed={seed}"
+                    number += 1
+                    (run / ".hydra").mkdir(parents=True)
+                    net = {"_target_": f"digitlab.model.nets.{model}"} | (
+                        {"hidden": hidden} if hidden else {}
+                    )
+                    optimizer = {"_target_": "torch.optim.SGD", "lr": lr, "momentum": 0.9}
+                    module = "digitlab.model.module.ClassifierModule"
+                    config = {
+                        "seed": seed,
+                        "model": {"_target_": module, "net": net, "loss": {}, "optimizer": optimizer},
+                        "loss": {"_target_": f"digitlab.loss.{loss}"},
+                        "optimizer": optimizer,
+                        "data": {"batch_size": 64},
+                        "trainer": {"max_epochs": 3},
+                    }
+                    OmegaConf.save(OmegaConf.create(config), run / ".hydra/config.yaml")
+                    choices = {"loss": loss, "model": model, "optimizer": "sgd"}
+                    OmegaConf.save(
+                        OmegaConf.create({"hydra": {"runtime": {"choices": choices}}}),
+                        run / ".hydra/hydra.yaml",
+                    )
+                    diverged = lr > 2 and model == "linear"  # one outlier row per loss
+                    value = scale * (1 + rng.uniform(0, 0.5)) * (50 if diverged else 1)
+                    with SummaryWriter(run) as writer:
+                        for step in range(3):
+                            writer.add_scalar("val/acc", 0.9 + 0.02 * step - value / 100, step)
+                            writer.add_scalar("epoch", step, step)
+                    metrics = {"val/loss": value, "val/acc": 0.95, "val/acc_best": 0.96, "epochs": 3}
+                    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "completed"}))
+    return root
+
+
+def test_plots_stay_readable_on_a_real_logs_folder(tmp_path, recwarn):
+    """Read from the figures' own artists: titles and legends inside the figure and no wider than the plot,
+    one panel or figure per loss function, widths in numeric order, decade ticks on a log lr axis, a colour
+    scale that one outlier does not wash out, and no library warning."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from digitlab.analysis.summary import write_summary
+    from digitlab.analysis.sweep_view import parallel_coordinates_figures
+
+    root = logs_of_mixed_runs(tmp_path / "logs")
+    comparison, _, written = write_summary(root, "val/loss", tmp_path / "out")
+    assert not [w for w in recwarn if "matplotlib" in str(w.filename) or "layout" in str(w.message)]
+
+    def drawn(figure):
+        FigureCanvasAgg(figure).draw()
+        return figure.get_window_extent()
+
+    curves = curves_figure(comparison)
+    box = drawn(curves)
+    ax = curves.axes[0]
+    assert box.contains(*ax.title.get_window_extent().p0) and box.contains(*ax.title.get_window_extent().p1)
+    legend = ax.get_legend().get_window_extent()
+    assert legend.width <= ax.get_window_extent().width and legend.x1 <= box.x1
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert all(label.startswith("#") for label in labels if "more settings" not in label)
+    assert labels[0].startswith("#1 model=mlp, hidden="), labels  # what differs among them, short names
+    assert not [label for label in labels if "optimizer.momentum" in label or "batch_size" in label]
+    # Two losses never share an axis: one panel per loss in the metric-vs-setting plot, one figure each for
+    # the parallel coordinates.
+    lr_figure = metric_vs_param_figures(comparison)["optimizer.lr"]
+    panels = [a for a in lr_figure.axes if a.get_xlabel() == "optimizer.lr"]
+    assert len(panels) == 2 and {"loss=cross_entropy" in a.get_title() for a in panels} == {True, False}
+    assert all(a.get_xscale() == "log" for a in panels)
+    parallel = parallel_coordinates_figures(comparison)
+    assert sorted(parallel) == ["loss=cross_entropy", "loss=mnist_loss"]
+    figure = parallel["loss=mnist_loss"]
+    drawn(figure)
+    ax = figure.axes[0]
+    keys = [t.get_text() for t in ax.get_xticklabels()]
+    column = keys.index("model.net.hidden")
+    on_axis = [t for t in ax.texts if abs(t.get_position()[0] - (column + 0.04)) < 1e-9]
+    by_height = [t.get_text() for t in sorted(on_axis, key=lambda t: t.get_position()[1])]
+    assert by_height == ["16", "30", "64", "128", "-"], by_height  # numbers in numeric order
+    lr_column = keys.index("optimizer.lr")
+    lr_ticks = [t.get_text() for t in ax.texts if abs(t.get_position()[0] - (lr_column + 0.04)) < 1e-9]
+    assert lr_ticks == ["0.1", "1"] or set(lr_ticks) <= {
+        "0.01",
+        "0.1",
+        "1",
+        "0.02",
+        "0.05",
+        "0.2",
+        "0.5",
+        "2",
+    }
+    bar = figure.axes[1]
+    assert bar.get_ylim()[1] < 0.1, "the diverged run's 50x loss does not set the top of the colour scale"
+    assert any(p.name.startswith("parallel_coordinates_loss-") for p in written)

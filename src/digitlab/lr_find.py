@@ -85,7 +85,7 @@ def trimmed(lrs: list[float], losses: list[float]) -> tuple[list[float], list[fl
 
 def plot(lrs: list[float], losses: list[float], suggestion: float | None) -> Figure:
     """Loss against learning rate (log axis), trimmed (`trimmed`), the suggestion marked: on a Figure."""
-    figure = Figure(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.subplots()
     lrs, losses = trimmed(lrs, losses)
     ax.plot(lrs, losses)
@@ -106,5 +106,4 @@ def plot(lrs: list[float], losses: list[float], suggestion: float | None) -> Fig
         ax.legend()
     ax.set_title(f"lr finder: suggested lr {suggestion:.3g}" if suggestion else "lr finder")
     ax.grid(alpha=0.3)
-    figure.tight_layout()
     return figure

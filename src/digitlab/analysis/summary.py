@@ -15,7 +15,7 @@ from pathlib import Path
 
 import digitlab.atomic as atomic
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
-from digitlab.analysis.sweep_view import importance_figure, importance_views, parallel_coordinates_figure
+from digitlab.analysis.sweep_view import importance_figure, importance_views, parallel_coordinates_figures
 from digitlab.analysis.table import Comparison, compare, markdown, write_csv
 from digitlab.errors import ConfigError
 
@@ -43,9 +43,14 @@ def write_summary(
     figures = {"val_acc_curves.png": curves_figure(comparison)}
     for key, figure in metric_vs_param_figures(comparison).items():
         figures[f"{comparison.metric.replace('/', '_')}_vs_{key.replace('/', '_')}.png"] = figure
-    parallel = parallel_coordinates_figure(comparison)
-    if parallel is not None:
-        figures["parallel_coordinates.png"] = parallel
+    parallel = parallel_coordinates_figures(comparison)
+    for block, figure in parallel.items():
+        name = (
+            "parallel_coordinates.png"
+            if len(parallel) == 1
+            else f"parallel_coordinates_{_file_part(block)}.png"
+        )
+        figures[name] = figure
     views = importance_views(comparison)
     for view in views:
         name = "importance.png" if len(views) == 1 else f"importance_{_file_part(view.block)}.png"

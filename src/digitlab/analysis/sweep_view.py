@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from digitlab.analysis.plots import decade_ticks, natural_key, robust_norm
 from digitlab.analysis.table import Comparison
 from digitlab.console import shown_value as display
 
@@ -36,10 +36,10 @@ def _numbers(values: list) -> list[float] | None:
         return None
 
 
-def _rows(comparison: Comparison) -> list[tuple[dict, float]]:
-    """`(settings, mean metric)` of each row with a finite mean."""
+def _rows(comparison: Comparison, groups: list | None = None) -> list[tuple[dict, float]]:
+    """`(settings, mean metric)` of each row (of `groups`, default all) with a finite mean."""
     rows = []
-    for group in comparison.groups:
+    for group in comparison.groups if groups is None else groups:
         value = group.mean(comparison.metric)
         if value is not None and math.isfinite(value):
             rows.append(({k: group.settings.get(k) for k in comparison.swept}, value))
@@ -144,13 +144,17 @@ def importances(comparison: Comparison, groups: list | None = None) -> Importanc
     return Importance(dict(sorted(found.items(), key=lambda item: -item[1])), len(study.trials))
 
 
+def _label(value: object) -> str:
+    return "-" if value is None else display(value)
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
 def importance_figure(comparison: Comparison, view: Importance) -> Figure:
     found = view.found
-    fig = Figure(figsize=(6, 0.6 * len(found) + 1.6))
+    fig = Figure(figsize=(6, 0.6 * len(found) + 1.6), layout="constrained")
     ax = fig.subplots()
     names = list(found)[::-1]
     ax.barh(names, [found[n] for n in names], color="C0")
@@ -162,16 +166,33 @@ def importance_figure(comparison: Comparison, view: Importance) -> Figure:
     rough = " (few: rough)" if view.runs < FEW_RUNS else ""
     ax.set_title(f"What matters{among}: {view.runs} completed runs{rough}")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
-def parallel_coordinates_figure(comparison: Comparison) -> Figure | None:
+def parallel_coordinates_figures(comparison: Comparison) -> dict[str, Figure]:
+    """`block label -> figure` ("" when the runs form one block): one figure per loss function when the
+    metric is a loss, so that one colour scale never spans two losses' scales."""
+    blocks: dict[tuple, list] = {}
+    for group in comparison.groups:
+        blocks.setdefault(group.block, []).append(group)
+    figures = {}
+    for block, groups in blocks.items():
+        label = ", ".join(f"{k}={display(v)}" for k, v in zip(comparison.blocks, block, strict=True))
+        figure = parallel_coordinates_figure(comparison, groups, label)
+        if figure is not None:
+            figures[label] = figure
+    return figures
+
+
+def parallel_coordinates_figure(
+    comparison: Comparison, groups: list | None = None, among: str = ""
+) -> Figure | None:
     """None for fewer than two swept settings (the metric-vs-setting plot says it all then)."""
-    rows = _rows(comparison)
-    if len(comparison.swept) < 2 or len(rows) < 2:
+    rows = _rows(comparison, groups)
+    swept = [key for key in comparison.swept if key not in comparison.blocks]
+    if len(swept) < 2 or len(rows) < 2:
         return None
-    axes_keys = [*comparison.swept, comparison.metric]
+    axes_keys = [*swept, comparison.metric]
     positions: dict[str, list[float]] = {}
     ticks: dict[str, list[tuple[float, str]]] = {}
     for key in axes_keys:
@@ -186,17 +207,20 @@ def parallel_coordinates_figure(comparison: Comparison) -> Figure | None:
                 return (scaled[0] - scaled[1]) / ((scaled[2] - scaled[1]) or 1.0)
 
             positions[key] = [place(v) for v in numbers]
-            shown = sorted(set(numbers)) if len(set(numbers)) <= 6 else list(np.linspace(low, high, 5))
+            if len(set(numbers)) <= 6:
+                shown = sorted(set(numbers))
+            else:  # decades on a log axis (0.01, 0.1, 1), else five even steps
+                shown = decade_ticks(low, high) if log else list(np.linspace(low, high, 5))
             ticks[key] = [(place(v), display(float(v))) for v in shown]
-        else:
-            labels = sorted({display(v) for v in values})
+        else:  # numbers in numeric order (16 before 128), then the rest ("-": a setting the model lacks)
+            labels = [_label(v) for v in sorted({_label(v): v for v in values}.values(), key=natural_key)]
             where = {label: i / max(1, len(labels) - 1) for i, label in enumerate(labels)}
-            positions[key] = [where[display(v)] for v in values]
+            positions[key] = [where[_label(v)] for v in values]
             ticks[key] = [(where[label], label) for label in labels]
-    fig = Figure(figsize=(2.2 * len(axes_keys) + 1.5, 4.8))
+    fig = Figure(figsize=(2.2 * len(axes_keys) + 1.5, 4.8), layout="constrained")
     ax = fig.subplots()
     metric_values = [value for _, value in rows]
-    norm = Normalize(min(metric_values), max(metric_values))
+    norm, extend = robust_norm(metric_values)
     cmap = colormaps["viridis_r" if comparison.metric.endswith("loss") else "viridis"]
     order = sorted(range(len(rows)), key=lambda i: metric_values[i])  # the best drawn last, on top
     if comparison.metric.endswith("loss"):
@@ -222,8 +246,10 @@ def parallel_coordinates_figure(comparison: Comparison) -> Figure | None:
     ax.set_ylim(-0.06, 1.06)
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
-    bar.set_label(f"{comparison.metric} (mean over seeds)")
-    ax.set_title(f"{len(rows)} settings of {len(comparison.runs)} runs, one line each")
-    fig.tight_layout()
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, extend=extend)
+    clipped = "" if extend == "neither" else ", 5th-95th percentile"
+    bar.set_label(f"{comparison.metric} (mean over seeds{clipped})")
+    runs = sum(len(group.runs) for group in (comparison.groups if groups is None else groups))
+    where = f" ({among})" if among else ""
+    ax.set_title(f"{len(rows)} settings of {runs} runs{where}, one line each", fontsize=10)
     return fig
