@@ -51,9 +51,9 @@ def decade_ticks(low: float, high: float) -> list[float]:
 
 def robust_norm(values: list[float]) -> tuple[Normalize, str]:
     """A colour scale one outlier does not wash out: the 5th to 95th percentile of `values` (all of them for
-    fewer than 5), and the colour bar's `extend` for what lies beyond."""
+    fewer than 10, where a percentile is a value or two), and the colour bar's `extend` for what lies beyond."""
     low, high = min(values), max(values)
-    if len(values) >= 5:
+    if len(values) >= 10:
         low, high = (float(v) for v in np.percentile(values, [5, 95]))
     if low == high:
         low, high = min(values), max(values)
