@@ -948,6 +948,11 @@ def test_trials_of_different_batch_sizes_stack_and_match_their_single_runs(sampl
         trials=16,
     )
     assert len(stacked) == 16 and sorted(stacked) == sorted(basic)
+    # Each trial's wall_time_s is its own cost: its share of each of the stack's epochs by the steps it took
+    # (16 or 10 an epoch here), not the whole stack's time (metrics.json rounds it to the millisecond).
+    per_step = sum(m["wall_time_s"] for m in stacked.values()) / sum(m["steps"] for m in stacked.values())
+    for metrics in stacked.values():
+        assert metrics["wall_time_s"] == pytest.approx(per_step * metrics["steps"], abs=6e-4), metrics
     for name, metrics in stacked.items():
         assert metrics["steps"] == basic[name]["steps"] == (2 * 16 if "batch_size=6" in name else 2 * 10)
         assert metrics["val/acc"] == pytest.approx(basic[name]["val/acc"], abs=1e-6), name

@@ -49,6 +49,8 @@ class RunRecord:
         self.latest: dict[str, float] = {}  # the last validated epoch's metrics
         self.epoch_times: list[float] = []
         self.earlier_wall_time = 0.0  # spent before the checkpoint this fit resumed from
+        # A stacked trial's own cost: its share of each epoch the stack trained (`charge`), not the clock.
+        self.charged: float | None = None
         self._started = time.perf_counter()
         self._epoch_started = self._started
 
@@ -68,7 +70,13 @@ class RunRecord:
     def validated(self, metrics: dict[str, float]) -> None:
         self.latest = dict(sorted(metrics.items()))
 
+    def charge(self, seconds: float) -> None:
+        """Add `seconds` of a stack's time to this trial's cost (then its `wall_time` is what it was charged)."""
+        self.charged = (self.charged or 0.0) + seconds
+
     def wall_time(self) -> float:
+        if self.charged is not None:
+            return self.earlier_wall_time + self.charged
         return self.earlier_wall_time + time.perf_counter() - self._started
 
     def state_dict(self) -> dict[str, Any]:

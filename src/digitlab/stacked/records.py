@@ -90,6 +90,8 @@ class TrialRecords(L.Callback):
         guard = (cfgs[0].get("callbacks") or {}).get("stop_on_nonfinite_loss")
         self.check_every: int | None = guard.get("check_every_n_steps", 1) if guard else None
         self._sigterm_held = False  # a SIGTERM waiting for a common step boundary (`on_train_batch_end`)
+        # When this epoch started and each slot's steps then (`_charge_epoch`).
+        self._epoch_clock: tuple[float, list[int]] | None = None
 
     def open_slot(
         self,
@@ -192,6 +194,7 @@ class TrialRecords(L.Callback):
         for k, record in enumerate(self.records):
             if self.active(k):
                 record.epoch_started()
+        self._epoch_clock = (time.perf_counter(), [self._steps(trainer, k) for k in range(len(self.runs))])
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -313,6 +316,7 @@ class TrialRecords(L.Callback):
         ending = [k for k in range(len(self.runs)) if self.active(k) or k in pruned_now]
         for k in ending:
             self.records[k].epoch_ended()
+        self._charge_epoch(trainer, ending)
         flush_all(self._open_event_files())
         best = [Path(path) for path in self.new_best]
         self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
@@ -324,6 +328,20 @@ class TrialRecords(L.Callback):
         pause_point(f"epoch_end:{trainer.current_epoch}")
         if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
             trainer.should_stop = True  # every trial failed or was pruned
+
+    def _charge_epoch(self, trainer: L.Trainer, trials: list[int]) -> None:
+        """Each trial's cost (`wall_time_s`): the stack's epoch time, shared among its trials by the steps each
+        took in it, so that a trial costs what it trained, not the whole stack's time."""
+        if self._epoch_clock is None:
+            return
+        started, steps_before = self._epoch_clock
+        seconds = time.perf_counter() - started
+        steps = {
+            k: self._steps(trainer, k) - (steps_before[k] if k < len(steps_before) else 0) for k in trials
+        }
+        total = sum(steps.values())
+        for k in trials:
+            self.records[k].charge(seconds * steps[k] / total if total else seconds / len(trials))
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
