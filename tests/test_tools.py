@@ -176,6 +176,16 @@ def test_lr_find_suggests_a_learning_rate(sample_root, tmp_path, capsys):
     from tests.tb import load
 
     assert "lr_find" in load(tmp_path / "run").Tags()["images"]
+    # One line, the plot and the command: no progress bar, no Lightning chatter.
+    said = proc.stdout + proc.stderr
+    assert said.count("Suggested learning rate") == 1 and "plot: " in said
+    assert (
+        "Finding best initial lr" not in said and "weights_only" not in said and "GPU available" not in said
+    )
+    # The finder's folder holds no trained run: compare does not count it.
+    from digitlab.rundir import find_runs
+
+    assert find_runs(tmp_path) == [] and find_runs(tmp_path / "run") == []
 
 
 def test_the_lr_find_plot_leaves_out_the_warm_up_and_the_divergence():
@@ -246,3 +256,11 @@ def test_event_checksums_in_c_are_tensorboards():
     assert record_writer.masked_crc32c is not pure_python
     for data in (b"", b"a", os.urandom(12), os.urandom(80_000)):
         assert record_writer.masked_crc32c(data) == pure_python(data)
+
+
+def test_the_lr_finder_knows_when_its_range_went_far_enough():
+    from digitlab.lr_find import SKIP_BEGIN, diverged
+
+    falling = [1.0] * SKIP_BEGIN + [1.0 - 0.01 * i for i in range(90)]
+    assert not diverged(falling)  # still falling at the top: the range grows (`find_lr`)
+    assert diverged(falling + [0.2, 0.9, 5.0])  # past 4x its lowest

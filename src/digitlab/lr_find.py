@@ -4,14 +4,18 @@ Lightning's Tuner trains for a short while with the learning rate rising exponen
 (smoothed) loss; the suggestion is where the loss falls fastest. The loss-vs-lr plot, saved as
 `<run>/lr_find.png` and logged to TensorBoard, is trimmed as fastai's `plot_lr_find` is: the first steps
 (the smoothing's warm-up, which reads as "lowest loss at the smallest lr") and the steps after the loss
-diverged are left out, and the suggestion is marked. The command to train with it is printed (the user's
+diverged are left out, and the suggestion is marked. A loss still falling at the top of the range (10)
+makes the range grow by two decades at a time until it diverges (up to 1e5; the result says whether it did). The command to train with it is printed (the user's
 own overrides, with `optimizer.lr` set), and the result saved to `<run>/lr_find.json`. Nothing else is
 trained.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from matplotlib.figure import Figure
 
 import digitlab.atomic as atomic
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.rundir import LR_FIND_JSON, LR_FIND_PNG
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +45,45 @@ def find_lr(
         )
     from lightning.pytorch.tuner import Tuner
 
-    finder = Tuner(trainer).lr_find(
-        model,
-        datamodule=datamodule,
-        min_lr=min_lr,
-        max_lr=max_lr,
-        num_training=num_training,
-        update_attr=False,
-    )
+    per_decade = num_training / math.log10(max_lr / min_lr)
+    while True:
+        # Lightning's finder draws its own tqdm bar whatever the trainer's progress bar setting
+        # (`_LRCallback(progress_bar_refresh_rate=1)` in lightning/pytorch/tuner/lr_finder.py): kept off the
+        # console, which gets one line and the command (`cli.train.report`).
+        with contextlib.redirect_stderr(io.StringIO()):
+            finder = Tuner(trainer).lr_find(
+                model,
+                datamodule=datamodule,
+                min_lr=min_lr,
+                max_lr=max_lr,
+                num_training=num_training,
+                update_attr=False,
+            )
+        lrs, losses = finder.results.get("lr", []), finder.results.get("loss", [])
+        if diverged(losses) or len(lrs) < num_training or max_lr >= LARGEST_LR:
+            break
+        # Still falling at the top of the range: the steepest descent may lie beyond it. The range grows
+        # by two decades, with as many steps per decade, until the loss diverges.
+        max_lr, num_training = max_lr * 100, round(num_training + 2 * per_decade)
     suggestion = finder.suggestion()
-    figure = plot(finder.results.get("lr", []), finder.results.get("loss", []), suggestion)
-    atomic.save_figure(figure, output_dir / "lr_find.png", dpi=100)
+    figure = plot(lrs, losses, suggestion)
+    atomic.save_figure(figure, output_dir / LR_FIND_PNG, dpi=100)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure("lr_find", figure, close=False)
-    steps = len(finder.results.get("lr", []))
-    result = {"suggested_lr": suggestion, "min_lr": min_lr, "max_lr": max_lr, "steps": steps}
-    atomic.write_json(output_dir / "lr_find.json", result)
+    steps = len(lrs)
+    result = {
+        "suggested_lr": suggestion,
+        "min_lr": min_lr,
+        "max_lr": max_lr,
+        "steps": steps,
+        "diverged": diverged(losses),
+    }
+    atomic.write_json(output_dir / LR_FIND_JSON, result)
     if suggestion is None:
         raise DigitlabError(
             f"lr_find ran {steps} of {num_training} steps and could not suggest a learning rate (see "
-            f"{output_dir / 'lr_find.png'}). It needs about {num_training} training batches: raise "
+            f"{output_dir / LR_FIND_PNG}). It needs about {num_training} training batches: raise "
             "trainer.max_epochs or lower data.batch_size."
         )
     return result
@@ -68,6 +91,16 @@ def find_lr(
 
 SKIP_BEGIN = 10  # Lightning's `suggestion(skip_begin=10)`: the smoothing's warm-up steps
 DIVERGED = 4.0  # fastai's stop: the loss beyond 4x its lowest has diverged
+LARGEST_LR = 1e5  # the finder's range grows (from max_lr=10) no further than this
+
+
+def diverged(losses: list[float]) -> bool:
+    """Whether the loss passed `DIVERGED` times its lowest after it (the finder's range went far enough)."""
+    losses = list(losses[SKIP_BEGIN:])
+    if not losses:
+        return False
+    lowest = min(range(len(losses)), key=losses.__getitem__)
+    return any(loss > DIVERGED * max(losses[lowest], 1e-12) for loss in losses[lowest:])
 
 
 def trimmed(lrs: list[float], losses: list[float]) -> tuple[list[float], list[float]]:

@@ -102,6 +102,23 @@ def skip_exit_gc() -> None:
 
 
 @contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's info lines ("GPU available: ...", "Restoring states from ...") held back while the block
+    runs: for a Trainer built only to check its settings, and for the lr finder's short fit."""
+    import lightning.pytorch  # noqa: F401 (its import sets its loggers' levels: first, then quieted)
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def exit_on_error(program: str) -> Iterator[None]:
     """A DigitlabError inside becomes one paragraph on stderr and exit code 1 (the traceback only with
     HYDRA_FULL_ERROR=1)."""

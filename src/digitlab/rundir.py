@@ -41,6 +41,8 @@ PICTURES_DIR = "pictures"
 METRICS_JSON = "metrics.json"
 PROVENANCE_JSON = "provenance.json"
 CODE_DIFF = "code.diff"
+LR_FIND_JSON = "lr_find.json"  # an lr finder's result (`lr_find=true`): its folder holds no trained run
+LR_FIND_PNG = "lr_find.png"
 LAST_CHECKPOINT = "last.ckpt"
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
 # metrics.json's `status`: every epoch trained, or stopped by an Optuna pruner (callbacks/pruning.py): the
@@ -171,6 +173,13 @@ class Run:
         return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
     @property
+    def is_lr_find(self) -> bool:
+        """An lr finder's folder (`lr_find=true`): no trained run, so no row of a comparison."""
+        return (self.path / LR_FIND_JSON).exists() or "lr_find=true" in (
+            o.lstrip("+") for o in self.overrides
+        )
+
+    @property
     def completed(self) -> bool:
         """Whether the run finished: all its epochs, or pruned. Failed and interrupted runs have not."""
         return self.status in FINISHED
@@ -207,13 +216,23 @@ def is_run_dir(path: Path) -> bool:
 
 
 def find_runs(root: str | Path) -> list[Run]:
-    """Every run dir at or below `root` (a run, a sweep, or a whole logs folder), in path order."""
+    """Every run dir at or below `root` (a run, a sweep, or a whole logs folder), in path order; an lr finder's
+    folder is no run."""
     root = Path(root)
     found = [root] if is_run_dir(root) else []
     found += [p.parent.parent for p in root.rglob(f"{HYDRA_DIR}/config.yaml") if p.parent.parent != root]
     # A run reached twice (a symlinked sweep folder beside its target) is one run: counted once.
     once = {path.resolve(): path for path in sorted(set(found), key=_natural, reverse=True)}
-    return [Run(path) for path in sorted(once.values(), key=_natural)]
+    runs = [Run(path) for path in sorted(once.values(), key=_natural)]
+    return [run for run in runs if not _lr_find_or_unreadable(run)]
+
+
+def _lr_find_or_unreadable(run: Run) -> bool:
+    """An lr finder's folder (whose overrides.yaml, if damaged, leaves it a run: compare lists it unreadable)."""
+    try:
+        return run.is_lr_find
+    except Exception:
+        return False
 
 
 def _natural(path: Path) -> list:

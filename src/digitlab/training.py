@@ -80,9 +80,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build.loggers(cfg)
     if cfg.get("lr_find"):
         from digitlab.lr_find import find_lr
+        from digitlab.process import quiet_lightning
 
-        trainer = build.trainer(cfg, logger=loggers or False, callbacks=[], enable_checkpointing=False)
-        return find_lr(trainer, model, datamodule, run.path)
+        with quiet_lightning():  # the finder says one line, its plot and the command (`cli.train.report`)
+            trainer = build.trainer(
+                cfg,
+                logger=loggers or False,
+                callbacks=[],
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            return find_lr(trainer, model, datamodule, run.path)
     callbacks = build.callbacks(cfg)
     from digitlab.config.hparams import hparams_from_config
 

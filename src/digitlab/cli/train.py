@@ -23,6 +23,7 @@ from digitlab.config.checks import check_group_overrides, check_override_grammar
 from digitlab.config.location import config_dir, register_resolvers
 from digitlab.errors import DigitlabError
 from digitlab.process import apply_process_policy, exit_on_error
+from digitlab.rundir import LR_FIND_PNG
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,10 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides:
         lr = metrics["suggested_lr"]
         kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("lr_find", "optimizer.lr")]
         command = shlex.join(["digitlab-train", *kept, f"optimizer.lr={lr:.3g}"])
-        print(f"\nSuggested learning rate: {lr:.3g}   (plot: {output_dir / 'lr_find.png'})")
+        searched = f"lr {metrics['min_lr']:.0e} to {metrics['max_lr']:.0e}, {metrics['steps']} steps"
+        if not metrics.get("diverged", True):
+            searched += ", the loss never passed 4x its lowest"
+        print(f"\nSuggested learning rate: {lr:.3g}  ({searched}; plot: {output_dir / LR_FIND_PNG})")
         print(f"Train with it:\n  {command}\n")
         return
     shown = {k: v for k, v in metrics.items() if k.startswith("val/")}

@@ -392,18 +392,13 @@ def _check_trainer(cfg: DictConfig) -> None:
 @functools.lru_cache(maxsize=64)
 def _trainer_refusal(settings_json: str) -> str | None:
     """Why Lightning's Trainer refuses these settings (its error's first line), or None."""
-    import logging
-
-    import lightning.pytorch  # noqa: F401 (its import sets its loggers' levels: first, then quieted)
     from hydra.utils import instantiate
 
+    from digitlab.process import quiet_lightning
+
     settings = json.loads(settings_json)
-    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in quiet]
-    for logger in quiet:
-        logger.setLevel(logging.ERROR)  # "GPU available: False ...": said by the real run, not by its check
-    try:
-        with tempfile.TemporaryDirectory() as folder:
+    try:  # "GPU available: False ...": said by the real run, not by its check
+        with quiet_lightning(), tempfile.TemporaryDirectory() as folder:
             instantiate(
                 settings,
                 default_root_dir=folder,
@@ -415,9 +410,6 @@ def _trainer_refusal(settings_json: str) -> str | None:
     except Exception as err:  # Lightning's MisconfigurationException, ValueError, TypeError alike
         cause = err.__cause__ or err  # Hydra's InstantiationException wraps the Trainer's own error
         return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
     return None
 
 
