@@ -263,4 +263,4 @@ def test_the_lr_finder_knows_when_its_range_went_far_enough():
 
     falling = [1.0] * SKIP_BEGIN + [1.0 - 0.01 * i for i in range(90)]
     assert not diverged(falling)  # still falling at the top: the range grows (`find_lr`)
-    assert diverged(falling + [0.2, 0.9, 5.0])  # past 4x its lowest
+    assert diverged([*falling, 0.2, 0.9, 5.0])  # past 4x its lowest
