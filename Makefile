@@ -30,7 +30,7 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python $(PIP) install $(TORCH_SPEC)
 	$(BIN)/python $(PIP) install -r $(LOCK)
-	$(BIN)/python $(PIP) install --no-deps -e '.[dev,postgres]'
+	$(BIN)/python $(PIP) install --no-deps -e '.[dev,postgres,notebook]'
 	# An environment from before digitlab's own sweeper: hydra-optuna-sweeper (optuna<3) would shadow it.
 	$(BIN)/python $(PIP) uninstall -y hydra-optuna-sweeper
 	$(BIN)/python -m pip check
@@ -44,7 +44,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python $(PIP) install $(TORCH_SPEC)
-	.venv-lock/bin/python $(PIP) install -e '.[dev,postgres]'
+	.venv-lock/bin/python $(PIP) install -e '.[dev,postgres,notebook]'
 	{ echo "# Exact versions \`make install\` installs (written by \`make lock\`; torch's build is TORCH_SPEC's)."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -vE '$(TORCH_BUILD)'; } > $(LOCK)
 	rm -rf .venv-lock

@@ -132,3 +132,25 @@ def test_the_sweep_view_draws_each_row_and_ranks_what_matters(mixed):
     written = sorted(p.name for p in (mixed / "grid" / "compare").iterdir())
     assert "parallel_coordinates.png" in written and "importance.png" in written
     assert "Importance for val/acc_best" in (mixed / "grid" / "compare" / "compare.md").read_text()
+
+
+def test_the_notebook_api_gives_the_tables_numbers_and_the_trained_model(mixed, tmp_path):
+    """`digitlab.api.compare`: a DataFrame of the table's rows (mean, std, n), writing nothing unless asked;
+    `load_model`: a run's trained model in one call."""
+    from digitlab.api import compare as compare_frame
+    from digitlab.api import load_model
+
+    before = sorted(p.name for p in (mixed / "grid" / "compare").iterdir())
+    frame = compare_frame(mixed / "grid")
+    assert sorted(p.name for p in (mixed / "grid" / "compare").iterdir()) == before  # nothing written
+    table = rows(mixed / "grid" / "compare" / "compare.csv")
+    assert list(frame["rank"]) == [int(r["rank"]) for r in table] and list(frame["n"]) == [2] * 4
+    for (_, ours), theirs in zip(frame.iterrows(), table, strict=True):
+        assert (ours["model"], str(ours["optimizer.lr"])) == (theirs["model"], theirs["optimizer.lr"])
+        assert ours["val/acc_best"] == pytest.approx(float(theirs["val/acc_best"]))
+        assert ours["val/acc_best std"] == pytest.approx(float(theirs["val/acc_best std"]))
+    compare_frame(mixed / "grid", out=tmp_path / "written")
+    assert (tmp_path / "written" / "compare.csv").is_file()
+    run_dir = next((mixed / "grid").glob("0_*"))
+    model = load_model(run_dir)
+    assert not model.training and sorted(model.class_names) == ["3", "7"]

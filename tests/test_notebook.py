@@ -29,3 +29,25 @@ def test_quickstart_notebook_executes(monkeypatch, real_data_dir):
     table = tables[-1]["data"]["text/markdown"]
     assert table.startswith("| rank | model |") and "| mlp |" in table and "| pixel_similarity |" in table
     assert os.environ["QUICKSTART_EPOCHS"] == "2"
+
+
+def test_the_notebook_api_script_runs(sample_root, tmp_path):
+    """experiments/notebook_api: a sweep from Python, its DataFrame and a trained model, end to end."""
+    import subprocess
+    import sys
+
+    from tests.conftest import tiny_overrides
+
+    env = {**os.environ, "NOTEBOOK_API_ARGS": " ".join(tiny_overrides(sample_root, tmp_path))}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "notebook_api" / "notebook_api.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["rank", "model", "optimizer.lr", "n", "val/acc_best", "val/acc_best", "std"]
+    assert len(lines) == 6 and "val/acc recomputed" in lines[-1]

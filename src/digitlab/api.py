@@ -1,7 +1,10 @@
 """Python API for notebooks, scripts and tests: the same composed config, checks and run dir as `digitlab-train`.
 
-from digitlab.api import run
+from digitlab.api import compare, load_model, run, sweep
 metrics, run_dir = run(["experiment=fastbook_mlp", "trainer.max_epochs=5"])
+folder = sweep(["hydra/launcher=stacked", "model=linear,mlp", "optimizer.lr=0.1,1.0", "seed=0,1"])
+table = compare(folder)             # a pandas DataFrame: one row per setting, mean, std and n per metric
+model = load_model(run_dir)         # the trained LightningModule, in eval mode
 """
 
 from __future__ import annotations
@@ -66,3 +69,68 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
     hydra_record = {"hydra": {"runtime": {"choices": choices}}}
     atomic.write_text(run_dir.hydra_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create(hydra_record)))
     return run_checked_job(cfg, choices, overrides), run_dir.path
+
+
+def sweep(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> Path:
+    """`digitlab-train -m <overrides>` from Python, with any launcher or sweeper (`hydra/launcher=stacked`,
+    `hparams_search=mlp`); returns the sweep folder (default: a new one under `logs/multiruns/`). It runs as
+    the command, in a process of its own: a Hydra multirun owns its process (its logging, its launchers'
+    worker processes, SLURM's requeue), which a notebook's must not become. A refused or failed sweep raises
+    DigitlabError with the command's own paragraph."""
+    import subprocess
+    import sys
+    import time
+
+    from digitlab.errors import DigitlabError
+
+    folder = (
+        Path(sweep_dir) if sweep_dir else Path("logs", "multiruns", time.strftime("%Y-%m-%d_%H-%M-%S-api"))
+    )
+    command = [sys.executable, "-m", "digitlab.cli.train", "-m", *overrides, f"hydra.sweep.dir={folder}"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise DigitlabError(said[-1] if said else f"the sweep exited with {done.returncode}")
+    return folder.absolute()
+
+
+def compare(folder: str | Path, metric: str | None = None, out: str | Path | None = None) -> Any:
+    """The comparison of the runs under `folder` as a pandas DataFrame, one row per setting (its runs equal
+    but for the seed), ranked as `digitlab-compare` ranks them: the same numbers as its table, each metric's
+    mean with its std and `n` (completed runs). Nothing is written unless `out` names a folder for the
+    table and plots."""
+    try:
+        import pandas as pd
+    except ImportError:
+        from digitlab.errors import DigitlabError
+
+        raise DigitlabError(
+            "digitlab.api.compare returns a pandas DataFrame: pip install pandas (or digitlab[notebook])."
+        ) from None
+    from digitlab.analysis.summary import write_summary
+    from digitlab.analysis.table import compare as comparison_of
+
+    comparison = write_summary(folder, metric, out)[0] if out is not None else comparison_of(folder, metric)
+    rows = comparison.rows()
+    for row, group in zip(rows, comparison.groups, strict=True):
+        row["n"] = len(group.completed)
+    return pd.DataFrame(rows)
+
+
+def load_model(run_or_checkpoint: str | Path, which: str = "best") -> Any:
+    """The trained model of a run folder (its best checkpoint, or `which="last"`) or of a checkpoint file,
+    as a LightningModule in eval mode, its weights read as data (`torch.load(weights_only=True)`)."""
+    from digitlab.build import build_from_checkpoint
+    from digitlab.errors import DigitlabError
+    from digitlab.rundir import LAST_CHECKPOINT, Run
+
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        checkpoints = Run(path).checkpoints
+        best = sorted(checkpoints.glob("epoch*.ckpt"))
+        chosen = best[-1] if which == "best" and best else checkpoints / LAST_CHECKPOINT
+        if not chosen.is_file():
+            raise DigitlabError(f"{path} holds no checkpoint ({checkpoints} is empty or missing).")
+        path = chosen
+    _, _, model = build_from_checkpoint(path)
+    return model.eval()
