@@ -950,6 +950,10 @@ def test_trials_of_different_batch_sizes_stack_and_match_their_single_runs(sampl
     assert len(stacked) == 16 and sorted(stacked) == sorted(basic)
     # Each trial's wall_time_s is its own cost: its share of each of the stack's epochs by the steps it took
     # (16 or 10 an epoch here), not the whole stack's time (metrics.json rounds it to the millisecond).
+    from tests.tb import steps
+
+    for run in find_runs(tmp_path / "stacked"):  # curves of batch 6 and batch 10 line up against the epoch
+        assert steps(run.path)["by_epoch/val/acc"] == [1, 2], run.path.name
     per_step = sum(m["wall_time_s"] for m in stacked.values()) / sum(m["steps"] for m in stacked.values())
     for metrics in stacked.values():
         assert metrics["wall_time_s"] == pytest.approx(per_step * metrics["steps"], abs=6e-4), metrics

@@ -37,6 +37,10 @@ def test_run_dir_holds_config_checkpoints_events_and_metrics(linear_run):
 def test_event_files_hold_epoch_scalars(linear_run):
     metrics, run_dir = linear_run
     values = scalars(run_dir)
+    # Each validation metric again against the epoch, so that runs of any batch size line up.
+    from tests.tb import steps
+
+    assert steps(run_dir)["by_epoch/val/acc"] == [1, 2, 3] and values["by_epoch/val/acc"] == values["val/acc"]
     for tag in ("train/loss", "val/loss", "val/acc", "val/acc_3", "val/acc_7", "val/acc_best"):
         assert len(values[tag]) == 3, tag  # one point per epoch
     assert values["val/acc"][-1] == pytest.approx(metrics["val/acc"])
@@ -53,6 +57,8 @@ def test_hparams_name_the_settings_and_real_metric_tags(linear_run):
     assert values["model.net._target_"] == "digitlab.model.nets.linear"
     assert values["loss._target_"] == "digitlab.loss.MnistLoss"
     assert values["data.batch_size"] == 16 and values["seed"] == 0
+    # The groups' options by name, as a researcher reads a run (not only `digitlab.model.nets.linear`).
+    assert (values["model"], values["optimizer"], values["loss"]) == ("linear", "sgd", "mnist_loss")
     assert {"val/acc", "val/acc_best", "val/loss"} <= set(scalars(run_dir))
     assert "hp_metric" not in scalars(run_dir)
 

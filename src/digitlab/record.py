@@ -41,6 +41,17 @@ def log_hparams(loggers: list[Any], hparams: dict[str, Any]) -> None:
             logger.log_hyperparams(hparams)
 
 
+BY_EPOCH = "by_epoch/"  # TensorBoard tags whose step is the epoch: trials of any batch size line up
+
+
+def log_by_epoch(loggers: list[Any], metrics: dict[str, float], epochs: int) -> None:
+    """Each validation metric again under `by_epoch/<tag>` at step `epochs` (trained so far): TensorBoard's x
+    axis is the step, so a batch-64 run's `val/acc` curve is 8x a batch-512 one's; these line up by epoch."""
+    values = {BY_EPOCH + name: value for name, value in metrics.items() if name.startswith("val/")}
+    for logger in loggers if values else ():
+        logger.log_metrics(values, step=epochs)
+
+
 class RunRecord:
     """The record of one run (or one stacked trial) while it trains."""
 

@@ -98,7 +98,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pruning = trial_pruning(cfg, run)
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks += [pruning] if pruning else []
-    callbacks.append(RunResults(run.path, hparams_from_config(config), config, outcome=pruning))
+    hparams = hparams_from_config(config, run_choices(run))
+    callbacks.append(RunResults(run.path, hparams, config, outcome=pruning))
     quiet = {"enable_progress_bar": False} if jobs > 1 else {}  # bars of parallel jobs would interleave
     job = quiet_sweep_job()
     if job is not None:  # a sweep's job: no bar, and the model summary once, by the sweep's first job
@@ -125,6 +126,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if pruning:
         pruning.raise_if_pruned()  # after metrics.json: the sweeper records the trial as PRUNED
     return finished.metrics
+
+
+def run_choices(run: rundir.Run) -> Any:
+    """Hydra's group choices of the job training in `run` (`model` -> `mlp`): the running job's, else the
+    ones its folder's `.hydra/hydra.yaml` records."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return OmegaConf.select(HydraConfig.get(), "runtime.choices")
+    return (run.hydra.get("runtime") or {}).get("choices")
 
 
 def trial_pruning(cfg: DictConfig, run: rundir.Run):

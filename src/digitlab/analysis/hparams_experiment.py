@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from digitlab.analysis.table import Comparison, differing
-from digitlab.config.hparams import trained_settings
+from digitlab.analysis.table import Comparison, differing, run_settings
 
 FOLDER = "hparams"  # under the comparison's folder
 METRICS = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc")
@@ -18,7 +17,7 @@ METRICS = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc")
 def columns(comparison: Comparison) -> list[str]:
     """The hparams (as the runs log them, `hparams_from_config`) that differ among the compared runs, with the
     experiment first and the seed last."""
-    settings = [trained_settings(run.config) for run in comparison.runs if not run.unreadable]
+    settings = [run_settings(run) for run in comparison.runs if not run.unreadable]
     return ["experiment", *differing(settings), "seed"]
 
 
@@ -34,7 +33,7 @@ def write_hparams_experiment(comparison: Comparison, out: Path) -> Path:
         if run.unreadable:
             continue
         flat = {"experiment": run.setting("experiment_name"), "seed": run.setting("seed")}
-        flat |= trained_settings(run.config)
+        flat |= run_settings(run)
         for name in names:
             if name not in example and flat.get(name) is not None:
                 example[name] = flat[name]

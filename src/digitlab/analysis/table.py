@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digitlab.config.hparams import HPARAM_GROUPS, trained_settings
+from digitlab.config.hparams import group_choices, trained_settings
 from digitlab.console import shown_value as display
 from digitlab.errors import DigitlabError
 from digitlab.rundir import COMPLETED, PRUNED, Run, find_runs
@@ -181,7 +181,7 @@ def compare(root: str | Path, metric: str | None = None) -> Comparison:
                 f"{', '.join(present)}."
             )
 
-    settings = {run.path: _settings(run) for run in runs}
+    settings = {run.path: run_settings(run) for run in runs}
     swept = differing([settings[run.path] for run in readable])
     scale = SCALED_BY.get(_kind(metric))
     blocks = [key for key in swept if scale and (key == scale or key.startswith(f"{scale}."))]
@@ -250,13 +250,11 @@ def _kind(metric: str) -> str:
     return "loss" if "loss" in name else name
 
 
-def _settings(run: Run) -> dict[str, Any]:
+def run_settings(run: Run) -> dict[str, Any]:
     """A run's trained settings (the seed apart) and its group choices (`model` -> `mlp`), by key."""
     if run.unreadable:
         return {}
-    choices = (run.hydra.get("runtime") or {}).get("choices") or {}
-    chosen = {group: choices[group] for group in HPARAM_GROUPS if choices.get(group) is not None}
-    return chosen | trained_settings(run.config)
+    return group_choices((run.hydra.get("runtime") or {}).get("choices")) | trained_settings(run.config)
 
 
 def differing(settings: list[dict[str, Any]]) -> list[str]:

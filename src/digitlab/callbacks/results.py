@@ -14,7 +14,7 @@ import lightning as L
 
 from digitlab.checkpoint_format import CONFIG_KEY, RECORD_CALLBACK
 from digitlab.faults import pause_point
-from digitlab.record import RunRecord
+from digitlab.record import RunRecord, log_by_epoch
 from digitlab.rundir import COMPLETED, Run
 
 
@@ -77,6 +77,10 @@ class RunResults(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record.epoch_started()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit" and trainer.global_rank == 0:
+            log_by_epoch(trainer.loggers, logged_metrics(trainer), trainer.current_epoch + 1)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record.epoch_ended()

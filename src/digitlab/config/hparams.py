@@ -5,6 +5,7 @@ out; their one list is `plumbing_keys` in `conf/config.yaml`, which also keeps t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -32,16 +33,24 @@ def is_plumbing(key: str) -> bool:
     return any(key == p or key.startswith(f"{p}.") for p in plumbing_keys())
 
 
-def hparams_from_config(config: dict[str, Any]) -> dict[str, Any]:
+def hparams_from_config(config: dict[str, Any], choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The HParams table's columns from a run's resolved config (`config.json`, a plain dict): seed,
-    experiment, tags, notes, then every setting of the trained groups."""
+    experiment, tags, notes, the groups' options (`model` -> `mlp`, from Hydra's `runtime.choices`), then
+    every setting of the trained groups."""
     flat: dict[str, Any] = {
         "seed": config.get("seed"),
         "experiment": config.get("experiment_name"),
         "tags": ",".join(str(tag) for tag in config.get("tags") or []),
         "notes": config.get("notes") or "",
     }
-    return flat | trained_settings(config)
+    return flat | group_choices(choices) | trained_settings(config)
+
+
+def group_choices(choices: Mapping[str, Any] | None) -> dict[str, str]:
+    """The trained groups' options by group (`model` -> `mlp`), from Hydra's `runtime.choices`: what a
+    researcher reads a run by, where `model.net._target_` would say `digitlab.model.nets.mlp`."""
+    choices = choices or {}
+    return {group: str(choices[group]) for group in HPARAM_GROUPS if choices.get(group) is not None}
 
 
 def trained_settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from digitlab.config.hparams import hparams_from_config
 from digitlab.console import say
 from digitlab.event_files import buffer_event_file, flush_all
 from digitlab.faults import pause_point
-from digitlab.record import RunRecord
+from digitlab.record import RunRecord, log_by_epoch
 from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class TrialRecords(L.Callback):
         # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
         self.event_files[k] = [f for f in map(buffer_event_file, self.loggers[k]) if f]
         config = OmegaConf.to_container(cfg, resolve=True)
-        record = self.records[k] = RunRecord(run, config, hparams_from_config(config))
+        choices = OmegaConf.select(hydra_cfg, "runtime.choices") if hydra_cfg is not None else None
+        record = self.records[k] = RunRecord(run, config, hparams_from_config(config, choices))
         # Its own ModelCheckpoint, as configured: which epoch is best, the file's name, and the state its
         # checkpoints carry so that a single run resuming from them goes on keeping the best.
         checkpointer = self.checkpointers[k] = _model_checkpoint(cfg)
@@ -260,6 +261,7 @@ class TrialRecords(L.Callback):
                 # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
                 step = self._steps(trainer, k, trainer.fit_loop.epoch_loop._batches_that_stepped)
                 logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
+            log_by_epoch(self.loggers[k], values, self._epoch(trainer, k) + 1)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
 
