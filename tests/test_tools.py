@@ -113,13 +113,25 @@ def test_mlflow_logger_records_each_run_named_by_its_folder(sample_root, tmp_pat
     )
     client, runs = mlflow_runs(tmp_path / "logs")
     jobs = sorted(p.name for p in sweep.glob("[0-9]_*"))
+    # One MLflow experiment for the sweep, named like its folder; a parent run holding its compare table,
+    # each job a child run of it.
+    (experiment,) = client.search_experiments(filter_string=f"name = '{sweep.name}'")
+    parent = runs.pop(sweep.name)
+    assert parent.info.experiment_id == experiment.experiment_id
+    compared = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
+    assert {"compare/compare.md", "compare/compare.csv"} <= compared, compared
     assert sorted(runs) == jobs and len(jobs) == 2 and not any("logger=" in job for job in jobs)  # plumbing
     for name, found in runs.items():
         assert found.info.status == "FINISHED" and found.data.tags["run_dir"] == str(sweep / name)
+        assert found.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert found.info.experiment_id == experiment.experiment_id
         assert (
             found.data.params["optimizer.lr"] in ("0.05", "0.1")
             and found.data.params["experiment"] == "linear"
+            and found.data.params["model"] == "linear"  # the group's option by name
         )
+        artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+        assert {"pictures", "checkpoints", "metrics.json"} <= artifacts, artifacts
         record = json.loads((sweep / name / "metrics.json").read_text())
         history = client.get_metric_history(found.info.run_id, "val/acc")
         assert len(history) == 2 and history[-1].value == pytest.approx(record["val/acc"])

@@ -14,6 +14,7 @@ import lightning as L
 
 from digitlab.checkpoint_format import CONFIG_KEY, RECORD_CALLBACK
 from digitlab.faults import pause_point
+from digitlab.loggers import log_run_artifacts
 from digitlab.record import RunRecord, log_by_epoch
 from digitlab.rundir import COMPLETED, Run
 
@@ -98,6 +99,8 @@ class RunResults(L.Callback):
             parameters=_parameters(pl_module),
             **extra,
         )
+        best = getattr(trainer.checkpoint_callback, "best_model_path", None)
+        log_run_artifacts(trainer.loggers, self.run.path, best)  # pictures (drawn before), best, record
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

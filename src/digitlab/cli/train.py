@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import digitlab.console as console
 from digitlab.config.checks import check_group_overrides, check_override_grammar, check_override_keys
@@ -28,7 +28,9 @@ from digitlab.rundir import LR_FIND_PNG
 log = logging.getLogger(__name__)
 
 
-def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides: list[str]) -> None:
+def report(
+    metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides: list[str], loggers: Any = None
+) -> None:
     if "suggested_lr" in metrics:
         lr = metrics["suggested_lr"]
         kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("lr_find", "optimizer.lr")]
@@ -47,7 +49,17 @@ def report(metrics: dict[str, Any], output_dir: Path, log_root: Path, overrides:
     print(f"Run outputs:  {output_dir}  (metrics.json, checkpoints/, TensorBoard events, .hydra/)")
     # Every run under log_root side by side, unless this one was put elsewhere (hydra.run.dir=/tmp/x).
     shown_root = log_root if log_root.absolute() in output_dir.absolute().parents else output_dir
-    print(f"TensorBoard:  tensorboard --logdir {shown_root}\n")
+    loggers = loggers if loggers is not None else {"tensorboard": {}}
+    if "tensorboard" in loggers:
+        print(f"TensorBoard:  tensorboard --logdir {shown_root}")
+    if "mlflow" in loggers:
+        mlflow = loggers["mlflow"]
+        print(
+            f"MLflow:       mlflow ui --backend-store-uri {mlflow.get('tracking_uri')}  (experiment "
+            f"{mlflow.get('experiment_name')!r}, run {mlflow.get('run_name')!r}: params, metrics, pictures, "
+            "best checkpoint)"
+        )
+    print()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -80,7 +92,8 @@ def main(cfg: DictConfig) -> float | None:
         )
     else:
         log_root = hydra_cfg.sweep.dir if multirun else cfg.paths.log_dir
-        report(metrics, Path(cfg.paths.output_dir), Path(log_root), overrides)
+        loggers = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else {}
+        report(metrics, Path(cfg.paths.output_dir), Path(log_root), overrides, loggers)
     return optimized(metrics, cfg.get("optimized_metric"))
 
 

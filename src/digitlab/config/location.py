@@ -33,6 +33,7 @@ def register_resolvers() -> None:
       else the model's).
     - `${gpus_for:accelerator,devices}`: the GPUs a job asks SLURM for: none unless it trains on a GPU.
     - `${basename:path}`: a path's last part (an MLflow run is named by its run folder).
+    - `${sweep_dir:}`: the running job's sweep folder under `-m`, else null (an MLflow sweep's experiment).
 
     And each interpolation string is parsed once per process (`parse_cache`).
     """
@@ -47,6 +48,17 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("gpus_for", _gpus_for)
     if not OmegaConf.has_resolver("basename"):
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("sweep_dir"):
+        OmegaConf.register_new_resolver("sweep_dir", _sweep_dir)
+
+
+def _sweep_dir() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return str(Path(str(HydraConfig.get().sweep.dir)).absolute())
 
 
 def _gpus_for(accelerator: str, devices: object) -> int:

@@ -50,6 +50,7 @@ from digitlab.config.hparams import hparams_from_config
 from digitlab.console import say
 from digitlab.event_files import buffer_event_file, flush_all
 from digitlab.faults import pause_point
+from digitlab.loggers import log_run_artifacts
 from digitlab.record import RunRecord, log_by_epoch
 from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
 
@@ -472,6 +473,10 @@ class TrialRecords(L.Callback):
             logger.finalize("success")
         self.records[k].finish(
             extra.pop("status", COMPLETED), **self._counts(trainer, k, epoch_done), **extra
+        )
+        checkpointer = self.checkpointers[k]
+        log_run_artifacts(
+            self.loggers[k], self.runs[k].path, checkpointer.best_model_path if checkpointer else None
         )
 
     def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:

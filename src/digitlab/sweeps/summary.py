@@ -25,6 +25,7 @@ def report_sweep(sweep_dir: Path) -> None:
     from digitlab.analysis.hparams_experiment import write_hparams_experiment
     from digitlab.analysis.summary import write_summary
     from digitlab.errors import DigitlabError
+    from digitlab.loggers import log_sweep_artifacts
 
     try:
         comparison, table, written = write_summary(sweep_dir)
@@ -36,4 +37,5 @@ def report_sweep(sweep_dir: Path) -> None:
         log.warning("no sweep summary written: %s is read-only", sweep_dir)
         return
     write_hparams_experiment(comparison, written[0].parent)
+    log_sweep_artifacts(sweep_dir, written[0].parent)  # the MLflow sweep's parent run, if it has one
     print(f"Written to {written[0].parent}: {', '.join(p.name for p in written)}")
