@@ -12,7 +12,9 @@ system also waits for whatever else is written there (other processes' files too
 
 A writer killed mid-write leaves its temporary file (`.<name>.<...>.partial`, hidden beside the file it was
 to become); the next process that holds the run's folder removes it (`remove_leftovers`, from
-`run_lock.hold`).
+`run_lock.hold`). Kept rather than Lightning's CheckpointIO alone: that covers checkpoints (and
+`TorchCheckpointIO` writes them in place), while every file a run leaves (JSON, YAML, PNG, event files) needs
+the same guarantee; `checkpoints.CheckpointFiles` is the CheckpointIO that writes through this module.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ folder and the process holding it (the holder writes who it is into the lock fil
 anything; a killed run leaves no lock behind, so its `resume=true` is never blocked. Held once per process
 (the single-run check and the job's run take it in turn); DDP's child processes (LOCAL_RANK > 0) write under
 their parent's hold. Whoever takes the hold removes the temporary files a killed writer left in the run's
-folders (`rundir.Run.remove_leftovers`).
+folders (`rundir.Run.remove_leftovers`). Kept rather than `filelock.FileLock` (used elsewhere for short
+critical sections): the refusal names the holder (pid, host, since when), which the lock file's own content
+carries here, and a test can read the holder without taking the lock (`check_free`).
 """
 
 from __future__ import annotations

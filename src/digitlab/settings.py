@@ -5,6 +5,8 @@ a call with a bad value raises a `ConfigError` naming it (`hidden=-1 is invalid:
 >= 1.`). Before any work, `config.checks.validate` reads the same rules from each `_target_` of the composed
 config and names the value as the user typed it (`model.net.hidden=-1`). Targets digitlab does not own
 (Lightning's Trainer and callbacks) have their rules in `FOREIGN`, keyed by the target, not by a key path.
+Kept rather than Hydra's structured configs, which check a value's type but not its range (lr > 0,
+momentum < 1) and whose errors do not name the override as typed; these rules travel with any `_target_`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The comparison's plots, drawn on a `matplotlib.figure.Figure` (no pyplot, no global backend: a notebook
 that calls these keeps its own). Every line is one group of runs (the same settings but the seed): its mean
 over seeds, with a band of one standard deviation; a line never averages runs of different settings.
+Kept rather than `optuna.visualization.matplotlib`, whose plots read a study's trials: a grid sweep or a
+logs/ folder has run folders and no study, and its rows are groups over seeds.
 
 - `curves_figure`: a metric per epoch, one line per group; past `TOP` groups the best `TOP` are drawn in
   colour and the rest in grey under one legend entry.

@@ -3,6 +3,8 @@ renamed into place, so an interrupted download never leaves a half-written datas
 
 fastai's check (fastdownload's `path_stats`, read against its `checks.txt`) is the archive's size and the
 md5 of its first megabyte (`hashlib.md5(f.read(2**20))`), not of the whole file: `Layout.md5` holds that.
+Kept rather than torchvision's `download_and_extract_archive`, which checks the whole file's md5 (fastai
+publishes only its first megabyte's) and extracts in place (a kill leaves half a dataset).
 """
 
 from __future__ import annotations
