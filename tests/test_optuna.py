@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import optuna
@@ -840,3 +841,31 @@ def test_the_last_report_never_prunes_a_trial(sample_root, tmp_path, launcher):
         assert [t.state for t in trials] == [state] * 2, launcher
         records = [Run(trial_dirs(tmp_path / study)[t.number]).metrics for t in trials]
         assert [r["status"] for r in records] == [status] * 2
+
+
+def test_a_searchs_importance_is_optunas_own_over_its_completed_trials(sample_root, tmp_path):
+    """compare on an Optuna search's folder gives the numbers `optuna.importance` gives for its study."""
+    from digitlab.analysis.sweep_view import importance_views
+    from digitlab.analysis.table import compare
+
+    args = search(
+        sample_root,
+        tmp_path,
+        LR_SEARCH,
+        "model=mlp",
+        "model.net.hidden=choice(4,8,16)",
+        "hydra.sweeper.n_trials=10",
+        "trainer.max_epochs=1",
+        "hydra/sweeper/pruner=none",
+    )
+    cli(*args, cwd=tmp_path)
+    study = load(tmp_path / "s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True
+        )
+    (view,) = importance_views(compare(tmp_path / "s"))
+    assert view.of_study and view.runs == 10 and view.found == pytest.approx(theirs)
+    said = (tmp_path / "s" / "compare" / "compare.md").read_text()
+    assert "Optuna's own, over the 10 completed trials of its study" in said

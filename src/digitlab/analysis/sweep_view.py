@@ -57,19 +57,26 @@ class Importance:
     found: dict[str, float]
     runs: int  # the completed runs they were computed over
     block: str = ""  # e.g. `loss=bce`: the runs whose metric shares one scale
+    of_study: bool = False  # Optuna's own, over the search's study (`study_importance`)
 
     @property
     def said(self) -> str:
         values = ", ".join(f"{name} {value:.2f}" for name, value in self.found.items())
         where = f" among {self.block}" if self.block else ""
         rough = f"; only {self.runs} runs: a rough estimate" if self.runs < FEW_RUNS else ""
+        if self.of_study:
+            return f"{values} (Optuna's own, over the {self.runs} completed trials of its study{rough})"
         return f"{values} (over {self.runs} completed runs{where}{rough})"
 
 
 def importance_views(comparison: Comparison) -> list[Importance]:
     """One `Importance` per block of comparable runs: completed runs only (a pruned run's value is taken at
     an earlier epoch than the others'), and within each loss function when the metric is a loss (its scale
-    depends on it). Blocks with too few runs, or fewer than two varying settings, have none."""
+    depends on it). Blocks with too few runs, or fewer than two varying settings, have none. An Optuna
+    search's folder gets Optuna's own importance of its study (`study_importance`)."""
+    own = study_importance(comparison)
+    if own is not None:
+        return [own]
     views = []
     blocks: dict[tuple, list] = {}
     for group in comparison.groups:
@@ -81,6 +88,40 @@ def importance_views(comparison: Comparison) -> list[Importance]:
             view.block = label
             views.append(view)
     return views
+
+
+def study_importance(comparison: Comparison) -> Importance | None:
+    """For the folder of an Optuna search (its `study.journal` beside the runs, one single-objective study
+    optimizing the ranked metric): Optuna's own PED-ANOVA importance over the study's completed trials, in
+    the study's own search space, read without writing (`open_storage(repair=False)`)."""
+    import optuna
+
+    from digitlab.sweeps.study import JOURNAL, open_storage
+
+    journal = comparison.root / JOURNAL
+    if not journal.is_file():
+        return None
+    try:
+        storage = open_storage(journal, repair=False)
+        (summary,) = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    except Exception:  # several studies, a damaged journal: the runs' own importance instead
+        return None
+    runs = [run for run in comparison.runs if not run.unreadable]
+    optimized = runs[0].setting("optimized_metric") if runs else None
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(study.directions) != 1 or optimized != comparison.metric or len(complete) < 4:
+        return None
+    if len({name for trial in complete for name in trial.params}) < 2:
+        return None
+    with warnings.catch_warnings():  # PED-ANOVA is experimental in Optuna 4
+        warnings.simplefilter("ignore")
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True
+        )
+    if not found or not all(math.isfinite(v) for v in found.values()) or sum(found.values()) <= 0:
+        return None
+    return Importance(dict(sorted(found.items(), key=lambda item: -item[1])), len(complete), of_study=True)
 
 
 def importances(comparison: Comparison, groups: list | None = None) -> Importance | None:
