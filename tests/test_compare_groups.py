@@ -154,3 +154,11 @@ def test_the_notebook_api_gives_the_tables_numbers_and_the_trained_model(mixed, 
     run_dir = next((mixed / "grid").glob("0_*"))
     model = load_model(run_dir)
     assert not model.training and sorted(model.class_names) == ["3", "7"]
+
+
+def test_the_sweeps_hparams_show_the_options_and_the_seed_first(mixed):
+    """TensorBoard shows an experiment's first five hparams by default: a group's option by name (`model`,
+    not `model.net._target_`) and the seed come first, so two seeds never look like duplicate rows."""
+    from digitlab.analysis.hparams_experiment import columns
+
+    assert columns(compare(mixed / "grid")) == ["model", "seed", "optimizer.lr", "experiment"]

@@ -1,7 +1,10 @@
 """TensorBoard's HParams tab for a sweep. Without an experiment summary TensorBoard shows every setting that
 any run logged (about 24 columns, most of them constant), which pushes the metrics off the screen. When a
 sweep ends, its experiment summary is written beside its jobs (`<sweep>/compare/hparams/`): the columns are
-the experiment, the settings that differ among the sweep's runs and the seed, then the final metrics.
+the groups' options that differ (`model`), the seed, the values that differ, the experiment, then the final
+metrics. TensorBoard shows the first five hparams of an experiment until the user ticks more (its
+`kNumHParamsToDisplayByDefault`), those that differ between runs first, so this order keeps the options and
+the seed in view: two seeds of one setting never look like duplicate rows.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ METRICS = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc")
 
 
 def columns(comparison: Comparison) -> list[str]:
-    """The hparams (as the runs log them, `hparams_from_config`) that differ among the compared runs, with the
-    experiment first and the seed last."""
+    """The hparams (as the runs log them, `hparams_from_config`) that differ among the compared runs: the
+    groups' options, the seed, the values, then the experiment (see above)."""
     settings = [run_settings(run) for run in comparison.runs if not run.unreadable]
-    return ["experiment", *differing(settings), "seed"]
+    differ = differing(settings)
+    options = [key for key in differ if "." not in key]  # `differing` lists a group's option by its name
+    return [*options, "seed", *(key for key in differ if key not in options), "experiment"]
 
 
 def write_hparams_experiment(comparison: Comparison, out: Path) -> Path:
