@@ -33,8 +33,10 @@ def test_every_model_trains_and_logs_the_same_metrics(sample_root, tmp_path, ove
     metrics, _ = run(
         tiny_overrides(sample_root, tmp_path, *overrides, "trainer.max_epochs=1"), output_dir=tmp_path / "r"
     )
-    for key in ("val/acc", "val/acc_3", "val/acc_7", "val/acc_macro", "val/acc_best"):
-        assert 0.0 <= metrics[key] <= 1.0, key
+    # Logged under the same names by every model, and consistent with each other: the macro accuracy is the
+    # mean of the per-class ones (the chapter's figure), the best epoch's at least the last one's.
+    assert metrics["val/acc_macro"] == pytest.approx((metrics["val/acc_3"] + metrics["val/acc_7"]) / 2)
+    assert metrics["val/acc_best"] >= metrics["val/acc"] and metrics["epochs"] == 1
 
 
 @pytest.mark.parametrize("experiment", ["mnist_linear", "mnist_mlp", "mnist_resnet18"])
