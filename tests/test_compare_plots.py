@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from omegaconf import OmegaConf
+from pytest import approx
 from torch.utils.tensorboard import SummaryWriter
 
 from digitlab.analysis.plots import curves_figure, metric_vs_param_figures
@@ -187,3 +188,30 @@ def test_plots_stay_readable_on_a_real_logs_folder(tmp_path, recwarn):
     bar = figure.axes[1]
     assert bar.get_ylim()[1] < 0.1, "the diverged run's 50x loss does not set the top of the colour scale"
     assert any(p.name.startswith("parallel_coordinates_loss-") for p in written)
+
+
+def test_a_grids_importance_is_its_main_effects(tmp_path):
+    """On a 2x2 grid (x 2 seeds) where the MLP beats the linear model at both lrs, the model matters: each
+    setting's importance is its main effect's share, computed here by hand from the cells' means. (PED-ANOVA,
+    which asks where the top 10 % of trials lie, gave the model 0.01 on this grid.)"""
+    from digitlab.analysis.sweep_view import importance_views
+
+    accuracy = {("linear", 0.01): 0.93, ("linear", 0.1): 0.96, ("mlp", 0.01): 0.95, ("mlp", 0.1): 0.985}
+    for number, ((model, lr), value) in enumerate((cell, v) for cell, v in accuracy.items() for _ in (0, 1)):
+        seed = number % 2
+        run = tmp_path / "grid" / f"{number}_model={model},lr={lr},seed={seed}"
+        (run / ".hydra").mkdir(parents=True)
+        config = {"seed": seed, "model": {"net": {"_target_": model}}, "optimizer": {"lr": lr}}
+        OmegaConf.save(OmegaConf.create(config), run / ".hydra/config.yaml")
+        choices = {"hydra": {"runtime": {"choices": {"model": model}}}}
+        OmegaConf.save(OmegaConf.create(choices), run / ".hydra/hydra.yaml")
+        metrics = {"val/acc_best": value + 0.001 * seed, "status": "completed"}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    (view,) = importance_views(compare(tmp_path / "grid"))
+    grand = sum(accuracy.values()) / 4 + 0.0005
+    model = ((0.93 + 0.96) / 2 + 0.0005 - grand) ** 2
+    lr = ((0.93 + 0.95) / 2 + 0.0005 - grand) ** 2
+    assert view.grid == "2x2" and view.runs == 8
+    assert view.found == {"optimizer.lr": approx(lr / (lr + model)), "model": approx(model / (lr + model))}
+    assert view.found["model"] > 0.3
+    assert view.said.startswith("optimizer.lr 0.68, model 0.32 (main effects over the full 2x2 grid, over 8")

@@ -55,7 +55,7 @@ def write_summary(
     for view in views:
         name = "importance.png" if len(views) == 1 else f"importance_{_file_part(view.block)}.png"
         figures[name] = importance_figure(comparison, view)
-        table += f"\nImportance for {comparison.metric} (Optuna's PED-ANOVA): {view.said}\n"
+        table += f"\nImportance for {comparison.metric}: {view.said}\n"
     names = ["compare.md", "compare.csv", *figures]
     earlier = check_owned(out, names)
     atomic.write_text(out / "compare.md", table)

@@ -1,10 +1,14 @@
 """A sweep at a glance, for any sweep (a `-m` grid, a stacked sweep, an Optuna study alike): which settings
 matter, and where the good runs lie.
 
-- `importance_views`: Optuna's PED-ANOVA importance of each swept setting for the ranked metric, computed over
-  the comparable runs (each completed run a trial of an in-memory study: a pruned run's value is an earlier
-  epoch's), one view per loss function when the metric is a loss, with the number of runs it rests on, so a
-  grid gets it as a search does. PED-ANOVA needs no scikit-learn (fANOVA would).
+- `importance_views`: how much each swept setting moves the ranked metric, computed over the comparable runs
+  (completed ones: a pruned run's value is an earlier epoch's), one view per loss function when the metric is a
+  loss, with the number of runs it rests on. A full grid (every combination of the settings' values run) gets
+  the exact functional-ANOVA answer: each setting's share of the variance of the cells' means explained by its
+  main effect (`grid_importance`). Scattered runs get Optuna's PED-ANOVA, each run a trial of an in-memory
+  study, and an Optuna search's folder Optuna's own over its study. PED-ANOVA asks where the top 10 % of
+  trials lie, which on a handful of grid cells is one cell: on a 2x2 grid where the MLP beats the linear model
+  at both lrs it gave the model 0.01.
 - `parallel_coordinates_figure`: one vertical axis per swept setting and one for the metric; one line per
   row of the table (its mean over seeds), coloured by the metric, with a colour bar.
 - `importance_figure`: the importances as bars, largest first.
@@ -58,6 +62,12 @@ class Importance:
     runs: int  # the completed runs they were computed over
     block: str = ""  # e.g. `loss=bce`: the runs whose metric shares one scale
     of_study: bool = False  # Optuna's own, over the search's study (`study_importance`)
+    grid: str = ""  # "2x3": a full grid's main effects (`grid_importance`); "" for PED-ANOVA
+    explained: float = 1.0  # on a grid, the main effects' share of the variance (the rest: interactions)
+
+    @property
+    def method(self) -> str:
+        return f"main effects over the full {self.grid} grid" if self.grid else "PED-ANOVA"
 
     @property
     def said(self) -> str:
@@ -66,7 +76,10 @@ class Importance:
         rough = f"; only {self.runs} runs: a rough estimate" if self.runs < FEW_RUNS else ""
         if self.of_study:
             return f"{values} (Optuna's own, over the {self.runs} completed trials of its study{rough})"
-        return f"{values} (over {self.runs} completed runs{where}{rough})"
+        rest = ""
+        if self.grid and self.explained < 0.995:
+            rest = f"; they explain {self.explained:.0%} of the variance between cells, interactions the rest"
+        return f"{values} ({self.method}, over {self.runs} completed runs{where}{rough}{rest})"
 
 
 def importance_views(comparison: Comparison) -> list[Importance]:
@@ -163,6 +176,15 @@ def importances(comparison: Comparison, groups: list | None = None) -> Importanc
         optuna_log.setLevel(level)
     if len(distributions) < 2:
         return None
+    cells: dict[tuple, list[float]] = {}  # the same settings reached from two sweeps are one cell
+    for group in groups:
+        cell = tuple(display(group.settings.get(key)) for key in distributions)
+        cells.setdefault(cell, []).extend(values_of[id(group)])
+    runs = sum(len(values) for values in cells.values())
+    on_grid = grid_importance(list(distributions), cells)
+    if on_grid is not None:
+        found, shape, explained = on_grid
+        return Importance(found, runs, grid=shape, explained=explained) if runs >= 4 else None
     for group in groups:
         params = {
             key: float(group.settings[key])
@@ -185,6 +207,32 @@ def importances(comparison: Comparison, groups: list | None = None) -> Importanc
     return Importance(dict(sorted(found.items(), key=lambda item: -item[1])), len(study.trials))
 
 
+def grid_importance(
+    keys: list[str], cells: dict[tuple, list[float]]
+) -> tuple[dict[str, float], str, float] | None:
+    """Functional ANOVA on a full grid, exactly: with every cell (combination of the settings' values) run
+    once or more, each setting's main effect is the variance, over its values, of the metric's mean over the
+    other settings' cells (each cell weighted alike, by its mean over seeds). `(setting -> share of the summed
+    main effects, largest first; "2x3"; the main effects' share of the cells' variance)`, or None when the cells are not a full grid or no setting has an
+    effect (all alike, or only interactions)."""
+    levels = [sorted({cell[i] for cell in cells}) for i in range(len(keys))]
+    if len(cells) != math.prod(len(values) for values in levels) or len(cells) < 4:
+        return None
+    means = {cell: float(np.mean(values)) for cell, values in cells.items()}
+    grand = float(np.mean(list(means.values())))
+    effects = {}
+    for i, key in enumerate(keys):
+        marginal = [np.mean([m for cell, m in means.items() if cell[i] == level]) for level in levels[i]]
+        effects[key] = float(np.mean([(m - grand) ** 2 for m in marginal]))
+    total = sum(effects.values())
+    if not math.isfinite(total) or total <= 0:
+        return None
+    found = {key: effect / total for key, effect in sorted(effects.items(), key=lambda item: -item[1])}
+    variance = float(np.mean([(m - grand) ** 2 for m in means.values()]))
+    shape = "x".join(str(len(values)) for values in levels)
+    return found, shape, min(1.0, total / variance)
+
+
 def _label(value: object) -> str:
     return "-" if value is None else display(value)
 
@@ -202,10 +250,12 @@ def importance_figure(comparison: Comparison, view: Importance) -> Figure:
     for y, name in enumerate(names):
         ax.text(found[name], y, f" {found[name]:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(1.0, max(found.values()) * 1.15))
-    ax.set_xlabel(f"importance for {comparison.metric} (PED-ANOVA, sums to 1)")
+    method = "Optuna's PED-ANOVA" if view.of_study else view.method
+    ax.set_xlabel(f"importance for {comparison.metric}\n({method}; sums to 1)")
     among = f", {view.block}" if view.block else ""
     rough = " (few: rough)" if view.runs < FEW_RUNS else ""
-    ax.set_title(f"What matters{among}: {view.runs} completed runs{rough}")
+    rest = f"; interactions {1 - view.explained:.0%}" if view.grid and view.explained < 0.995 else ""
+    ax.set_title(f"What matters{among}: {view.runs} completed runs{rough}{rest}")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
