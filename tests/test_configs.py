@@ -100,7 +100,7 @@ def test_the_run_folder_names_in_conf_are_rundirs(tmp_path):
 
 
 def test_each_interpolation_string_is_parsed_once(tmp_path):
-    """`config.parse_cache`: once configs are composed, reading an interpolation again reuses its parse tree,
+    """`compat.omegaconf.install_parse_cache`: once configs are composed, reading an interpolation again reuses its parse tree,
     values come out as before, and a string that does not parse is refused every time."""
     import omegaconf.base
     from omegaconf import OmegaConf

@@ -24,6 +24,7 @@ from digitlab.errors import ConfigError
 from digitlab.rundir import Run, find_runs
 from digitlab.sweeps.search_space import parse_search_space
 from digitlab.sweeps.study import JOURNAL, RETRY_OF, RUN_DIR, STALE, TENSORBOARD, WORKER
+from tests import tb
 from tests.conftest import cli, tiny_overrides
 from tests.tb import scalars
 
@@ -841,6 +842,9 @@ def test_the_last_report_never_prunes_a_trial(sample_root, tmp_path, launcher):
         assert [t.state for t in trials] == [state] * 2, launcher
         records = [Run(trial_dirs(tmp_path / study)[t.number]).metrics for t in trials]
         assert [r["status"] for r in records] == [status] * 2
+        for folder in trial_dirs(tmp_path / study).values():  # its pictures in its one event file
+            assert len(list(folder.glob("events.out.tfevents.*"))) == 1, folder
+            assert "pictures/confusion_matrix" in tb.load(folder).Tags()["images"]
 
 
 def test_a_searchs_importance_is_optunas_own_over_its_completed_trials(sample_root, tmp_path):

@@ -15,11 +15,6 @@ from typing import Any
 
 VERBOSE = "DIGITLAB_VERBOSE"  # set by `-v`; the environment carries it to joblib workers and SLURM jobs
 VERBOSE_FLAGS = ("-v", "--verbose")
-# The loggers of the launchers that log each job's overrides as it starts: the job's own line says it at its end.
-LAUNCHER_LOGGERS = (
-    "hydra._internal.core_plugins.basic_launcher",
-    "hydra_plugins.hydra_joblib_launcher._core",
-)
 
 
 def take_verbose_flag(argv: list[str]) -> list[str]:
@@ -57,6 +52,8 @@ def quiet_console() -> None:
 
 def quiet_launchers() -> None:
     """Hydra's launchers log each job's overrides as it starts; in a quiet sweep the job's end line says them."""
+    from digitlab.compat.hydra import LAUNCHER_LOGGERS
+
     for name in LAUNCHER_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

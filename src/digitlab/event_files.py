@@ -55,14 +55,23 @@ def buffer_event_file(logger: Any) -> BufferedEventFile | None:
 
     if not isinstance(logger, TensorBoardLogger):
         return None
-    file_writer = logger.experiment._get_file_writer()
+    from digitlab.compat.tensorboard import event_file_name
+
+    file_writer = logger.experiment.file_writer  # None once closed
     writer = getattr(file_writer, "event_writer", None)
     if not isinstance(writer, EventFileWriter):
         return None
     writer.close()  # its header written, its thread stopped
-    # `_file_name`: EventFileWriter keeps its file's name nowhere public.
-    file_writer.event_writer = BufferedEventFile(writer._file_name, writer.get_logdir())
+    file_writer.event_writer = BufferedEventFile(event_file_name(writer), writer.get_logdir())
     return file_writer.event_writer
+
+
+def add_summary(writer: Any, summary: Any, step: int | None = None) -> None:
+    """A `Summary` built once (a PNG encoded for the file and TensorBoard alike, an hparams session) into
+    the event file of `writer`, a torch `SummaryWriter`, which has no `add_*` method for a built one."""
+    if writer.file_writer is None:
+        raise ValueError(f"the TensorBoard writer of {writer.log_dir} was closed")
+    writer.file_writer.add_summary(summary, global_step=step)
 
 
 def flush_all(files: list[BufferedEventFile]) -> None:

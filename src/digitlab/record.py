@@ -20,6 +20,7 @@ from typing import Any
 
 import digitlab.provenance as provenance
 from digitlab.atomic import WriteFailed
+from digitlab.event_files import add_summary
 from digitlab.rundir import COMPLETED, FAILED, INTERRUPTED, PRUNED, Run
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def log_hparams(loggers: list[Any], hparams: dict[str, Any]) -> None:
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             _, session_start, _ = hparams_summary(hparams, {})
-            logger.experiment._get_file_writer().add_summary(session_start)
+            add_summary(logger.experiment, session_start)
         else:
             logger.log_hyperparams(hparams)
 

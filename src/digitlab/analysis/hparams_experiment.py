@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digitlab.analysis.table import Comparison, differing, run_settings
+from digitlab.event_files import add_summary
 
 FOLDER = "hparams"  # under the comparison's folder
 METRICS = ("val/acc_best", "val/acc", "val/loss", "train/loss", "train/acc")
@@ -49,5 +50,5 @@ def write_hparams_experiment(comparison: Comparison, out: Path) -> Path:
     for earlier in folder.glob("events.out.tfevents.*"):  # this folder's own, from an earlier summary
         earlier.unlink()
     with SummaryWriter(str(folder)) as writer:
-        writer._get_file_writer().add_summary(experiment)
+        add_summary(writer, experiment)
     return folder

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from digitlab.event_files import add_summary
 from digitlab.rundir import Run
 from digitlab.settings import takes, whole
 
@@ -130,6 +131,6 @@ def save_pictures(pictures: dict, loggers: list, step: int, output_dir: Path | N
         summary = Summary(value=[Summary.Value(tag=f"pictures/{name}", image=image)])
         for logger in loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment._get_file_writer().add_summary(summary, global_step=step)
+                add_summary(logger.experiment, summary, step)
         if output_dir is not None:
             write_bytes(output_dir / f"{name}.png", png)

@@ -58,13 +58,14 @@ def trial_pruned(number: int, epoch: int) -> optuna.TrialPruned:
 class TrialPruning(PyTorchLightningPruningCallback):
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         super().__init__(trial, monitor)
+        self.trial = trial
         self.pruned_epoch: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and last_epoch(trainer.current_epoch, trainer.max_epochs):
             value = trainer.callback_metrics.get(self.monitor)
             if trainer.is_global_zero and value is not None:  # reported, never pruned (`report`)
-                self._trial.report(float(value), step=trainer.current_epoch)
+                self.trial.report(float(value), step=trainer.current_epoch)
             return
         try:
             super().on_validation_end(trainer, pl_module)
@@ -83,4 +84,4 @@ class TrialPruning(PyTorchLightningPruningCallback):
         """After fit: TrialPruned if the pruner stopped this trial (in this process or, under DDP, rank 0)."""
         self.check_pruned()
         if self.pruned_epoch is not None:
-            raise trial_pruned(self._trial.number, self.pruned_epoch)
+            raise trial_pruned(self.trial.number, self.pruned_epoch)

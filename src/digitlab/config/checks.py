@@ -97,12 +97,13 @@ def check_override_keys(argv: Sequence[str]) -> None:
     stops Hydra with `Key 'lrr' is not in struct`; this says which keys that node has, the closest one, and
     how to add a key (`+key=value`). The config is composed here for it, with the command's group choices
     (a sweep's first), only when the command sets a plain key; anything else Hydra reports itself."""
-    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
 
-    args, _ = get_args_parser().parse_known_args(list(argv))
+    from digitlab.compat.hydra import args_parser
+
+    args, _ = args_parser().parse_known_args(list(argv))
     if args.config_name or args.config_path or args.config_dir or args.help or args.hydra_help:
         return
     try:
@@ -150,21 +151,23 @@ def _check_key_exists(cfg: DictConfig, key: str, typed: str, composed_as: str) -
     for depth, part in enumerate(parts):
         if not isinstance(node, DictConfig) or part not in node:
             break
-        node = node._get_node(part)
-        if node._is_interpolation() and depth + 1 < len(parts):
+        if OmegaConf.is_interpolation(node, part):
+            if depth + 1 == len(parts):
+                return  # the key itself: a value replaces the reference
             here, rest = ".".join(parts[: depth + 1]), ".".join(parts[depth + 1 :])
-            target = str(node._value())
+            target = str(OmegaConf.to_container(node, resolve=False)[part])
             refers = target[2:-1] if target.startswith("${") and target.endswith("}") else None
             instead = f"Set {refers}.{rest}={typed.split('=', 1)[1]} instead." if refers else ""
             raise ConfigError(
                 f"{typed}: {here} is {target}, a reference Hydra cannot set a value through. {instead}".strip()
             )
+        node = node[part]
     else:
         return
     parent = ".".join(parts[:depth]) or "the config"
     if not isinstance(node, DictConfig):
         raise ConfigError(
-            f"{typed}: {parent} is a value ({node._value()!r}), not a group of settings, so it has no key "
+            f"{typed}: {parent} is a value ({node!r}), not a group of settings, so it has no key "
             f"{part!r}{composed_as}. Set {parent}=<value> instead."
         )
     keys = [str(k) for k in node]
@@ -453,8 +456,8 @@ def target_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
             continue
         if OmegaConf.is_interpolation(cfg, name):
             continue
-        node = cfg._get_node(name)
-        if isinstance(node, DictConfig) and not node._is_none():
+        node = None if OmegaConf.is_missing(cfg, name) else cfg[name]
+        if isinstance(node, DictConfig):
             key = f"{prefix}{name}"
             if "_target_" in node:
                 keys.append(key)

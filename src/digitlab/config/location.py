@@ -35,11 +35,11 @@ def register_resolvers() -> None:
     - `${basename:path}`: a path's last part (an MLflow run is named by its run folder).
     - `${sweep_dir:}`: the running job's sweep folder under `-m`, else null (an MLflow sweep's experiment).
 
-    And each interpolation string is parsed once per process (`parse_cache`).
+    And each interpolation string is parsed once per process (`compat.omegaconf.install_parse_cache`).
     """
-    from digitlab.config import parse_cache
+    from digitlab.compat.omegaconf import install_parse_cache
 
-    parse_cache.install()
+    install_parse_cache()
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True)
     if not OmegaConf.has_resolver("first_set"):

@@ -46,6 +46,7 @@ from digitlab.checkpoint_format import (
     stack_section,
 )
 from digitlab.checkpoints import link_checkpoint, read_stored, save_checkpoint
+from digitlab.compat.lightning import keep_best, logged_step, set_sigterm_received, sigterm_received
 from digitlab.config.hparams import hparams_from_config
 from digitlab.console import say
 from digitlab.event_files import buffer_event_file, flush_all
@@ -82,6 +83,7 @@ class TrialRecords(L.Callback):
         self.failed: dict[int, Exception] = {}
         self.pruned: dict[int, int] = {}  # slot -> the (trial's own) epoch its trial was pruned after
         self.closed: set[int] = set()  # a continuous stack's slots whose trial left and was closed
+        self.pictured: set[int] = set()  # slots whose trial's pictures are drawn (a pruned one's when pruned)
         self.refills = False  # a continuous stack (`slots.Refills`): the fit goes on while slots refill
         for k in range(n):
             self.open_slot(k, cfgs[k], modules[k], datamodules[k], hydra_cfgs[k] if hydra_cfgs else None)
@@ -139,6 +141,7 @@ class TrialRecords(L.Callback):
         self.failed.pop(k, None)
         self.pruned.pop(k, None)
         self.closed.discard(k)
+        self.pictured.discard(k)
         if running:
             record.start(self.loggers[k])
 
@@ -235,11 +238,12 @@ class TrialRecords(L.Callback):
         few micro-batches later at most), so that `interrupted.ckpt` holds no half-accumulated gradient and
         each trial's copy is its single run's. Lightning raises its SIGTERMException after this hook when
         its signal connector says so."""
-        connector = trainer._signal_connector  # Lightning keeps the flag there; `received_sigterm` reads it
-        if connector.received_sigterm and not at_boundary:
-            connector.received_sigterm, self._sigterm_held = False, True
+        if sigterm_received(trainer) and not at_boundary:
+            set_sigterm_received(trainer, False)
+            self._sigterm_held = True
         elif self._sigterm_held and at_boundary:
-            connector.received_sigterm, self._sigterm_held = True, False
+            set_sigterm_received(trainer, True)
+            self._sigterm_held = False
 
     def _leave_diverged(self, trainer: L.Trainer, only: list[int] | None = None) -> None:
         """The trials (or those of `only`: due to be read) whose loss stopped being finite leave."""
@@ -260,7 +264,7 @@ class TrialRecords(L.Callback):
             for logger in self.loggers[k]:
                 # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
                 # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
-                step = self._steps(trainer, k, trainer.fit_loop.epoch_loop._batches_that_stepped)
+                step = self._steps(trainer, k, logged_step(trainer))
                 logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
             log_by_epoch(self.loggers[k], values, self._epoch(trainer, k) + 1)
             self._keep_best(trainer, k, values)
@@ -268,8 +272,8 @@ class TrialRecords(L.Callback):
 
     def _keep_best(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
         """Trial k's best checkpoints, kept by its own ModelCheckpoint's rule, Lightning's code as a single run
-        runs it (`check_monitor_top_k`, `_update_best_and_save`: mode, NaN, the file's name and the one it
-        replaces, its state); only the file writes are the stack's (`_noting_writes`)."""
+        runs it (`check_monitor_top_k`, then `compat.lightning.keep_best`: mode, NaN, the file's name and the
+        one it replaces, its state); only the file writes are the stack's."""
         checkpointer = self.checkpointers[k]
         if checkpointer is None or checkpointer.save_top_k == 0 or checkpointer.monitor not in values:
             return  # save_top_k 0: Lightning's ModelCheckpoint keeps nothing either
@@ -279,8 +283,7 @@ class TrialRecords(L.Callback):
         # Plain numbers format as ModelCheckpoint's tensors do (`{val/acc:.4f}`, `{epoch:03d}`), at a fraction of
         # the cost of K x metrics tensors per epoch.
         candidates = {**values, "epoch": self._epoch(trainer, k), "step": self._steps(trainer, k)}
-        with _noting_writes(checkpointer) as (saved, removed):
-            checkpointer._update_best_and_save(current, trainer, candidates)
+        saved, removed = keep_best(checkpointer, current, trainer, candidates)
         self.new_best.extend(saved)
         self.replaced_best.extend(removed)
 
@@ -326,7 +329,8 @@ class TrialRecords(L.Callback):
         for previous in self.replaced_best:
             Path(previous).unlink(missing_ok=True)
         self.new_best, self.replaced_best = [], []
-        for k in pruned_now:
+        for k in pruned_now:  # its pictures now, while its loggers are open; its record final
+            self._draw_pictures(trainer, k)
             self._finish(trainer, k, epoch_done=True)
         pause_point(f"epoch_end:{trainer.current_epoch}")
         if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
@@ -442,8 +446,9 @@ class TrialRecords(L.Callback):
     def _pictures(self, trainer: L.Trainer, k: int) -> tuple[Any, ...] | None:
         """Trial k's pictures drawn, with where `save_pictures` puts them (None: it draws none)."""
         cfg = self.cfgs[k]
-        if k in self.failed or not cfg.get("callbacks", {}).get("pictures"):
+        if k in self.failed or k in self.pictured or not cfg.get("callbacks", {}).get("pictures"):
             return None
+        self.pictured.add(k)
         pictures = draw_pictures(
             self.modules[k],
             trainer.lightning_module.last_predictions(k),
@@ -519,20 +524,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _noting_writes(checkpointer: ModelCheckpoint) -> Iterator[tuple[list[str], list[str]]]:
-    """The files `checkpointer` saves and removes meanwhile, noted rather than written: a stack writes one
-    checkpoint of all its trials at the epoch's end and links it under each file its trials keep."""
-    saved: list[str] = []
-    removed: list[str] = []
-    checkpointer._save_checkpoint = lambda trainer, path: saved.append(str(path))  # type: ignore[method-assign]
-    checkpointer._remove_checkpoint = lambda trainer, path: removed.append(str(path))  # type: ignore[method-assign]
-    try:
-        yield saved, removed
-    finally:
-        del checkpointer._save_checkpoint, checkpointer._remove_checkpoint  # the class's own again
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:

@@ -28,7 +28,7 @@ import optuna
 
 from digitlab.console import say
 from digitlab.rundir import Run
-from digitlab.sweeps.study import RETRY_OF, RUN_DIR
+from digitlab.sweeps.study import RETRY_OF, RUN_DIR, trial_id
 
 # Optuna's own retry bookkeeping (`RetryFailedTrialCallback`): the new trial keeps its own.
 _RETRY_ATTRS = ("failed_trial", "retry_history", "fixed_params")
@@ -42,7 +42,7 @@ def predecessor(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.Frozen
     """The stale trial `trial` repeats: in a database, the last of the `retry_history` that Optuna's
     `RetryHeartbeatStaleTrialCallback` gives a retry (its `failed_trial` is the first of them; the retry also
     inherits the stale trial's user attributes, `retry_of` among them); else digitlab's `retry_of`."""
-    own = trial.storage.get_trial(trial._trial_id)
+    own = trial.storage.get_trial(_id(trial))
     history = own.system_attrs.get("retry_history")
     number = history[-1] if history else own.user_attrs.get(RETRY_OF)
     if number is None:
@@ -157,10 +157,15 @@ def _moved(value: Any, old: str, new: str) -> Any:
 def _inherit_reports(trial: optuna.Trial, stale: optuna.trial.FrozenTrial, epochs: int) -> None:
     """The stale trial's reports of the `epochs` its checkpoint holds (a later one, reported before the
     kill, is reported again by the resumed run), and its system attributes (the pruner's bookkeeping)."""
-    reported = trial.storage.get_trial(trial._trial_id)
+    own_id = _id(trial)
+    reported = trial.storage.get_trial(own_id)
     for step, value in sorted(stale.intermediate_values.items()):
         if step < epochs and step not in reported.intermediate_values:
             trial.report(value, step)
     for key, value in stale.system_attrs.items():
         if key not in _RETRY_ATTRS and key not in reported.system_attrs:
-            trial.storage.set_trial_system_attr(trial._trial_id, key, value)
+            trial.storage.set_trial_system_attr(own_id, key, value)
+
+
+def _id(trial: optuna.Trial) -> int:
+    return trial_id(trial.storage, trial.study.study_name, trial.number)

@@ -22,12 +22,12 @@ import pickle
 from collections import OrderedDict
 from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
+from digitlab.compat.hydra import apply_overrides, overrides_dirname
 from digitlab.console import shown_value
 
 MAX_COMPOSED_JOBS = 1024  # a batch of jobs, checked then launched, is composed once (a few 100 kB each)
@@ -85,7 +85,7 @@ class SweepConfigCache(ConfigLoader):
         # The job's folder name (`hydra.sweep.subdir`) with numbers as people read them: an Optuna lr
         # 0.012345678901 names `optimizer.lr=0.01235`; the job number before it keeps names unique.
         dirname = cfg.hydra.job.config.override_dirname
-        cfg.hydra.job.override_dirname = get_overrides_dirname(
+        cfg.hydra.job.override_dirname = overrides_dirname(
             overrides=[_shown(o) for o in overrides if not o.is_hydra_override()],
             kv_sep=dirname.kv_sep,
             item_sep=dirname.item_sep,
@@ -111,7 +111,7 @@ class SweepConfigCache(ConfigLoader):
                 _frozen(self.loader.load_sweep_config(master_config, rest)),
             )
         cfg = _thawed(cached[1])
-        ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)  # Hydra's own setter: its checks, its errors
+        apply_overrides(plain, cfg)  # Hydra's own setter: its checks, its errors
         task = [o for o in overrides if not o.is_hydra_override()]
         cfg.hydra.overrides.task = [o.input_line for o in task]
         OmegaConf.copy_cache(from_config=master_config, to_config=cfg)

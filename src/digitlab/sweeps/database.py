@@ -8,8 +8,6 @@ machines share nothing but it, so everything they coordinate goes through it.
 - `lock`: a lock held in the database (PostgreSQL's advisory lock; for SQLite, whose file is on one machine,
   a lock file beside it; other databases, untested, fall back to a lock file and say so): counting and asking trials under it keeps each trial number once and the total at
   `n_trials`, and gives each worker its own sampler stream.
-- `has_heartbeat`: whether a trial ever beat, so that one nobody beats for (left by another tool, or by a
-  worker killed before its first beat) is found by the workers (`study.Worker`) rather than by Optuna.
 - Passwords never reach a log or a file: `mask` hides them wherever a URL is shown, and `without_password`
   moves one typed in the URL to `PGPASSWORD` (read by libpq, inherited by the jobs) before the URL is saved
   with the sweep's configs.
@@ -184,18 +182,6 @@ def lock(storage: Any, name: str) -> Iterator[None]:
     database = engine.url.database or "memory"
     with FileLock(f"{database}.{hashlib.sha256(name.encode()).hexdigest()[:8]}.lock"):
         yield
-
-
-def has_heartbeat(storage: Any, trial_id: int) -> bool:
-    """Whether Optuna's trial heartbeat was ever recorded for this trial (`RDBStorage.record_heartbeat`): a
-    trial that beats is Optuna's to judge (`fail_stale_trials`); one that never did is invisible to it. Optuna
-    has no public reader for this (its own check, `_get_stale_trial_ids`, skips such trials), so its table
-    is read through its model."""
-    import sqlalchemy.orm
-    from optuna.storages._rdb.models import TrialHeartbeatModel
-
-    with sqlalchemy.orm.Session(storage.engine) as session:
-        return TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
 
 
 def _first_line(err: Exception) -> str:

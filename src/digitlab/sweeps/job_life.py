@@ -147,14 +147,15 @@ def to_yaml(container: Any) -> str:
 @functools.cache
 def _dumper() -> Any:
     import yaml
-    from omegaconf._utils import OmegaConfDumper
+
+    from digitlab.compat.omegaconf import yaml_string_representer
 
     base = getattr(yaml, "CDumper", yaml.Dumper)
 
     class Dumper(base):  # type: ignore[misc, valid-type]
         pass
 
-    Dumper.add_representer(str, OmegaConfDumper.str_representer)  # quotes '1', 'true', ... as OmegaConf does
+    Dumper.add_representer(str, yaml_string_representer())  # quotes '1', 'true', ... as OmegaConf does
     return Dumper
 
 

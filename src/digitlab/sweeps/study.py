@@ -26,6 +26,7 @@ reach the study through `open_study`, so a job in another process, or on another
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,13 +131,12 @@ def check_journal(path: Path) -> None:
     import time
 
     from optuna.storages.journal import JournalFileSymlinkLock
-    from optuna.storages.journal._file import get_lock_file
 
     import digitlab.atomic as atomic
 
     if not path.is_file() or path.stat().st_size == 0:
         return
-    with get_lock_file(JournalFileSymlinkLock(str(path))):
+    with _held(JournalFileSymlinkLock(str(path))):
         data = path.read_bytes()
         complete, tail = _complete_records(path, data)
         if not tail:
@@ -151,6 +151,15 @@ def check_journal(path: Path) -> None:
             len(tail),
             backup.name,
         )
+
+
+@contextlib.contextmanager
+def _held(lock: optuna.storages.journal.JournalFileSymlinkLock) -> Iterator[None]:
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _complete_records(path: Path, data: bytes) -> tuple[list[bytes], bytes]:
@@ -250,6 +259,12 @@ def search_identity(distributions: dict[str, Any], objective: list[str] | None) 
     }
 
 
+def trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's id of the study's trial `number`: Optuna's trial objects keep it private (`_trial_id`);
+    its storage API looks it up by number."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
 def load_study(location: StudyLocation, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """The study as a job sees it: reporting and pruning need no sampler."""
     return optuna.load_study(
@@ -285,7 +300,7 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.in_database = location.in_database
         self.storage = location.storage
-        # RUNNING trials no worker claims, and when this worker first saw them (`_unclaimed`).
+        # RUNNING trials no worker claims (by number), and when this worker first saw them (`_unclaimed`).
         self._unclaimed_since: dict[int, float] = {}
         file_lock = FileLock(location.sweep_dir / LOCK)
         self._locked = (
@@ -374,7 +389,7 @@ class Worker:
                     for trial in asked:
                         trial.set_user_attr(WORKER, self.name)
                         pause_point("trial_asked")  # before its first heartbeat (fault tests)
-                        self._beat_trial(trial._trial_id)
+                        self._beat_trial(trial.number)
                     return asked
             if not waiting_said:
                 log.info("the study is full; waiting for the trials other workers still run")
@@ -385,7 +400,7 @@ class Worker:
         """A trial this worker could not finish through no fault of its own (it was stopped: SIGTERM, as
         `scancel` sends): FAIL with the reason, and its parameters asked again, once, by whichever worker
         asks next, as a dead worker's trial is."""
-        optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
+        self.storage.set_trial_user_attr(self._id(trial.number), STALE, True)
         trial.set_user_attr(STOPPED, why[:500])
         self.study.tell(trial.number, state=TrialState.FAIL)
         self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
@@ -417,7 +432,7 @@ class Worker:
                 worker,
                 why,
             )
-            optuna.trial.Trial(self.study, trial._trial_id).set_user_attr(STALE, True)
+            self.storage.set_trial_user_attr(self._id(trial.number), STALE, True)
             self.study.tell(trial.number, state=TrialState.FAIL)
             self.study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
@@ -435,26 +450,26 @@ class Worker:
             if worker:
                 why = _orphaned(worker, beats.get(worker), grace_s)
             else:
-                why = self._unclaimed(trial._trial_id, grace_s)
+                why = self._unclaimed(trial.number, grace_s)
                 worker = "no digitlab worker"
             if why:
                 orphans.append((trial, worker, why))
         self._unclaimed_since = {
-            t._trial_id: s for t in running if (s := self._unclaimed_since.get(t._trial_id)) is not None
+            t.number: s for t in running if (s := self._unclaimed_since.get(t.number)) is not None
         }
         return orphans
 
-    def _unclaimed(self, trial_id: int, grace_s: float) -> str:
+    def _unclaimed(self, number: int, grace_s: float) -> str:
         """Why a RUNNING trial that no digitlab worker claims (a worker killed between asking it and naming
         itself in it, which it does under the study lock, or a trial another tool left) is gone ("" if it
         may be alive): nothing has beaten for it since this worker first saw it, `grace_s` ago or more. Its
         age is this worker's own clock (hosts' clocks and time zones need not agree); a trial with Optuna's
         heartbeat is Optuna's to judge (`fail_stale_trials`, above)."""
-        from digitlab.sweeps import database
+        from digitlab.compat.optuna import has_heartbeat
 
-        if self.in_database and database.has_heartbeat(self.storage, trial_id):
+        if self.in_database and has_heartbeat(self.storage, self._id(number)):
             return ""
-        seen = self._unclaimed_since.setdefault(trial_id, time.monotonic())
+        seen = self._unclaimed_since.setdefault(number, time.monotonic())
         if time.monotonic() - seen < grace_s:
             return ""
         return f"no worker named in it and no heartbeat for {time.monotonic() - seen:.0f} s"
@@ -464,11 +479,14 @@ class Worker:
         if self.in_database:  # Optuna's trial heartbeat, for the trials this worker runs
             for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if trial.user_attrs.get(WORKER) == self.name:
-                    self._beat_trial(trial._trial_id)
+                    self._beat_trial(trial.number)
 
-    def _beat_trial(self, trial_id: int) -> None:
+    def _beat_trial(self, number: int) -> None:
         if self.in_database:
-            self.study._storage.record_heartbeat(trial_id)
+            self.storage.record_heartbeat(self._id(number))
+
+    def _id(self, number: int) -> int:
+        return trial_id(self.storage, self.study.study_name, number)
 
     def _beat_until_stopped(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

@@ -35,14 +35,12 @@ def current_trial(hydra_cfg: Any = None) -> optuna.Trial | None:
     import optuna
 
     from digitlab.build import instantiate
-    from digitlab.sweeps.study import load_study, locate
+    from digitlab.sweeps.study import load_study, locate, trial_id
 
     pruner = instantiate(hydra_cfg.sweeper.pruner) if hydra_cfg.sweeper.get("pruner") else None
-    study = load_study(locate(hydra_cfg.sweeper, hydra_cfg.sweep.dir), pruner)
-    number = hydra_cfg.job.num
-    # Optuna has no public lookup from a trial number to its id; the storage API has.
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    return optuna.Trial(study, trial_id)
+    location = locate(hydra_cfg.sweeper, hydra_cfg.sweep.dir)
+    study = load_study(location, pruner)
+    return optuna.Trial(study, trial_id(location.storage, study.study_name, hydra_cfg.job.num))
 
 
 def record_run(trial: optuna.Trial, run: Run) -> None:

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
+
+from digitlab.compat.hydra import BasicSweeper, job_error, sweeper_params
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class CheckedSweeper(BasicSweeper):
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        overrides = parser.parse_overrides([*sweeper_params(self), *arguments])
         with exit_on_error("digitlab-train"):
             check_free(sweep_dir)  # another command's sweep is running there: refused before any work
             check_sweep_lists(overrides)
@@ -73,9 +74,7 @@ class CheckedSweeper(BasicSweeper):
             returns.append(results)
         if failed:
             report_sweep(sweep_dir)
-            said = "; ".join(
-                f"#{i} ({' '.join(r.overrides or [])}): {r._return_value}" for i, r in failed[:3]
-            )
+            said = "; ".join(f"#{i} ({' '.join(r.overrides or [])}): {job_error(r)}" for i, r in failed[:3])
             with exit_on_error("digitlab-train"):
                 raise DigitlabError(
                     f"{len(failed)} of the {len(jobs)} jobs of this sweep failed, the first: {said}"

@@ -15,12 +15,13 @@ from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from digitlab.compat.hydra import job_error
 from digitlab.console import quiet_launchers, shown_value, verbose
 from digitlab.errors import ConfigError, DigitlabError, RunInterrupted
 from digitlab.faults import pause_point
@@ -458,7 +459,7 @@ class _Outcomes:
 
     def settle(self, trial: optuna.Trial, ret: JobReturn) -> None:
         pause_point("trial_ended")  # its job returned, the study not told yet (fault tests)
-        error = ret._return_value if ret.status == JobStatus.FAILED else None
+        error = job_error(ret)
         if isinstance(error, RunInterrupted):  # stopped or lost, not at fault: asked again, once
             self.worker.give_back(trial, str(error))
             log.warning(
@@ -481,9 +482,7 @@ class _Outcomes:
         objective: list[str],
     ) -> str | None:
         """Record the job's outcome on its trial; return a line describing it if it failed."""
-        # JobReturn.return_value re-raises a failed job's error after printing "Error executing job" to stderr;
-        # a pruned trial is not an error, so its exception is read where Hydra keeps it.
-        error = ret._return_value if ret.status == JobStatus.FAILED else None
+        error = job_error(ret)  # a pruned trial is not an error: nothing printed for it
         if isinstance(error, optuna.TrialPruned):
             study.tell(trial.number, state=TrialState.PRUNED)
             log.info("%s", error)

@@ -33,6 +33,9 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
+from digitlab.compat.hydra import job_error
+from digitlab.compat.submitit import requeue
+
 log = logging.getLogger(__name__)
 
 PENDING_SAID_AFTER_S = 60  # a job waiting longer says why
@@ -49,8 +52,6 @@ def run_in_job(
     job: Callable[[list[str]], JobReturn], params: dict[str, Any], overrides: list[str]
 ) -> JobReturn:
     """Run the job (hydra-submitit-launcher's `__call__` with these overrides) inside its allocation."""
-    import submitit
-
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     if restarts and not any(o.split("=", 1)[0].lstrip("+") == "resume" for o in overrides):
         overrides = [*overrides, "resume=true"]  # a requeued job continues its own run
@@ -67,7 +68,7 @@ def run_in_job(
         if restarts < allowed:
             # submitit's own requeue (`scontrol requeue`), which its signal handler calls right away; here the
             # fit has first stopped at a batch boundary with its checkpoint written.
-            submitit.JobEnvironment()._requeue(allowed - restarts - 1)
+            requeue(allowed - restarts - 1)
             log.warning(
                 "SLURM signalled this job ahead of its end: checkpointed and requeued (%d of %d)",
                 restarts + 1,
@@ -230,12 +231,13 @@ def _result(job: Any, overrides: list[str]) -> JobReturn:
         ended = RunInterrupted if state.split(" ")[0] in STOPPED else DigitlabError
         error = ended(f"SLURM job {job.job_id} ended {state}{detail}. Its log: {job.paths.stderr}")
         ret = job_return(error, None, overrides)
-        log.error("%s", ret._return_value)
+        log.error("%s", error)
         return ret
     if ret.status == JobStatus.FAILED:  # it stopped itself (a cancelled job's SIGTERM): say SLURM's part
         state = job.watcher.get_state(job.job_id, mode="force")
         if state.split(" ")[0] in DEAD:
-            stopped = state.split(" ")[0] in STOPPED or isinstance(ret._return_value, RunInterrupted)
+            error = job_error(ret)
+            stopped = state.split(" ")[0] in STOPPED or isinstance(error, RunInterrupted)
             ended = RunInterrupted if stopped else DigitlabError
-            ret.return_value = ended(f"SLURM job {job.job_id} ended {state}: {ret._return_value}")
+            ret.return_value = ended(f"SLURM job {job.job_id} ended {state}: {error}")
     return ret
