@@ -278,6 +278,38 @@ def wide_stack(tmp: Path) -> dict:
     return result
 
 
+SLOPE_EPOCHS = (20, 60)
+
+
+def slope(tmp: Path) -> dict:
+    """What an epoch of the 256-trial stack costs, and what it costs besides its epochs, against the
+    hand-written stacked loop (`bare_stack.py`) over the same trials: each run at 20 and at 60 epochs,
+    digitlab and the loop alternating, `import lightning` measured in the same run. An epoch costs
+    (t60 - t20) / 40; the fixed cost is t20 less 20 of those."""
+    walls: dict[str, dict[int, float]] = {"digitlab": {}, "bare": {}}
+    for epochs in SLOPE_EPOCHS:
+        walls["digitlab"][epochs] = multirun(
+            tmp / f"slope_{epochs}",
+            "hydra/launcher=stacked",
+            "hydra.launcher.max_stack=256",
+            "experiment=fastbook_linear",
+            f"optimizer.lr={','.join(WIDE_LRS)}",
+            f"seed={WIDE_SEEDS}",
+            f"trainer.max_epochs={epochs}",
+        )[0]
+        bare_stack = [PY, str(ROOT / "benchmarks" / "bare_stack.py"), str(ROOT / "data"), str(epochs)]
+        walls["bare"][epochs] = timed([*bare_stack, ",".join(WIDE_LRS), WIDE_SEEDS])[0]
+    low, high = SLOPE_EPOCHS
+    result: dict = {"epochs": list(SLOPE_EPOCHS), "import_lightning_s": import_floor()["lightning_s"]}
+    for name, wall in walls.items():
+        epoch = (wall[high] - wall[low]) / (high - low)
+        result[name] = {"wall_s": wall, "epoch_s": epoch, "fixed_s": wall[low] - low * epoch}
+    result["epoch_ratio"] = result["digitlab"]["epoch_s"] / result["bare"]["epoch_s"]
+    result["fixed_beyond_import_s"] = result["digitlab"]["fixed_s"] - result["import_lightning_s"]
+    print("slope", result, flush=True)
+    return result
+
+
 def search(tmp: Path) -> dict:
     """The shipped search, `digitlab-train hparams_search=mlp` as a user types it, the whole command, against
     `bare_search.py` (Optuna ask/tell with the same sampler, pruner and space over a bare PyTorch loop,
@@ -413,6 +445,7 @@ SECTIONS = (
     "sweeps",
     "stacked",
     "wide_stack",
+    "slope",
     "stack_sizes",
     "search",
     "imports",
@@ -446,6 +479,7 @@ def main() -> None:
         sweep = sweeps(tmp)
         stack = stacked(tmp)
         wide = wide_stack(tmp)
+        slopes = slope(tmp)
         sizes = stack_sizes(tmp)
         searched = search(tmp)
     import lightning
@@ -466,6 +500,7 @@ def main() -> None:
         "sweeps": sweep,
         "stacked": stack,
         "wide_stack": wide,
+        "slope": slopes,
         "stack_sizes": sizes,
         "search": searched,
         "imports": imports,
@@ -490,6 +525,8 @@ def _section(name: str, tmp: Path) -> object:
         return stack_sizes(tmp)
     if name == "wide_stack":
         return wide_stack(tmp)
+    if name == "slope":
+        return slope(tmp)
     if name == "search":
         return search(tmp)
     raise SystemExit(f"--only {name}: the data section needs the models' epoch time; run the whole bench")

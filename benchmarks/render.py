@@ -254,6 +254,33 @@ def report(results: dict) -> str:
                 "\nNo GPU was lent to the sessions that measured this: the GPU rows are not measured."
             )
         lines.append("")
+    slope = results.get("slope")
+    if slope:
+        low, high = slope["epochs"]
+        mine, bare = slope["digitlab"], slope["bare"]
+
+        def seconds(row: dict) -> str:
+            return " | ".join(f"{row['wall_s'][str(e)]:.1f}" for e in (low, high))
+
+        lines += [
+            "## The stack's slope (`bench.py --only slope`)",
+            "",
+            f"The 256-trial stack of the wide sweep above at {low} and {high} epochs, against the hand-written "
+            "stacked loop over the same trials, alternating in the same run: what one more epoch costs, and what "
+            f"the command costs besides its epochs ({low} epochs' wall time less {low} of those).",
+            "",
+            f"| | {low} epochs, s | {high} epochs, s | per epoch, s | fixed, s |",
+            "|---|---|---|---|---|",
+            f"| digitlab | {seconds(mine)} | {mine['epoch_s']:.3f} | {mine['fixed_s']:.1f} |",
+            f"| hand-written | {seconds(bare)} | {bare['epoch_s']:.3f} | {bare['fixed_s']:.1f} |",
+            "",
+            f"An epoch of the stack costs {slope['epoch_ratio']:.1f} x the loop's (target: 1.5 x or less, "
+            f"{verdict(slope['epoch_ratio'] <= 1.5)}). Of its fixed cost, `import lightning` is "
+            f"{slope['import_lightning_s']:.1f} s, measured in the same run; the rest is "
+            f"{slope['fixed_beyond_import_s']:.1f} s (target: 6 s or less, "
+            f"{verdict(slope['fixed_beyond_import_s'] <= 6)}).",
+            "",
+        ]
     search = results.get("search")
     if search:
 
