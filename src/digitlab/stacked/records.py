@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,37 @@ from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class StackedTrial:
+    """One trial's run life in a stack, its single run's parts: its config and module, run folder, loggers
+    and their event files, record, ModelCheckpoint (its best files), what its own checkpoint carries besides
+    the stack's (`checkpoint_format.split`), its Optuna trial (reported to every epoch), the stack's epoch it
+    joined at, and how it ended."""
+
+    cfg: DictConfig
+    module: L.LightningModule
+    run: Run
+    loggers: list[Any]
+    event_files: list[Any]
+    record: RunRecord
+    checkpointer: ModelCheckpoint | None
+    carried: str
+    study_trial: Any  # an `optuna.Trial` under digitlab's sweeper whose pruner may stop it, else None
+    joined: int = 0  # the stack's epoch at which it joined (a continuous stack's later trials)
+    failed: Exception | None = None  # what ended it (its loss stopped being finite, the fit's error)
+    pruned_after: int | None = None  # its own epoch the pruner stopped it after
+    closed: bool = False  # it left its slot and its folder was closed (a continuous stack's)
+    pictured: bool = False  # its pictures are drawn (a pruned trial's when it is pruned)
+
+    @property
+    def active(self) -> bool:
+        return self.failed is None and self.pruned_after is None and not self.closed
+
+
 class TrialRecords(L.Callback):
-    """Per trial: its record (`digitlab.record.RunRecord`, as a single run's), TensorBoard scalars every
-    epoch, its checkpoints (the stack's, linked, then its own when the fit ends), and its final record."""
+    """The run life of each trial of a stack (`StackedTrial`, slot k's in `trials[k]`): its record (as a
+    single run's), TensorBoard scalars every epoch, its checkpoints (the stack's, linked, then its own when
+    the fit ends), pruning reports, divergence guard and outcome."""
 
     def __init__(
         self,
@@ -69,23 +98,9 @@ class TrialRecords(L.Callback):
         datamodules: list[L.LightningDataModule],
         hydra_cfgs: list[Any] | None = None,
     ) -> None:
-        n = len(cfgs)
-        self.cfgs: list[DictConfig] = [None] * n  # type: ignore[list-item]  (each set by `open_slot`)
-        self.modules: list[L.LightningModule] = [None] * n  # type: ignore[list-item]
-        self.runs: list[Run] = [None] * n  # type: ignore[list-item]
-        self.loggers: list[list[Any]] = [[] for _ in range(n)]
-        self.event_files: list[list[Any]] = [[] for _ in range(n)]
-        self.records: list[RunRecord] = [None] * n  # type: ignore[list-item]
-        self.checkpointers: list[ModelCheckpoint | None] = [None] * n
-        self.slots: list[str] = [""] * n
-        self.trials: list[Any] = [None] * n
-        self.joined = [0] * n  # the stack's epoch at which each slot's trial joined (a continuous stack's)
-        self.failed: dict[int, Exception] = {}
-        self.pruned: dict[int, int] = {}  # slot -> the (trial's own) epoch its trial was pruned after
-        self.closed: set[int] = set()  # a continuous stack's slots whose trial left and was closed
-        self.pictured: set[int] = set()  # slots whose trial's pictures are drawn (a pruned one's when pruned)
+        self.trials: list[StackedTrial] = []
         self.refills = False  # a continuous stack (`slots.Refills`): the fit goes on while slots refill
-        for k in range(n):
+        for k in range(len(cfgs)):
             self.open_slot(k, cfgs[k], modules[k], datamodules[k], hydra_cfgs[k] if hydra_cfgs else None)
         self.new_best: list[str] = []  # best files of trials whose val/acc improved this epoch, at its end
         self.replaced_best: list[str] = []  # their previous best files, removed once the new ones exist
@@ -113,18 +128,14 @@ class TrialRecords(L.Callback):
         from digitlab.sweeps.trial import current_trial, prunable, record_run
 
         run = Run(cfg.paths.output_dir)
-        self.cfgs[k], self.modules[k], self.runs[k], self.joined[k] = cfg, module, run, joined
-        self.loggers[k] = build.loggers(cfg)
-        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
-        self.event_files[k] = [f for f in map(buffer_event_file, self.loggers[k]) if f]
+        loggers = build.loggers(cfg)
         config = OmegaConf.to_container(cfg, resolve=True)
         choices = OmegaConf.select(hydra_cfg, "runtime.choices") if hydra_cfg is not None else None
-        record = self.records[k] = RunRecord(run, config, hparams_from_config(config, choices))
+        record = RunRecord(run, config, hparams_from_config(config, choices))
         # Its own ModelCheckpoint, as configured: which epoch is best, the file's name, and the state its
         # checkpoints carry so that a single run resuming from them goes on keeping the best.
-        checkpointer = self.checkpointers[k] = _model_checkpoint(cfg)
-        # What its own checkpoint carries besides the stack's (`checkpoint_format.split`).
-        self.slots[k] = encoded(
+        checkpointer = _model_checkpoint(cfg)
+        carried = encoded(
             {
                 "hyper_parameters": dict(module.hparams),
                 "datamodule_hparams": dict(datamodule.hparams),
@@ -137,35 +148,47 @@ class TrialRecords(L.Callback):
         trial = current_trial(hydra_cfg) if hydra_cfg is not None else None
         if trial is not None:
             record_run(trial, run)
-        self.trials[k] = trial if trial is not None and prunable(trial) else None
-        self.failed.pop(k, None)
-        self.pruned.pop(k, None)
-        self.closed.discard(k)
-        self.pictured.discard(k)
+        opened = StackedTrial(
+            cfg,
+            module,
+            run,
+            loggers,
+            # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
+            [f for f in map(buffer_event_file, loggers) if f],
+            record,
+            checkpointer,
+            carried,
+            trial if trial is not None and prunable(trial) else None,
+            joined,
+        )
+        if k == len(self.trials):
+            self.trials.append(opened)
+        else:
+            self.trials[k] = opened
         if running:
-            record.start(self.loggers[k])
+            record.start(loggers)
 
     def continue_slot(self, k: int, continued: Continued, joined: int) -> None:
         """Slot k's trial continues its run (`checkpoint_format.Continued`) in the stack, which counts it
         from its epoch `joined`: its record and its ModelCheckpoint's state (its best files) as its
         checkpoint had them."""
-        self.joined[k] = joined
+        self.trials[k].joined = joined
         if continued.record is not None:
-            self.records[k].load_state_dict(continued.record)
-        if self.checkpointers[k] is not None and continued.checkpointer is not None:
-            self.checkpointers[k].load_state_dict(continued.checkpointer)
+            self.trials[k].record.load_state_dict(continued.record)
+        if self.trials[k].checkpointer is not None and continued.checkpointer is not None:
+            self.trials[k].checkpointer.load_state_dict(continued.checkpointer)
 
     def _epoch(self, trainer: L.Trainer, k: int) -> int:
         """Slot k's trial's own epoch (its single run's) at the stack's current one."""
-        return trainer.current_epoch - self.joined[k]
+        return trainer.current_epoch - self.trials[k].joined
 
     def _open_event_files(self) -> list[Any]:
-        return [f for k, files in enumerate(self.event_files) if k not in self.closed for f in files]
+        return [f for trial in self.trials if not trial.closed for f in trial.event_files]
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "checkpointers": [c.state_dict() if c is not None else None for c in self.checkpointers],
-            "records": [encoded(record.state_dict()) for record in self.records],
+            "checkpointers": [t.checkpointer.state_dict() if t.checkpointer else None for t in self.trials],
+            "records": [encoded(trial.record.state_dict()) for trial in self.trials],
         }
 
     def on_save_checkpoint(
@@ -173,8 +196,8 @@ class TrialRecords(L.Callback):
     ) -> None:
         plan = pl_module.plan
         checkpoint[STACK_KEY] = stack_section(
-            [run.path.name for run in self.runs],
-            self.slots,
+            [trial.run.path.name for trial in self.trials],
+            [trial.carried for trial in self.trials],
             self.state_key,
             type(trainer.datamodule).__qualname__,
             dict(pl_module.left_lr),
@@ -184,22 +207,22 @@ class TrialRecords(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed stack (`checkpoint_format.join`): each trial's record and best so far, as its own
         checkpoint had them."""
-        for checkpointer, own in zip(self.checkpointers, state_dict["checkpointers"], strict=True):
-            if checkpointer is not None and own is not None:
-                checkpointer.load_state_dict(own)
-        for record, own in zip(self.records, map(decoded, state_dict["records"]), strict=True):
+        for trial, own in zip(self.trials, state_dict["checkpointers"], strict=True):
+            if trial.checkpointer is not None and own is not None:
+                trial.checkpointer.load_state_dict(own)
+        for trial, own in zip(self.trials, map(decoded, state_dict["records"]), strict=True):
             if own is not None:
-                record.load_state_dict(own)
+                trial.record.load_state_dict(own)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for record, loggers in zip(self.records, self.loggers, strict=True):
-            record.start(loggers)
+        for trial in self.trials:
+            trial.record.start(trial.loggers)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for k, record in enumerate(self.records):
-            if self.active(k):
-                record.epoch_started()
-        self._epoch_clock = (time.perf_counter(), [self._steps(trainer, k) for k in range(len(self.runs))])
+        for trial in self.trials:
+            if trial.active:
+                trial.record.epoch_started()
+        self._epoch_clock = (time.perf_counter(), [self._steps(trainer, k) for k in range(len(self.trials))])
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -250,23 +273,23 @@ class TrialRecords(L.Callback):
         for k, step in enumerate(trainer.lightning_module.first_bad_step.tolist()):
             if step >= 0 and self.active(k) and (only is None or k in only):
                 self._diverged(trainer, k, step)
-        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
+        if not self.refills and not any(self.active(k) for k in range(len(self.trials))):
             trainer.should_stop = True  # every trial failed or was pruned
 
     def epoch_metrics(self, trainer: L.Trainer, metrics: list[dict[str, float]]) -> None:
         """Called by the stacked module after each validation epoch (not the sanity check)."""
         if self.check_every:
             self._leave_diverged(trainer)
-        for k, values in enumerate(metrics):
-            if not self.active(k):
+        for k, (trial, values) in enumerate(zip(self.trials, metrics, strict=True)):
+            if not trial.active:
                 continue
-            self.records[k].validated(values)
-            for logger in self.loggers[k]:
+            trial.record.validated(values)
+            for logger in trial.loggers:
                 # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
                 # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
                 step = self._steps(trainer, k, logged_step(trainer))
                 logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
-            log_by_epoch(self.loggers[k], values, self._epoch(trainer, k) + 1)
+            log_by_epoch(trial.loggers, values, self._epoch(trainer, k) + 1)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
 
@@ -274,7 +297,7 @@ class TrialRecords(L.Callback):
         """Trial k's best checkpoints, kept by its own ModelCheckpoint's rule, Lightning's code as a single run
         runs it (`check_monitor_top_k`, then `compat.lightning.keep_best`: mode, NaN, the file's name and the
         one it replaces, its state); only the file writes are the stack's."""
-        checkpointer = self.checkpointers[k]
+        checkpointer = self.trials[k].checkpointer
         if checkpointer is None or checkpointer.save_top_k == 0 or checkpointer.monitor not in values:
             return  # save_top_k 0: Lightning's ModelCheckpoint keeps nothing either
         current = torch.tensor(values[checkpointer.monitor])
@@ -290,42 +313,47 @@ class TrialRecords(L.Callback):
     def _diverged(self, trainer: L.Trainer, k: int, step: int) -> None:
         """Trial k's loss stopped being finite at `step`: it fails (as a single run does, naming the step) and
         leaves the stack (lr 0); its checkpoints of the earlier epochs stay, plus `interrupted.ckpt`."""
+        trial = self.trials[k]
         group = trainer.optimizers[0].param_groups[k]
-        self.failed[k] = diverged(step, self._epoch(trainer, k), group["lr"], self.runs[k].path)
-        self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT])
+        trial.failed = diverged(step, self._epoch(trainer, k), group["lr"], trial.run.path)
+        self._write(trainer, [trial.run.checkpoints / INTERRUPTED_CHECKPOINT])
         trainer.lightning_module.leave(k)
-        self.records[k].failed(self.failed[k], **self._counts(trainer, k))
-        log.error("%s", self.failed[k])
+        trial.record.failed(trial.failed, **self._counts(trainer, k))
+        log.error("%s", trial.failed)
 
     def _report(self, trainer: L.Trainer, k: int, values: dict[str, float]) -> None:
         """Trial k's metric to its Optuna trial; if the pruner stops it, it leaves the stack after this epoch:
         its param group's lr becomes 0 (its weights stay as they are) and nothing more is recorded for it."""
         trial = self.trials[k]
-        monitor = self.cfgs[k].get("optimized_metric")
-        if trial is None or monitor not in values:
+        monitor = trial.cfg.get("optimized_metric")
+        if trial.study_trial is None or monitor not in values:
             return
         epoch = self._epoch(trainer, k)
-        if report(trial, values[monitor], epoch, self.cfgs[k].trainer.get("max_epochs")):
-            self.pruned[k] = epoch
+        if report(trial.study_trial, values[monitor], epoch, trial.cfg.trainer.get("max_epochs")):
+            trial.pruned_after = epoch
             trainer.lightning_module.leave(k)
-            log.info("trial %d pruned after epoch %d: it leaves the stack", trial.number, epoch)
+            log.info("trial %d pruned after epoch %d: it leaves the stack", trial.study_trial.number, epoch)
 
     def active(self, k: int) -> bool:
-        return k not in self.failed and k not in self.pruned and k not in self.closed
+        return self.trials[k].active
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The epoch's one checkpoint of the stack: each trial's last.ckpt (a trial pruned after this epoch
         included), and the best file of each trial whose val/acc improved."""
         pruned_now = [
-            k for k, at in self.pruned.items() if at == self._epoch(trainer, k) and k not in self.closed
+            k
+            for k, trial in enumerate(self.trials)
+            if trial.pruned_after is not None
+            and trial.pruned_after == self._epoch(trainer, k)
+            and not trial.closed
         ]
-        ending = [k for k in range(len(self.runs)) if self.active(k) or k in pruned_now]
+        ending = [k for k in range(len(self.trials)) if self.active(k) or k in pruned_now]
         for k in ending:
-            self.records[k].epoch_ended()
+            self.trials[k].record.epoch_ended()
         self._charge_epoch(trainer, ending)
         flush_all(self._open_event_files())
         best = [Path(path) for path in self.new_best]
-        self._write(trainer, [self.runs[k].checkpoints / LAST_CHECKPOINT for k in ending] + best)
+        self._write(trainer, [self.trials[k].run.checkpoints / LAST_CHECKPOINT for k in ending] + best)
         for previous in self.replaced_best:
             Path(previous).unlink(missing_ok=True)
         self.new_best, self.replaced_best = [], []
@@ -333,7 +361,7 @@ class TrialRecords(L.Callback):
             self._draw_pictures(trainer, k)
             self._finish(trainer, k, epoch_done=True)
         pause_point(f"epoch_end:{trainer.current_epoch}")
-        if not self.refills and not any(self.active(k) for k in range(len(self.runs))):
+        if not self.refills and not any(self.active(k) for k in range(len(self.trials))):
             trainer.should_stop = True  # every trial failed or was pruned
 
     def _charge_epoch(self, trainer: L.Trainer, trials: list[int]) -> None:
@@ -348,14 +376,14 @@ class TrialRecords(L.Callback):
         }
         total = sum(steps.values())
         for k in trials:
-            self.records[k].charge(seconds * steps[k] / total if total else seconds / len(trials))
+            self.trials[k].record.charge(seconds * steps[k] / total if total else seconds / len(trials))
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         """Ctrl-C, SIGTERM or an error: every trial still training keeps `interrupted.ckpt` and its record,
         as a single run does (a write the disk refuses is the error already being reported)."""
-        active = [k for k in range(len(self.runs)) if self.active(k)]
+        active = [k for k in range(len(self.trials)) if self.active(k)]
         try:
             flush_all(self._open_event_files())
         except OSError as err:  # the disk that stopped the fit, most likely: its error is the one reported
@@ -372,15 +400,17 @@ class TrialRecords(L.Callback):
             )
         elif worth_an_interrupted_checkpoint(trainer, exception):
             try:
-                self._write(trainer, [self.runs[k].checkpoints / INTERRUPTED_CHECKPOINT for k in active])
+                self._write(
+                    trainer, [self.trials[k].run.checkpoints / INTERRUPTED_CHECKPOINT for k in active]
+                )
             except WriteFailed as err:
                 log.warning("interrupted.ckpt was not saved for every trial: %s", err)
             log.warning("stacked fit stopped (%s); each trial's checkpoint saved", type(exception).__name__)
         for k in active:
-            self.records[k].failed(exception, **self._counts(trainer, k))
+            self.trials[k].record.failed(exception, **self._counts(trainer, k))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        open_slots = [k for k in range(len(self.runs)) if k not in self.closed]
+        open_slots = [k for k, trial in enumerate(self.trials) if not trial.closed]
         if not open_slots:  # a continuous stack closes each trial as it leaves (`leave_stack`)
             return
         started = time.perf_counter()
@@ -399,7 +429,7 @@ class TrialRecords(L.Callback):
                 for k in open_slots
                 if (job := self._pictures(trainer, k))
             ]
-            self._split_into_trials([self.runs[k] for k in open_slots])
+            self._split_into_trials([self.trials[k].run for k in open_slots])
             for picture in written:
                 picture.result()
             pause_point("trial_files_held")
@@ -412,31 +442,31 @@ class TrialRecords(L.Callback):
         for k in open_slots:
             if self.active(k):
                 self._finish(trainer, k)
-            elif k in self.failed:
-                for logger in self.loggers[k]:
-                    logger.finalize("failed")
+            elif self.trials[k].failed is not None:
+                _finalize(self.trials[k].loggers, "failed")
 
     def leave_stack(self, trainer: L.Trainer, k: int) -> dict[str, Any] | Exception:
         """A continuous stack's slot k at an epoch's end, once its trial is done (its epochs trained, pruned
         or failed): its pictures, its folder's own checkpoints and final record, as a fit's end writes them
         for every trial of a stack; the slot is then closed. Its outcome (`outcome`)."""
+        trial = self.trials[k]
         self._draw_pictures(trainer, k)
-        self._split_into_trials([self.runs[k]])
-        if self.active(k):
+        self._split_into_trials([trial.run])
+        if trial.active:
             self._finish(trainer, k, epoch_done=True)
             trainer.lightning_module.leave(k)
-        elif k in self.failed:
-            for logger in self.loggers[k]:
-                logger.finalize("failed")
-        self.closed.add(k)
+        elif trial.failed is not None:
+            _finalize(trial.loggers, "failed")
+        trial.closed = True
         return self.outcome(k)
 
     def outcome(self, k: int) -> dict[str, Any] | Exception:
         """Slot k's trial's final metrics (`metrics.json`), or the error that ended it (`TrialPruned` for a
         trial the pruner stopped)."""
-        if k in self.pruned:
-            return trial_pruned(self.trials[k].number, self.pruned[k])
-        return self.failed.get(k) or Run(self.runs[k].path).metrics
+        trial = self.trials[k]
+        if trial.pruned_after is not None:
+            return trial_pruned(trial.study_trial.number, trial.pruned_after)
+        return trial.failed or Run(trial.run.path).metrics
 
     def _draw_pictures(self, trainer: L.Trainer, k: int) -> None:
         job = self._pictures(trainer, k)
@@ -445,16 +475,17 @@ class TrialRecords(L.Callback):
 
     def _pictures(self, trainer: L.Trainer, k: int) -> tuple[Any, ...] | None:
         """Trial k's pictures drawn, with where `save_pictures` puts them (None: it draws none)."""
-        cfg = self.cfgs[k]
-        if k in self.failed or k in self.pictured or not cfg.get("callbacks", {}).get("pictures"):
+        trial = self.trials[k]
+        cfg = trial.cfg
+        if trial.failed is not None or trial.pictured or not cfg.get("callbacks", {}).get("pictures"):
             return None
-        self.pictured.add(k)
+        trial.pictured = True
         pictures = draw_pictures(
-            self.modules[k],
+            trial.module,
             trainer.lightning_module.last_predictions(k),
             cfg.callbacks.pictures.max_misclassified,
         )
-        return pictures, self.loggers[k], self._steps(trainer, k), self.runs[k].pictures
+        return pictures, trial.loggers, self._steps(trainer, k), trial.run.pictures
 
     def _steps(self, trainer: L.Trainer, k: int, micro_batches: int | None = None) -> int:
         """Trial k's own step count (its single run's) at the stack's `micro_batches` (default: now)."""
@@ -466,23 +497,19 @@ class TrialRecords(L.Callback):
         return {
             "epochs": self._epoch(trainer, k) + (1 if epoch_done else 0),
             "steps": self._steps(trainer, k),
-            "parameters": sum(p.numel() for p in self.modules[k].parameters()),
+            "parameters": sum(p.numel() for p in self.trials[k].module.parameters()),
         }
 
     def _finish(self, trainer: L.Trainer, k: int, epoch_done: bool = False) -> None:
         """Trial k's `metrics.json` (and the `trial/pruned` scalar under Optuna), its loggers closed."""
-        extra = {**pruned_record(self.pruned.get(k)), "stacked_with": len(self.runs)}
-        if self.trials[k] is not None:
-            log_pruned(self.loggers[k], k in self.pruned, self._steps(trainer, k))
-        for logger in self.loggers[k]:
-            logger.finalize("success")
-        self.records[k].finish(
-            extra.pop("status", COMPLETED), **self._counts(trainer, k, epoch_done), **extra
-        )
-        checkpointer = self.checkpointers[k]
-        log_run_artifacts(
-            self.loggers[k], self.runs[k].path, checkpointer.best_model_path if checkpointer else None
-        )
+        trial = self.trials[k]
+        extra = {**pruned_record(trial.pruned_after), "stacked_with": len(self.trials)}
+        if trial.study_trial is not None:
+            log_pruned(trial.loggers, trial.pruned_after is not None, self._steps(trainer, k))
+        _finalize(trial.loggers, "success")
+        trial.record.finish(extra.pop("status", COMPLETED), **self._counts(trainer, k, epoch_done), **extra)
+        best = trial.checkpointer.best_model_path if trial.checkpointer else None
+        log_run_artifacts(trial.loggers, trial.run.path, best)
 
     def _write(self, trainer: L.Trainer, targets: list[Path]) -> None:
         """One checkpoint of the whole stack (Lightning's, with `checkpoint_format.STACK_KEY`), written once
@@ -524,6 +551,11 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _finalize(loggers: list[Any], status: str) -> None:
+    for logger in loggers:
+        logger.finalize(status)
 
 
 def _model_checkpoint(cfg: DictConfig) -> ModelCheckpoint | None:

@@ -103,19 +103,19 @@ class Refills(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         records = self.records
-        for k in range(len(records.runs)):
-            if k in records.closed:
+        for k, trial in enumerate(records.trials):
+            if trial.closed:
                 continue
-            trained = trainer.current_epoch - records.joined[k] + 1
-            if records.active(k) and trained < self.trial_epochs:
+            trained = trainer.current_epoch - trial.joined + 1
+            if trial.active and trained < self.trial_epochs:
                 continue
             self._leave(trainer, k)
-        for k in sorted(records.closed):
+        for k in [k for k, trial in enumerate(records.trials) if trial.closed]:
             entrant = self.source.next()
             if entrant is None:
                 break
             self._fill(trainer, pl_module, k, entrant)
-        if len(records.closed) == len(records.runs):
+        if all(trial.closed for trial in records.trials):
             trainer.should_stop = True  # no trial left, none to come
 
     def _leave(self, trainer: L.Trainer, k: int) -> None:
@@ -145,14 +145,14 @@ class Refills(L.Callback):
 
     def plan(self, before: StepPlan) -> StepPlan:
         """The stack's steps with the slots' trials as they now stand (a vacant slot: its last trial's)."""
-        cfgs = self.records.cfgs
+        cfgs = [trial.cfg for trial in self.records.trials]
         return StepPlan(
             before.rows,
             [cfg.data.batch_size for cfg in cfgs],
             before.val_rows,
             [cfg.data.eval_batch_size or cfg.data.batch_size for cfg in cfgs],
             micro=before.micro,
-            start_epochs=self.records.joined,
+            start_epochs=[trial.joined for trial in self.records.trials],
         )
 
     def close(self, error: BaseException) -> None:
