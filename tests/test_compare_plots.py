@@ -215,3 +215,40 @@ def test_a_grids_importance_is_its_main_effects(tmp_path):
     assert view.found == {"optimizer.lr": approx(lr / (lr + model)), "model": approx(model / (lr + model))}
     assert view.found["model"] > 0.3
     assert view.said.startswith("optimizer.lr 0.68, model 0.32 (main effects over the full 2x2 grid, over 8")
+
+
+def test_tensorboard_ticks_the_options_and_the_seed_of_a_six_setting_sweep(tmp_path):
+    """TensorBoard ticks five hparams by default, after sorting those marked `differs` first and each part by
+    name (its own `_sort_and_reduce_to_hparams_limit`, run here on the experiment summary read back): with six
+    swept settings, `model` and `seed` are among them, though `seed` sorts after four of the others."""
+    from tensorboard.plugins.hparams import backend_context, plugin_data_pb2
+
+    from digitlab.analysis.hparams_experiment import write_hparams_experiment
+    from tests import tb
+
+    number = 0
+    for model in ("linear", "mlp"):
+        for lr, batch, momentum, decay in ((0.1, 64, 0.0, 0.0), (1.0, 512, 0.9, 1e-4)):
+            for seed in (0, 1):
+                run = tmp_path / "sweep" / str(number)
+                number += 1
+                (run / ".hydra").mkdir(parents=True)
+                config = {
+                    "seed": seed,
+                    "experiment_name": model,
+                    "model": {"net": {"_target_": model}},
+                    "optimizer": {"lr": lr, "momentum": momentum, "weight_decay": decay},
+                    "data": {"batch_size": batch},
+                }
+                OmegaConf.save(OmegaConf.create(config), run / ".hydra/config.yaml")
+                choices = {"hydra": {"runtime": {"choices": {"model": model}}}}
+                OmegaConf.save(OmegaConf.create(choices), run / ".hydra/hydra.yaml")
+                metrics = {"val/acc_best": 0.9 + 0.01 * number, "status": "completed"}
+                (run / "metrics.json").write_text(json.dumps(metrics))
+    folder = write_hparams_experiment(compare(tmp_path / "sweep"), tmp_path / "out")
+    (content,) = tb.load(folder).PluginTagToContent("hparams").values()
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    assert len(experiment.hparam_infos) == 6
+    backend_context._sort_and_reduce_to_hparams_limit(experiment)
+    ticked = [info.name for info in experiment.hparam_infos][:5]
+    assert "model" in ticked and "seed" in ticked, ticked
