@@ -402,8 +402,12 @@ def test_the_batched_first_layer_computes_what_each_trial_computes():
 
 
 def test_metrics_json_is_valid_json_for_every_trial(sweeps):
-    for run in find_runs(sweeps[1]):
-        json.loads((run.path / "metrics.json").read_text())
+    runs = find_runs(sweeps[1])
+    assert len(runs) == 8
+    for run in runs:
+        record = json.loads((run.path / "metrics.json").read_text())
+        assert record["status"] == "completed" and record["stacked_with"] == 4, record
+        assert record["val/acc_best"] == max(record["val/acc_best"], record["val/acc"])
 
 
 def test_under_optuna_a_batch_is_one_stack_and_a_pruned_trial_leaves_it(sample_root, tmp_path):
