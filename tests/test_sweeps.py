@@ -146,6 +146,22 @@ def test_submitit_local_launcher(sample_root, tmp_path):
     assert run.completed and (sweep / ".submitit").is_dir()
 
 
+def test_each_job_of_a_sweep_is_checked_once(sample_root, tmp_path):
+    """The sweep checks every job in its folder before the first trains; a job's task does not check it
+    again (`job.run_checked_job`)."""
+    proc = cli(
+        "-m",
+        "hydra.verbose=digitlab.job",  # each check of a job logged
+        *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1,1.0", "trainer.max_epochs=1"),
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )
+    said = proc.stdout + proc.stderr
+    folders = sorted(p for p in (tmp_path / "s").iterdir() if p.name[0].isdigit())
+    assert len(folders) == 2 and said.count("job checked: ") == 2, said[-3000:]
+    assert all(said.count(f"job checked: {folder}") == 1 for folder in folders)
+
+
 def test_two_sweeps_started_together_get_their_own_dirs(sample_root, tmp_path):
     args = ["-m", *tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1")]
     procs = [

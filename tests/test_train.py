@@ -105,8 +105,13 @@ def test_cli_trains_and_reports(sample_root, tmp_path):
     (run_dir / "config.json").unlink()
     assert Run(run_dir).config == resolved
     elsewhere = tmp_path / "elsewhere"  # a run put outside paths.log_dir: TensorBoard is shown that run
-    proc = cli(*tiny_overrides(sample_root, tmp_path), f"hydra.run.dir={elsewhere}", cwd=tmp_path, env=env)
+    verbose = "hydra.verbose=digitlab.job"  # each check of a job logged
+    proc = cli(
+        *tiny_overrides(sample_root, tmp_path), f"hydra.run.dir={elsewhere}", verbose, cwd=tmp_path, env=env
+    )
     assert f"tensorboard --logdir {elsewhere}\n" in proc.stdout, proc.stdout
+    # Checked once, before Hydra made its folder; its task checks only the folder again.
+    assert (proc.stdout + proc.stderr).count(f"job checked: {elsewhere}") == 1, proc.stdout + proc.stderr
 
 
 def test_cli_reports_a_bad_value_in_one_paragraph(tmp_path):

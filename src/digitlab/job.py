@@ -2,7 +2,8 @@
 and the stacked launcher for the jobs it checks and stacks), as Hydra's launchers all call `run_job`.
 
 A job is checked whole before any work (`check_job`: the composed config, and that its folder holds no
-earlier run unless it resumes it), then trained (`training.train`, which resumes and reports to the Optuna
+earlier run unless it resumes it), once: where the sweep's check or `OutputDirsCheck` checked it in its
+folder, its task only checks the folder again, under its lock. Then it is trained (`training.train`, which resumes and reports to the Optuna
 trial the job may be). What it returns to a sweeper is `optimized(metrics, cfg.optimized_metric)`.
 `OutputDirsCheck` (a Hydra callback, conf/hydra/default.yaml) checks a single run's job, and the run or sweep
 folder, before Hydra makes that folder.
@@ -10,6 +11,7 @@ folder, before Hydra makes that folder.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import digitlab.config.checks as checks
+
+log = logging.getLogger(__name__)
+
+# The jobs this process checked in their folders, by (folder, command line): `run_checked_job` does not
+# check them again.
+_checked: set[tuple[str, tuple[str, ...]]] = set()
 
 
 def check_job(
@@ -30,8 +38,20 @@ def check_job(
     """ConfigError naming the first bad value, choice or folder of this job (DataError: its dataset)."""
     checks.validate(cfg, choices, overrides, dataset, machine)
     output_dir = OmegaConf.select(cfg, "paths.output_dir")
+    _check_folder(cfg)
+    if output_dir and machine:  # a job that runs elsewhere checks its machine there, again
+        _checked.add(_job_key(output_dir, overrides))
+    log.debug("job checked: %s", output_dir)  # `hydra.verbose=digitlab.job` shows each check
+
+
+def _check_folder(cfg: DictConfig) -> None:
+    output_dir = OmegaConf.select(cfg, "paths.output_dir")
     if output_dir and not cfg.get("resume") and not cfg.get("lr_find"):
         checks.check_holds_no_run(output_dir)
+
+
+def _job_key(output_dir: str, overrides: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    return str(Path(str(output_dir)).absolute()), tuple(overrides)
 
 
 def job_config(config: DictConfig, output_dir: str | Path) -> tuple[DictConfig, Any, list[str]]:
@@ -114,12 +134,16 @@ def check_sweep(
 def run_checked_job(
     cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Hold the job's run folder (`run_lock`), check the job, then train it; its final metrics."""
+    """Hold the job's run folder (`run_lock`), check the job (only its folder, now held, when this process
+    checked it there already), then train it; its final metrics."""
     from digitlab.run_lock import holding
     from digitlab.training import train
 
     with holding(cfg.paths.output_dir):
-        check_job(cfg, choices, overrides)
+        if _job_key(cfg.paths.output_dir, overrides) in _checked:
+            _check_folder(cfg)
+        else:
+            check_job(cfg, choices, overrides)
         return train(cfg)
 
 
