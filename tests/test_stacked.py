@@ -980,3 +980,36 @@ def test_trials_of_different_batch_sizes_stack_and_match_their_single_runs(sampl
             assert torch.allclose(ours["state_dict"][name], weight, rtol=1e-4, atol=1e-6), name
         _, _, model = build_from_checkpoint(run.checkpoints / "last.ckpt")  # loads as any run's
         assert model.net[1].out_features == (8 if "hidden=8" in run.path.name else 16)
+
+
+def test_a_slots_modelcheckpoint_state_is_one_string_and_reads_back_exactly():
+    """A stack's checkpoint keeps each slot's ModelCheckpoint state as one string (`encoded_checkpointer`):
+    its scores read back as the same tensors, dtype, NaN and infinity included; a stack's checkpoint of an
+    earlier release (the state itself) reads as it is."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from digitlab.checkpoint_format import decoded_checkpointer, encoded_checkpointer
+
+    checkpointer = ModelCheckpoint(dirpath="/runs/0/checkpoints", monitor="val/acc", mode="max", save_top_k=2)
+    scores = {"/runs/0/checkpoints/a.ckpt": 0.97123456, "/runs/0/checkpoints/b.ckpt": 0.95}
+    checkpointer.best_k_models = {path: torch.tensor(value) for path, value in scores.items()}
+    checkpointer.kth_value, checkpointer.current_score = torch.tensor(0.95), torch.tensor(float("nan"))
+    checkpointer.best_model_score = torch.tensor(0.97123456, dtype=torch.float64)
+    state = checkpointer.state_dict()
+    text = encoded_checkpointer(state)
+    assert isinstance(text, str)
+    back = decoded_checkpointer(text)
+    assert back.keys() == state.keys()
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            assert back[key].dtype == value.dtype and torch.equal(back[key].nan_to_num(), value.nan_to_num())
+        elif key == "best_k_models":
+            assert {p: (t.dtype, t.item()) for p, t in back[key].items()} == {
+                p: (t.dtype, t.item()) for p, t in value.items()
+            }
+        else:
+            assert back[key] == value
+    assert decoded_checkpointer(state) is state and decoded_checkpointer(None) is None
+    assert torch.isinf(
+        decoded_checkpointer(encoded_checkpointer(ModelCheckpoint().state_dict()))["kth_value"]
+    )

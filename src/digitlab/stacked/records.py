@@ -40,7 +40,9 @@ from digitlab.checkpoint_format import (
     STACK_KEY,
     Continued,
     decoded,
+    decoded_checkpointer,
     encoded,
+    encoded_checkpointer,
     is_stack,
     slot_of,
     split,
@@ -187,7 +189,10 @@ class TrialRecords(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "checkpointers": [t.checkpointer.state_dict() if t.checkpointer else None for t in self.trials],
+            "checkpointers": [
+                encoded_checkpointer(t.checkpointer.state_dict() if t.checkpointer else None)
+                for t in self.trials
+            ],
             "records": [encoded(trial.record.state_dict()) for trial in self.trials],
         }
 
@@ -207,7 +212,9 @@ class TrialRecords(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed stack (`checkpoint_format.join`): each trial's record and best so far, as its own
         checkpoint had them."""
-        for trial, own in zip(self.trials, state_dict["checkpointers"], strict=True):
+        for trial, own in zip(
+            self.trials, map(decoded_checkpointer, state_dict["checkpointers"]), strict=True
+        ):
             if trial.checkpointer is not None and own is not None:
                 trial.checkpointer.load_state_dict(own)
         for trial, own in zip(self.trials, map(decoded, state_dict["records"]), strict=True):
