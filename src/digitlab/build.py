@@ -38,7 +38,12 @@ def model(cfg: DictConfig, class_names: Any) -> Any:
 
 
 def loggers(cfg: DictConfig) -> list[Any]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return [instantiate(c) for c in logger_configs(cfg)]
+
+
+def logger_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The nodes `loggers` builds, in its order."""
+    return [c for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
 def callbacks(cfg: DictConfig) -> list[Any]:

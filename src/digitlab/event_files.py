@@ -74,6 +74,16 @@ def add_summary(writer: Any, summary: Any, step: int | None = None) -> None:
     writer.file_writer.add_summary(summary, global_step=step)
 
 
+def add_scalars(writer: Any, values: dict[str, float], step: int) -> None:
+    """`values` at `step` in one event of `writer` (a torch `SummaryWriter`): the records its `add_scalar`
+    writes one by one, as one `Summary` holding them all, framed and checksummed once (a stack of 256 trials
+    logs about 5,000 scalars an epoch)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
+    add_summary(writer, summary, step)
+
+
 def flush_all(files: list[BufferedEventFile]) -> None:
     for file in files:
         file.flush()

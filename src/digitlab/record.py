@@ -48,9 +48,14 @@ BY_EPOCH = "by_epoch/"  # TensorBoard tags whose step is the epoch: trials of an
 def log_by_epoch(loggers: list[Any], metrics: dict[str, float], epochs: int) -> None:
     """Each validation metric again under `by_epoch/<tag>` at step `epochs` (trained so far): TensorBoard's x
     axis is the step, so a batch-64 run's `val/acc` curve is 8x a batch-512 one's; these line up by epoch."""
-    values = {BY_EPOCH + name: value for name, value in metrics.items() if name.startswith("val/")}
+    values = by_epoch(metrics)
     for logger in loggers if values else ():
         logger.log_metrics(values, step=epochs)
+
+
+def by_epoch(metrics: dict[str, float]) -> dict[str, float]:
+    """The validation metrics under their `by_epoch/` tags (`log_by_epoch`)."""
+    return {BY_EPOCH + name: value for name, value in metrics.items() if name.startswith("val/")}
 
 
 class RunRecord:

@@ -52,10 +52,10 @@ from digitlab.checkpoints import link_checkpoint, read_stored, save_checkpoint
 from digitlab.compat.lightning import keep_best, logged_step, set_sigterm_received, sigterm_received
 from digitlab.config.hparams import hparams_from_config
 from digitlab.console import say
-from digitlab.event_files import buffer_event_file, flush_all
+from digitlab.event_files import add_scalars, buffer_event_file, flush_all
 from digitlab.faults import pause_point
 from digitlab.loggers import log_run_artifacts
-from digitlab.record import RunRecord, log_by_epoch
+from digitlab.record import RunRecord, by_epoch
 from digitlab.rundir import COMPLETED, INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, Run
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class StackedTrial:
     record: RunRecord
     checkpointer: ModelCheckpoint | None
     carried: str
+    bulk: list[Any]  # its TensorBoard loggers whose scalars are written an event a step (`log_scalars`)
     study_trial: Any  # an `optuna.Trial` under digitlab's sweeper whose pruner may stop it, else None
     joined: int = 0  # the stack's epoch at which it joined (a continuous stack's later trials)
     failed: Exception | None = None  # what ended it (its loss stopped being finite, the fit's error)
@@ -86,6 +87,15 @@ class StackedTrial:
     @property
     def active(self) -> bool:
         return self.failed is None and self.pruned_after is None and not self.closed
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        """As each logger's `log_metrics`; a TensorBoard logger with a buffered event file gets them as one
+        event (`event_files.add_scalars`)."""
+        for logger in self.loggers if values else ():
+            if any(logger is bulk for bulk in self.bulk):
+                add_scalars(logger.experiment, values, step)
+            else:
+                logger.log_metrics(values, step=step)
 
 
 class TrialRecords(L.Callback):
@@ -131,6 +141,11 @@ class TrialRecords(L.Callback):
 
         run = Run(cfg.paths.output_dir)
         loggers = build.loggers(cfg)
+        # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
+        buffered = [(logger, f) for logger in loggers if (f := buffer_event_file(logger))]
+        # A logger configured with a `prefix` logs through its `log_metrics` (Lightning keeps the prefix private).
+        nodes = build.logger_configs(cfg)  # `loggers`' own, in order
+        plain = [logger for logger, node in zip(loggers, nodes, strict=True) if not node.get("prefix")]
         config = OmegaConf.to_container(cfg, resolve=True)
         choices = OmegaConf.select(hydra_cfg, "runtime.choices") if hydra_cfg is not None else None
         record = RunRecord(run, config, hparams_from_config(config, choices))
@@ -155,11 +170,11 @@ class TrialRecords(L.Callback):
             module,
             run,
             loggers,
-            # One writer for all K event files, flushed once an epoch (`event_files`), not a thread each.
-            [f for f in map(buffer_event_file, loggers) if f],
+            [f for _, f in buffered],
             record,
             checkpointer,
             carried,
+            [logger for logger, _ in buffered if any(logger is p for p in plain)],
             trial if trial is not None and prunable(trial) else None,
             joined,
         )
@@ -291,12 +306,11 @@ class TrialRecords(L.Callback):
             if not trial.active:
                 continue
             trial.record.validated(values)
-            for logger in trial.loggers:
-                # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
-                # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
-                step = self._steps(trainer, k, logged_step(trainer))
-                logger.log_metrics({**values, "epoch": self._epoch(trainer, k)}, step=step)
-            log_by_epoch(trial.loggers, values, self._epoch(trainer, k) + 1)
+            # The step Lightning's logger connector logs a single run's epoch metrics at (validation runs
+            # before the epoch's last batch is counted), so both runs' curves overlay in TensorBoard.
+            step = self._steps(trainer, k, logged_step(trainer))
+            trial.log_scalars({**values, "epoch": self._epoch(trainer, k)}, step)
+            trial.log_scalars(by_epoch(values), self._epoch(trainer, k) + 1)
             self._keep_best(trainer, k, values)
             self._report(trainer, k, values)
 
