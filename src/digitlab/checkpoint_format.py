@@ -328,9 +328,9 @@ def recount(
             for scope, mapping in (("total", counting.total), ("current", counting.current)):
                 for key, value in node.get(scope, {}).items():
                     node[scope][key] = mapping(value)
-    state = fit.get("epoch_loop.state_dict", {})
-    if "_batches_that_stepped" in state:
-        state["_batches_that_stepped"] = training.total(state["_batches_that_stepped"])
+    from digitlab.compat.lightning import recount_logged_batches
+
+    recount_logged_batches(fit, training.total)
     checkpoint["global_step"] = training.total(checkpoint["global_step"])
 
 

@@ -1,5 +1,5 @@
 """Lightning (bounded to 2.6.x): what a stack of trials needs from Lightning's loop and ModelCheckpoint that
-Lightning does not make public. All three serve `stacked.records.TrialRecords`, which makes each trial of a
+Lightning does not make public. All of them serve `stacked.records.TrialRecords`, which makes each trial of a
 stack a run of its own; they go when a single run and a stack share one engine (issue 46).
 
 - `hold_sigterm` / `release_sigterm`: trials of different batch sizes must stop where each has just stepped.
@@ -10,6 +10,9 @@ stack a run of its own; they go when a single run and a stack share one engine (
   before the epoch's last batch is counted), so a stacked trial's curves overlay its single run's; Lightning
   keeps that count in the epoch loop's private `_batches_that_stepped`. Upstream: none filed that this project
   found.
+- `recount_logged_batches`: a trial's checkpoint split from its stack's (`checkpoint_format.recount`) counts
+  its own batches; the count the logger connector logs at is kept in the epoch loop's state under the
+  private key `_batches_that_stepped`. Upstream: none filed that this project found.
 - `keep_best`: a trial's best checkpoints kept by its own ModelCheckpoint's rule, Lightning's code as a single
   run runs it (mode, NaN, the file's name and the one it replaces, its state), with the file writes noted
   instead of done: the stack writes one checkpoint of all its trials and links it under each kept name.
@@ -50,3 +53,10 @@ def keep_best(
     finally:
         del checkpointer._save_checkpoint, checkpointer._remove_checkpoint  # the class's own again
     return saved, removed
+
+
+def recount_logged_batches(fit: dict[str, Any], total: Any) -> None:
+    """In a checkpoint's fit-loop state `fit`, the epoch loop's logged-batch count mapped through `total`."""
+    state = fit.get("epoch_loop.state_dict", {})
+    if "_batches_that_stepped" in state:
+        state["_batches_that_stepped"] = total(state["_batches_that_stepped"])
