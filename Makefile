@@ -52,7 +52,7 @@ lock:
 train: install
 	$(BIN)/digitlab-train $(ARGS)
 
-# One test worker per core (pytest-xdist): most of a test's time is a process importing Lightning.
+# One test worker per core (pytest-xdist).
 test: install
 	$(BIN)/python -m pytest -n auto -m "not slow and not cluster" $(ARGS)
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +89,122 @@ def real_data_dir() -> Path:
     return REPO / "data"
 
 
-def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m digitlab.cli.train <args>` as a user would; with `check`, fail the test on a non-zero exit."""
+@dataclass
+class Ran:
+    """What a `digitlab-train` command gave: its exit code and what it printed (as subprocess.run's result)."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> Ran:
+    """`digitlab-train <args>` in this process, through the command's own entry point (`cli.train.cli`: its
+    argument checks, Hydra's main, the launchers and sweepers), in `cwd` with the environment `env`; with
+    `check`, fail the test on a non-zero exit. The process-wide state a command changes is put back
+    afterwards (`process_state_kept`). Use `cli_process` where the process itself is what a test tests."""
+    from digitlab.cli.train import cli as train_cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        process_state_kept(cwd, env),
+        console_streams(stdout, stderr),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        sys.argv = ["digitlab-train", *args]
+        try:
+            train_cli()
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            if isinstance(done.code, str):
+                print(done.code, file=sys.stderr)
+        except BaseException:  # as the interpreter reports an uncaught exception, and exits 1
+            traceback.print_exc()
+            code = 1
+    ran = Ran(["digitlab-train", *args], code, stdout.getvalue(), stderr.getvalue())
+    if check:
+        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
+    return ran
+
+
+@contextlib.contextmanager
+def process_state_kept(cwd: Path, env: dict | None) -> Iterator[None]:
+    """Run a block in `cwd` (and the environment `env`), then restore what an entry point may change for the
+    whole process: the working directory, argv, the environment, warning filters, the handlers, filters and
+    level of every logger that existed before (loggers a first import creates keep their import's setup, as
+    in a new process), the signal handlers, and Hydra's global state."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved_cwd, saved_argv, saved_env = os.getcwd(), list(sys.argv), dict(os.environ)
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    saved_loggers = [
+        (logger, list(logger.handlers), list(logger.filters), logger.level, logger.propagate, logger.disabled)
+        for logger in loggers
+    ]
+    saved_signals = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    os.chdir(cwd)
+    GlobalHydra.instance().clear()
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        GlobalHydra.instance().clear()
+        os.chdir(saved_cwd)
+        sys.argv[:] = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        for logger, handlers, filters, level, propagate, disabled in saved_loggers:
+            _close_added(logger, handlers)
+            logger.handlers, logger.filters = handlers, filters
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+
+
+@contextlib.contextmanager
+def console_streams(stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
+    """Log handlers made before the block (Lightning's, made at its import) write to `stdout` / `stderr` in it,
+    as a process's console handlers write to its console."""
+    moved = []
+    for logger in [
+        logging.getLogger(),
+        *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)),
+    ]:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                moved.append((handler, handler.setStream(stderr if handler.stream is sys.stderr else stdout)))
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+
+
+KEPT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _close_added(logger: logging.Logger, kept: list[logging.Handler]) -> None:
+    """Close the handlers a command added to `logger` (a run's train.log stays open otherwise)."""
+    for handler in logger.handlers:
+        if handler not in kept:
+            handler.close()
+
+
+def cli_process(
+    *args: str, cwd: Path, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m digitlab.cli.train <args>` as a process of its own, as a user would; with `check`, fail
+    the test on a non-zero exit. For tests of the process itself: its exit, its imports, its children."""
     proc = subprocess.run(
         [sys.executable, "-m", "digitlab.cli.train", *args],
         cwd=cwd,

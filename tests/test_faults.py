@@ -342,7 +342,7 @@ def test_resuming_keeps_the_interrupted_record_until_it_finishes(sample_root, tm
     assert metrics(tmp_path / "copy")["status"] == "completed"
 
 
-def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
+def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path, capsys):
     from digitlab.cli.compare import main as compare_main
 
     sweep = tmp_path / "sweep"
@@ -363,18 +363,13 @@ def test_compare_lists_a_damaged_run_and_ranks_the_rest(sample_root, tmp_path):
     mine = tmp_path / "paper"
     mine.mkdir()
     (mine / "compare.md").write_text("my own table\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "digitlab.cli.compare", str(sweep)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.stdout
-    assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.stdout
-    assert f"unreadable: {jobs[3]} (metrics.json: val/acc_best='0.97' is not a number)" in proc.stdout
+    code, proc = compare_main([str(sweep)]), capsys.readouterr()
+    assert code == 0 and "Traceback" not in proc.out + proc.err, proc.err
+    assert f"unreadable: {jobs[0]} (metrics.json: not valid JSON" in proc.out
+    assert f"unreadable: {jobs[1]} (config: not valid JSON" in proc.out
+    assert f"unreadable: {jobs[3]} (metrics.json: val/acc_best='0.97' is not a number)" in proc.out
     # The one readable run is ranked, and its row says which run it is (nothing else varies).
-    assert f"| 1 | {jobs[2].name} | 1/1 | 0 | completed |" in proc.stdout, proc.stdout
+    assert f"| 1 | {jobs[2].name} | 1/1 | 0 | completed |" in proc.out, proc.out
     assert (sweep / "compare" / "val_acc_curves.png").stat().st_size > 0
     assert compare_main([str(sweep), "--metric", "val/accc"]) == 1
     # Compare never replaces a file it did not write; its own it may write again.
@@ -448,7 +443,7 @@ def test_two_commands_on_one_run_folder_the_second_is_refused(reference, sample_
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0][-3000:]
         time.sleep(0.01)
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
-    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    second = cli(*args[3:], cwd=tmp_path, check=False)
     said = second.stdout + second.stderr
     assert second.returncode == 1 and "Traceback" not in said, said
     assert f"{run_dir} is in use" in said and f"pid {first.pid} on" in said, said

@@ -9,7 +9,6 @@ import math
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -666,14 +665,9 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     points = {resume_point(trial / "checkpoints" / "last.ckpt") for trial in trials}
     resumes = {}
     for launcher, folder in (("basic", alone), ("stacked", sweep)):
-        done = subprocess.run(
-            [*args, "resume=true", f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        done = cli(
+            *args[3:], "resume=true", f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", cwd=tmp_path
         )
-        assert done.returncode == 0, done.stderr[-3000:]
         resumes[launcher] = done.stdout + done.stderr
     # Stopped between two trials' last.ckpt writes, they stand at different epochs and resume apart.
     assert (f"{n} trials stacked in one fit" in resumes["stacked"]) == (len(points) == 1)
@@ -798,24 +792,18 @@ class Probe(Callback):
 '''
 
 
-def test_hydra_job_callbacks_fire_around_the_stacked_fit(sample_root, tmp_path):
+def test_hydra_job_callbacks_fire_around_the_stacked_fit(sample_root, tmp_path, monkeypatch):
     """A user's Hydra callback sees each stacked job start before it trains and end after, with the
     JobReturn a single job would give it (status, the optimized value, its overrides)."""
-    import os
-
     (tmp_path / "probe_callback.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # where the user's callback module is importable from
     sweep = tmp_path / "sweep"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-    }
     cli(
         "-m",
         "hydra/launcher=stacked",
         "+hydra.callbacks.probe._target_=probe_callback.Probe",
         *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.5,2.0", f"hydra.sweep.dir={sweep}"),
         cwd=tmp_path,
-        env=env,
     )
     runs = find_runs(sweep)
     assert len(runs) == 2

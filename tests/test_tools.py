@@ -13,7 +13,7 @@ import digitlab
 from digitlab.analysis.table import compare, markdown
 from digitlab.api import run
 from digitlab.errors import ConfigError
-from tests.conftest import cli, tiny_overrides
+from tests.conftest import cli, cli_process, tiny_overrides
 from tests.tb import hparams, scalars
 
 
@@ -239,7 +239,7 @@ def test_python_api(sample_root, tmp_path):
 def test_ddp_with_two_cpu_processes(sample_root, tmp_path):
     """accelerator=ddp_cpu: the multi-process path of accelerator=ddp, exercised without GPUs."""
     run_dir = tmp_path / "run"
-    proc = cli(
+    proc = cli_process(  # DDP starts its other process by running this command again
         "accelerator=ddp_cpu",
         f"hydra.run.dir={run_dir}",
         *tiny_overrides(sample_root, tmp_path),

@@ -10,7 +10,7 @@ import torch
 
 from digitlab.api import run
 from digitlab.rundir import Run
-from tests.conftest import REPO, cli, tiny_overrides
+from tests.conftest import REPO, cli, cli_process, tiny_overrides
 from tests.tb import hparams, scalars
 
 
@@ -90,8 +90,9 @@ def test_swappable_parts_train(sample_root, tmp_path, extra):
 
 
 def test_cli_trains_and_reports(sample_root, tmp_path):
+    """End to end, as a user types it: a process of its own."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = cli(*tiny_overrides(sample_root, tmp_path), cwd=tmp_path, check=False, env=env)
+    proc = cli_process(*tiny_overrides(sample_root, tmp_path), cwd=tmp_path, check=False, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Final validation metrics:" in proc.stdout and "val/acc " in proc.stdout
     assert f"tensorboard --logdir {tmp_path / 'logs'}" in proc.stdout

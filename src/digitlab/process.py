@@ -77,17 +77,23 @@ class _DropAdverts(logging.Filter):
 
 
 def one_log_stream() -> None:
-    """Lightning adds its own console handler to the `lightning` logger and also propagates to the root logger,
-    which Hydra has set up (console and <run>/train.log), so each message would show twice
-    (hydra-ecosystem/hydra#2898): when the root logger has handlers, keep only those. Lightning's advert for
-    its hosted logger is dropped."""
-    lightning_logger = logging.getLogger("lightning")  # its handler is added when Lightning is imported
+    """Lightning gives its loggers console handlers of their own when it is imported before the root logger
+    has any; once the root logger has handlers (Hydra's console and <run>/train.log), each message would show
+    twice or skip train.log (hydra-ecosystem/hydra#2898). Then Lightning's loggers keep no handler of their
+    own and pass every message to the root's, as Lightning itself does when imported after them. Lightning's
+    advert for its hosted logger is dropped."""
     if logging.getLogger().hasHandlers() and "lightning" in sys.modules:
-        for handler in list(lightning_logger.handlers):
-            lightning_logger.removeHandler(handler)
+        for name in LIGHTNING_LOGGERS:
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):
         rank_zero.addFilter(_DropAdverts())
+
+
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
 def skip_exit_gc() -> None:
