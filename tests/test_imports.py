@@ -58,3 +58,26 @@ def test_no_plugin_or_library_module_imports_an_entry_point():
             names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             offenders += [f"{path.name}: {name}" for name in names if name.startswith("digitlab.cli")]
     assert offenders == []
+
+
+LOG_ORDER_PROBE = r"""
+import io, logging
+import lightning.pytorch  # first: the root logger has no handler yet, so Lightning gives itself one
+from digitlab.process import apply_process_policy
+
+seen = io.StringIO()
+logging.basicConfig(stream=seen, level=logging.INFO, format="%(name)s: %(message)s")  # as Hydra sets it up
+apply_process_policy()
+logging.getLogger("lightning.pytorch.trainer").info("GPU available: probe")
+print(seen.getvalue().count("GPU available: probe"))
+"""
+
+
+def test_lightning_imported_before_the_root_logger_still_logs_through_it():
+    """Lightning's console handlers, made when it is imported before the root logger has any, would print
+    its lines past the root's (a quiet sweep's console, a job's train.log): the process policy removes them."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOG_ORDER_PROBE], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "1" and "GPU available: probe" not in proc.stderr
