@@ -181,13 +181,14 @@ def console_streams(stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
         *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)),
     ]:
         for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:
-                moved.append((handler, handler.setStream(stderr if handler.stream is sys.stderr else stdout)))
+            if type(handler) is logging.StreamHandler:  # not setStream: it flushes, and a stream may be closed
+                moved.append((handler, handler.stream))
+                handler.stream = stderr if handler.stream is sys.stderr else stdout
     try:
         yield
     finally:
         for handler, stream in moved:
-            handler.setStream(stream)
+            handler.stream = stream
 
 
 KEPT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)

@@ -177,3 +177,25 @@ def test_an_output_dir_that_cannot_be_made_is_one_paragraph(tmp_path, args, name
     assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
     assert named.format(file=a_file) in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"], "nothing is written"
+
+
+def test_the_api_records_its_run_as_the_cli_does(sample_root, tmp_path, monkeypatch):
+    """`.hydra/` has one writer for the jobs digitlab sets up itself: an API run's holds what Hydra writes
+    for the same command (its whole `hydra.yaml`, the overrides), and rebuilds the same config."""
+    overrides = tiny_overrides(sample_root, tmp_path, "trainer.max_epochs=1")
+    cli(*overrides, f"hydra.run.dir={tmp_path / 'cli'}", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # where the command ran (`paths.root_dir`)
+    run(overrides, output_dir=tmp_path / "api")
+    (by_cli, by_api) = (Run(tmp_path / name) for name in ("cli", "api"))
+    assert by_api.overrides == by_cli.overrides == overrides
+    assert (
+        set(by_api.hydra) == set(by_cli.hydra)
+        and by_api.hydra["runtime"]["choices"] == by_cli.hydra["runtime"]["choices"]
+    )
+    assert by_api.hydra["runtime"]["output_dir"] == str(tmp_path / "api")
+    for run_dir in (by_cli.path, by_api.path):
+        (run_dir / "config.json").unlink()  # the config rebuilt from .hydra/ alone
+    rebuilt = [
+        json.dumps(Run(folder).config).replace(str(folder), "<run>") for folder in (by_cli.path, by_api.path)
+    ]
+    assert rebuilt[0] == rebuilt[1] and '"output_dir": "<run>"' in rebuilt[0]

@@ -24,51 +24,54 @@ def compose_config(
     """Compose `conf/` with `overrides` as the CLI would; `paths.output_dir` is `output_dir` if given, else a
     fresh run dir under `paths.log_dir` named as the CLI names it. With `with_choices`, also return Hydra's
     group choices (`{"optimizer": "sgd", ...}`), which the checks use to name what was chosen."""
+    whole = _compose_job(overrides, output_dir)
+    cfg = OmegaConf.masked_copy(whole, [key for key in whole if key != "hydra"])
+    return (cfg, dict(whole.hydra.runtime.choices)) if with_choices else cfg
+
+
+def _compose_job(overrides: Sequence[str], output_dir: str | Path | None) -> DictConfig:
+    """The job's whole config (`hydra` included) as Hydra's `run_job` sees it, in its run folder
+    (`job.job_config`). The values that read Hydra's state are fixed now, as the CLI fixes them for its job;
+    the rest resolve when used, so a bad combination reaches the checks rather than failing here."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
 
     from digitlab.errors import ConfigError
+    from digitlab.job import job_config
 
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         try:
-            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+            whole = compose("config", overrides=list(overrides), return_hydra_config=True)
         except HydraException as err:  # an option that does not exist, a key not in the config
             raise ConfigError(f"{' '.join(overrides)}: {err}") from None
-    HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve outside a Hydra app
-    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        # The values that read Hydra's state are fixed now, as the CLI fixes them for its job; the rest
-        # resolve when used, so a bad combination reaches the checks rather than failing here.
-        cfg.paths.output_dir = str(output_dir) if output_dir is not None else cfg.hydra.run.dir
-        cfg.experiment_name = cfg.experiment_name
-        del cfg["hydra"]
-    return (cfg, choices) if with_choices else cfg
+    HydraConfig.instance().set_config(whole)  # lets ${hydra:...} interpolations resolve outside a Hydra app
+    folder = str(output_dir) if output_dir is not None else str(whole.hydra.run.dir)  # read once: ${now:}
+    job_config(whole, folder)
+    with open_dict(whole):
+        whole.paths.output_dir = folder
+        whole.experiment_name = whole.experiment_name
+    return whole
 
 
 def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> tuple[dict[str, Any], Path]:
-    """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's."""
-    import digitlab.atomic as atomic
+    """Train one experiment; return `(metrics, run_dir)`. The run dir is laid out as a CLI run's, its
+    `.hydra/` written as Hydra's `run_job` writes it (`job_life.write_hydra_files`)."""
     from digitlab.job import check_job, run_checked_job
     from digitlab.process import apply_process_policy
-    from digitlab.rundir import Run
+    from digitlab.sweeps.job_life import write_hydra_files
 
     apply_process_policy()
-    cfg, choices = compose_config(overrides, output_dir, with_choices=True)
+    whole = _compose_job(overrides, output_dir)
+    cfg = OmegaConf.masked_copy(whole, [key for key in whole if key != "hydra"])
+    choices = dict(whole.hydra.runtime.choices)
     check_job(cfg, choices, overrides)  # before anything is written
-    OmegaConf.resolve(cfg)  # saved as the run was configured
-    run_dir = Run(cfg.paths.output_dir)
-    atomic.write_text(run_dir.hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    atomic.write_text(
-        run_dir.hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides)))
-    )
-    # The part of Hydra's own record that a CLI run has and readers use: which option of each group ran.
-    hydra_record = {"hydra": {"runtime": {"choices": choices}}}
-    atomic.write_text(run_dir.hydra_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create(hydra_record)))
-    return run_checked_job(cfg, choices, overrides), run_dir.path
+    write_hydra_files(whole, Path(cfg.paths.output_dir))
+    OmegaConf.resolve(cfg)
+    return run_checked_job(cfg, choices, overrides), Path(cfg.paths.output_dir)
 
 
 def sweep(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> Path:

@@ -51,9 +51,7 @@ def open_jobs(hydra_context: Any, configs: list[DictConfig], task_function: Any)
     opened = [OpenJob(config, Path(str(config.hydra.runtime.output_dir))) for config in configs]
     with together():
         for job in opened:
-            job.output_dir.mkdir(parents=True, exist_ok=True)
-            if job.config.hydra.output_subdir is not None:
-                _write_hydra_files(job.config, job.output_dir / str(job.config.hydra.output_subdir))
+            write_hydra_files(job.config, job.output_dir)
     if _listens(hydra_context, "on_job_start"):
         for job in opened:
             _current(job.config)
@@ -61,8 +59,14 @@ def open_jobs(hydra_context: Any, configs: list[DictConfig], task_function: Any)
     return opened
 
 
-def _write_hydra_files(config: DictConfig, hydra_dir: Path) -> None:
-    """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as `run_job` writes them."""
+def write_hydra_files(config: DictConfig, output_dir: Path) -> None:
+    """The job's folder with `.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as `run_job` writes
+    them (none where `hydra.output_subdir` is null). Every job digitlab sets up itself (a stack's, the Python
+    API's) is recorded by this one writer; the others by Hydra's `run_job`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.hydra.output_subdir is None:
+        return
+    hydra_dir = output_dir / str(config.hydra.output_subdir)
     whole = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
     hydra = whole.pop("hydra")
     write_text(hydra_dir / "config.yaml", to_yaml(whole))
