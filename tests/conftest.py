@@ -181,7 +181,9 @@ def console_streams(stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
         *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)),
     ]:
         for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:  # not setStream: it flushes, and a stream may be closed
+            if (
+                type(handler) is logging.StreamHandler
+            ):  # not setStream: it flushes, and a stream may be closed
                 moved.append((handler, handler.stream))
                 handler.stream = stderr if handler.stream is sys.stderr else stdout
     try:
