@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -1001,3 +1002,34 @@ def test_a_slots_modelcheckpoint_state_is_one_string_and_reads_back_exactly():
     assert torch.isinf(
         decoded_checkpointer(encoded_checkpointer(ModelCheckpoint().state_dict()))["kth_value"]
     )
+
+
+HOLDER = "import sys; from digitlab.run_lock import hold; hold(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+
+
+def test_a_stacked_job_whose_folder_another_command_holds_is_refused_alone(sample_root, tmp_path):
+    """One writer per run folder, in a stack as in a single run: the job whose folder another process
+    holds is refused in one paragraph before anything is written there; the other jobs train stacked."""
+    sweep = tmp_path / "sweep"
+    taken = sweep / "1_data.batch_size=16,optimizer.lr=0.2,trainer.max_epochs=2"  # job #1's folder
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(taken)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = cli(
+            "-m",
+            "hydra/launcher=stacked",
+            f"hydra.sweep.dir={sweep}",
+            *tiny_overrides(sample_root, tmp_path, "optimizer.lr=0.1,0.2,0.4"),
+            cwd=tmp_path,
+            check=False,
+        )
+    finally:
+        holder.communicate("", timeout=60)
+    said = done.stdout + done.stderr
+    assert f"{taken} is in use" in said and f"pid {holder.pid} on" in said and "Traceback" not in said
+    assert sorted(p.name for p in taken.iterdir()) == [".lock"]  # nothing of this sweep written there
+    trained = [run for run in find_runs(sweep) if run.path != taken]
+    assert len(trained) == 2 and all(run.metrics["status"] == "completed" for run in trained)
+    assert "2 trials stacked in one fit" in said

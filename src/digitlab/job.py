@@ -1,18 +1,22 @@
-"""Run one checked job: the one function every way of training calls (`digitlab-train`, `digitlab.api.run`,
-and the stacked launcher for the jobs it checks and stacks), as Hydra's launchers all call `run_job`.
+"""Run checked jobs: the one function every way of training calls (`run_checked_jobs`: `digitlab-train`,
+`digitlab.api.run`, the basic, joblib and SLURM launchers through the task function, the stacked launcher for
+the jobs it stacks), as Hydra's launchers all call `run_job`.
 
 A job is checked whole before any work (`check_job`: the composed config, and that its folder holds no
 earlier run unless it resumes it), once: where the sweep's check or `OutputDirsCheck` checked it in its
-folder, its task only checks the folder again, under its lock. Then it is trained (`training.train`, which resumes and reports to the Optuna
-trial the job may be). What it returns to a sweeper is `optimized(metrics, cfg.optimized_metric)`.
-`OutputDirsCheck` (a Hydra callback, conf/hydra/default.yaml) checks a single run's job, and the run or sweep
-folder, before Hydra makes that folder.
+folder, its run only checks the folder again, under its lock. Then it is trained, alone (`training.train`)
+or stacked with others (`stacked.training.train_stack`); both resume and report to the Optuna trial the job
+may be. What it returns to a sweeper is `optimized(metrics, cfg.optimized_metric)`. `OutputDirsCheck` (a
+Hydra callback, conf/hydra/default.yaml) checks a single run's job, and the run or sweep folder, before Hydra
+makes that folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import digitlab.config.checks as checks
+from digitlab.run_lock import holding
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +136,66 @@ def check_sweep(
         HydraConfig.instance().set_config(config)
 
 
+@dataclass
+class CheckedJob:
+    """A job ready to run: its task config (`cfg`), the group choices and command line its check names
+    (`choices`, `overrides`), its Hydra config (`hydra`, for the Optuna trial it may be), and, for a trial
+    of a stack that resumes, the checkpoint it continues from (`resume_from`, `stacked.resume.plan`)."""
+
+    cfg: DictConfig
+    choices: Mapping[str, Any] | None = None
+    overrides: Sequence[str] = ()
+    hydra: Any = None
+    resume_from: str | None = None
+
+
+def run_checked_jobs(jobs: Sequence[CheckedJob]) -> list[dict[str, Any] | Exception]:
+    """The one function that runs checked jobs, as Hydra's launchers all call `run_job`: the CLI, the
+    Python API and every launcher reach it. Each job's run folder is held (`run_lock`) and its job checked
+    there (only the folder, now held, when this process checked the job there already); then one job trains
+    alone (`training.train`) and several as one stacked fit (`stacked.training.train_stack`, for the jobs
+    `stacked.grouping` stacks). Per job its outcome: its final metrics, or the exception that ended it."""
+    with contextlib.ExitStack() as held:
+        outcomes: list[dict[str, Any] | Exception | None] = []
+        for job in jobs:
+            try:
+                held.enter_context(holding(job.cfg.paths.output_dir))
+                if _job_key(job.cfg.paths.output_dir, job.overrides) in _checked:
+                    _check_folder(job.cfg)
+                else:
+                    check_job(job.cfg, job.choices, job.overrides)
+                outcomes.append(None)
+            except Exception as err:  # this job is refused; the others still run
+                outcomes.append(err)
+        ready = [k for k, outcome in enumerate(outcomes) if outcome is None]
+        if len(jobs) == 1 and ready:  # a job alone: any net, lr_find, DDP
+            from digitlab.training import train
+
+            try:
+                outcomes[0] = train(jobs[0].cfg)
+            except Exception as err:
+                outcomes[0] = err
+        elif ready:  # a stack: its trials' outcomes, one failing without the others'
+            from digitlab.stacked.training import train_stack
+
+            trained = train_stack(
+                [jobs[k].cfg for k in ready],
+                [jobs[k].hydra for k in ready],
+                [jobs[k].resume_from for k in ready],
+            )
+            for k, outcome in zip(ready, trained, strict=True):
+                outcomes[k] = outcome
+        return outcomes  # type: ignore[return-value]
+
+
 def run_checked_job(
     cfg: DictConfig, choices: Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Hold the job's run folder (`run_lock`), check the job (only its folder, now held, when this process
-    checked it there already), then train it; its final metrics."""
-    from digitlab.run_lock import holding
-    from digitlab.training import train
-
-    with holding(cfg.paths.output_dir):
-        if _job_key(cfg.paths.output_dir, overrides) in _checked:
-            _check_folder(cfg)
-        else:
-            check_job(cfg, choices, overrides)
-        return train(cfg)
+    """`run_checked_jobs` for one job: its final metrics, or the exception that ended it raised."""
+    (outcome,) = run_checked_jobs([CheckedJob(cfg, choices, overrides)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def optimized(metrics: dict[str, Any], names: str | Sequence[str] | None) -> float | list[float] | None:

@@ -9,7 +9,6 @@ its initial weights are the ones it would start from alone; its batches come in 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -23,7 +22,6 @@ import digitlab.build as build
 from digitlab.checkpoint_format import join
 from digitlab.checkpoints import read_checkpoint
 from digitlab.errors import RunInterrupted
-from digitlab.run_lock import holding
 from digitlab.rundir import Run
 from digitlab.stacked.data import StackedData
 from digitlab.stacked.module import StackedClassifier
@@ -31,16 +29,6 @@ from digitlab.stacked.records import TrialRecords
 from digitlab.stacked.steps import StepPlan
 
 log = logging.getLogger(__name__)
-
-
-def train_stack(
-    cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
-) -> list[dict[str, Any] | Exception]:
-    """`_train_stack`, each trial's run folder held while it runs (`run_lock`), as a single run holds its own."""
-    with contextlib.ExitStack() as held:
-        for cfg in cfgs:
-            held.enter_context(holding(cfg.paths.output_dir))
-        return _train_stack(cfgs, hydra_cfgs, resume_from)
 
 
 def trial_module(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -132,11 +120,12 @@ def fit_stack(
         ) from None
 
 
-def _train_stack(
+def train_stack(
     cfgs: list[DictConfig], hydra_cfgs: list[Any] | None = None, resume_from: list[str | None] | None = None
 ) -> list[dict[str, Any] | Exception]:
     """Fit the trials of `cfgs` together (`build_stack`; `resume_from` the checkpoints they continue from,
-    all at the same step, see `resume.py`); per trial its outcome (`TrialRecords.outcome`)."""
+    all at the same step, see `resume.py`); per trial its outcome (`TrialRecords.outcome`). Reached through
+    `job.run_checked_jobs`, which holds and checks each trial's run folder first."""
     trainer, model, data, records = build_stack(cfgs, hydra_cfgs)
     with tempfile.TemporaryDirectory(prefix="digitlab-stack-") as tmp:
         ckpt_path = None

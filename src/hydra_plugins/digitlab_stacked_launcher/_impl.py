@@ -10,6 +10,7 @@ around its fit (`digitlab.sweeps.job_life`): its folder, `.hydra/` and `on_job_s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -286,16 +287,46 @@ def _prepare(launcher: Any, idx: int, overrides: Sequence[str], said: bool = Tru
 
 
 def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
-    """The chunk's jobs opened (`job_life.open_jobs`: folders, `.hydra/`, `on_job_start`), trained as one
-    stacked fit, and closed with each one's outcome (`close_job`: `JobReturn`, `on_job_end`)."""
+    """The chunk's jobs held (`_held_first`), opened (`job_life.open_jobs`: folders, `.hydra/`,
+    `on_job_start`), trained as one stacked fit (`job.run_checked_jobs`), and closed with each one's outcome
+    (`close_job`: `JobReturn`, `on_job_end`)."""
     import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
-    from hydra.core.hydra_config import HydraConfig
 
     from digitlab.process import apply_process_policy
-    from digitlab.stacked.training import train_stack
-    from digitlab.sweeps.job_life import close_job, open_jobs, share_log
 
     apply_process_policy()
+    with contextlib.ExitStack() as held:
+        returns, chunk = _held_first(chunk, held)
+        if chunk:
+            returns |= _train_held(launcher, chunk)
+    return returns
+
+
+def _held_first(chunk: list[Job], held: contextlib.ExitStack) -> tuple[dict[int, JobReturn], list[Job]]:
+    """Each job's run folder held (`run_lock`) before its folder or `.hydra/` is written, as a single run's
+    is (`job.OutputDirsCheck`): a job whose folder another command writes is refused alone, in one
+    paragraph, and its folder left as that command has it; the others go on."""
+    from digitlab.errors import DigitlabError
+    from digitlab.run_lock import holding
+    from digitlab.sweeps.job_life import job_return
+
+    refused, free = {}, []
+    for job in chunk:
+        try:
+            held.enter_context(holding(job.cfg.paths.output_dir))
+            free.append(job)
+        except DigitlabError as err:
+            log.error("%s", err)
+            refused[job.idx] = job_return(err, None, list(job.sweep_config.hydra.overrides.task))
+    return refused, free
+
+
+def _train_held(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
+    from hydra.core.hydra_config import HydraConfig
+
+    from digitlab.job import CheckedJob, run_checked_jobs
+    from digitlab.sweeps.job_life import close_job, open_jobs, share_log
+
     first = chunk[0].sweep_config
     quiet = not verbose(first.hydra.verbose)
     context = launcher.hydra_context
@@ -313,10 +344,17 @@ def _train_stacked(launcher: Any, chunk: list[Job]) -> dict[int, JobReturn]:
     say("%s: %d trials stacked in one fit", job_numbers([j.idx for j in chunk]), len(chunk))
     started = time.perf_counter()
     try:
-        outcomes = train_stack(
-            [job.cfg for job in chunk],
-            [job.sweep_config.hydra for job in chunk],
-            [job.resume_from for job in chunk],
+        outcomes = run_checked_jobs(
+            [
+                CheckedJob(
+                    job.cfg,
+                    job.sweep_config.hydra.runtime.choices,
+                    list(job.sweep_config.hydra.overrides.task),
+                    job.sweep_config.hydra,
+                    job.resume_from,
+                )
+                for job in chunk
+            ]
         )
     except Exception as err:  # the stack failed as a whole: every trial did
         log.error("the stacked fit failed: %s", err)
