@@ -631,7 +631,7 @@ def test_a_stopped_stacked_sweep_keeps_every_trial_and_resume_finishes_it(net, s
     sizes (micro-batches of 2: the SIGTERM at micro-batch 24 takes effect at 25, where the trial of 10
     rows steps, so every trial's interrupted.ckpt stands at its own step boundary)."""
     n = 4 if net else 2
-    epochs = 12  # stopped in epoch 5 of 0-11: the resume trains epochs 5 to 11
+    epochs = 8  # stopped in epoch 5 of 0-7: the resume trains epochs 5 to 7
     sweep = tmp_path / "sweep"
     args = [
         sys.executable,
