@@ -240,6 +240,23 @@ def run_until_killed(args: list[str], point: str, cwd: Path, sig: int = signal.S
     return proc.communicate(timeout=300)[0]
 
 
+HOLDER = "import sys; from digitlab.run_lock import hold; hold(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+
+
+@contextlib.contextmanager
+def held_elsewhere(folder: Path) -> Iterator[int]:
+    """`folder` held (`run_lock`) by another process while the block runs, as a running command holds its
+    run's folder; yields that process's pid."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.communicate("", timeout=60)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 600 KiB file system (tmpfs), unmounted afterwards; skipped where mounting is not allowed."""

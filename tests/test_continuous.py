@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 
 from digitlab.build import build_from_checkpoint
 from digitlab.rundir import Run, find_runs
-from tests.conftest import cli, run_until_killed, tiny_overrides
+from tests.conftest import cli, held_elsewhere, run_until_killed, tiny_overrides
 from tests.tb import scalars
-from tests.test_optuna import load, search
+from tests.test_optuna import load, search, trial_dirs
 
 SPACE = (
     # TPE's random start-up only: each trial's parameters whatever order results land in.
@@ -306,3 +306,20 @@ def test_a_killed_search_whose_newest_checkpoint_is_damaged_finishes_when_run_ag
             assert "left no intact checkpoint" in said
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 7
     assert len(find_runs(tmp_path / "s")) == 7
+
+
+def test_a_trial_whose_folder_another_command_holds_is_refused_alone(sample_root, tmp_path):
+    """One writer per run folder in a continuous stack too: the trial whose folder another process holds is
+    told failed in one paragraph, with nothing written there; the others train in the stack."""
+    space = [*SPACE[:-1], "hydra.sweeper.n_trials=3"]
+    args = ("hydra/launcher=stacked", "hydra.sweeper.n_jobs=2", *space)
+    cli(*search(sample_root, tmp_path, *args, study="first"), cwd=tmp_path)
+    taken = tmp_path / "again" / trial_dirs(tmp_path / "first")[1].name  # the seeded sampler asks it again
+    with held_elsewhere(taken) as holder:
+        done = cli(*search(sample_root, tmp_path, *args, study="again"), cwd=tmp_path, check=False)
+    said = done.stdout + done.stderr
+    assert f"{taken} is in use" in said and f"pid {holder} on" in said and "Traceback" not in said
+    assert sorted(p.name for p in taken.iterdir()) == [".lock"]
+    states = {trial.number: trial.state for trial in load(tmp_path / "again").trials}
+    assert states[1] == TrialState.FAIL, states
+    assert [n for n, state in states.items() if state == TrialState.COMPLETE] == [0, 2], states

@@ -9,7 +9,6 @@ import math
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from digitlab.stacked.batches import StackedBatchSampler, shuffle_rows
 from digitlab.stacked.grouping import stack_key
 from digitlab.stacked.resume import resume_point
 from digitlab.stacked.steps import StepPlan
-from tests.conftest import cli, run_until_killed, tiny_overrides
+from tests.conftest import cli, held_elsewhere, run_until_killed, tiny_overrides
 from tests.tb import hparams, scalars, steps
 
 SWEEP = ("optimizer.lr=0.5,2.0", "seed=0,1", "optimizer.momentum=0.5", "trainer.max_epochs=3")
@@ -1004,19 +1003,12 @@ def test_a_slots_modelcheckpoint_state_is_one_string_and_reads_back_exactly():
     )
 
 
-HOLDER = "import sys; from digitlab.run_lock import hold; hold(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
-
-
 def test_a_stacked_job_whose_folder_another_command_holds_is_refused_alone(sample_root, tmp_path):
     """One writer per run folder, in a stack as in a single run: the job whose folder another process
     holds is refused in one paragraph before anything is written there; the other jobs train stacked."""
     sweep = tmp_path / "sweep"
     taken = sweep / "1_data.batch_size=16,optimizer.lr=0.2,trainer.max_epochs=2"  # job #1's folder
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(taken)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(taken) as holder:
         done = cli(
             "-m",
             "hydra/launcher=stacked",
@@ -1025,10 +1017,8 @@ def test_a_stacked_job_whose_folder_another_command_holds_is_refused_alone(sampl
             cwd=tmp_path,
             check=False,
         )
-    finally:
-        holder.communicate("", timeout=60)
     said = done.stdout + done.stderr
-    assert f"{taken} is in use" in said and f"pid {holder.pid} on" in said and "Traceback" not in said
+    assert f"{taken} is in use" in said and f"pid {holder} on" in said and "Traceback" not in said
     assert sorted(p.name for p in taken.iterdir()) == [".lock"]  # nothing of this sweep written there
     trained = [run for run in find_runs(sweep) if run.path != taken]
     assert len(trained) == 2 and all(run.metrics["status"] == "completed" for run in trained)

@@ -110,13 +110,15 @@ def stream(
         widest = [job.cfg for job in corners if job.cfg is not None and job.key == first.key]
         # The largest micro-batch every batch size of the search is made of (all 256: batches of 256).
         source.micro = math.gcd(*(int(cfg.data.batch_size) for cfg in (first.cfg, *widest)))
-        entrants = [source.open(first)]
-        while len(entrants) < slots and (job := source.take(alone_now=False)) is not None:
-            entrants.append(source.open(job))
-        say("#%d: a continuous stack of %d slots, refilled as trials leave", first.idx, slots)
-        started = time.perf_counter()
-        train_continuous(entrants, source, source.micro, widest)
-        say("the continuous stack trained %d trials in %.1f s", source.trained, time.perf_counter() - started)
+        entrants = [entrant for entrant in [source.open(first)] if entrant is not None]
+        while len(entrants) < slots and (entrant := source.next()) is not None:
+            entrants.append(entrant)
+        if entrants:
+            say("#%d: a continuous stack of %d slots, refilled as trials leave", first.idx, slots)
+            started = time.perf_counter()
+            train_continuous(entrants, source, source.micro, widest)
+            took = time.perf_counter() - started
+            say("the continuous stack trained %d trials in %.1f s", source.trained, took)
     for job in source.deferred:
         tell(job.idx, _run_alone(launcher, job))
 
@@ -131,6 +133,7 @@ class _Source:
         self.key: str | None = None  # the stack's: jobs with another key run alone after it
         self.deferred: list[Job] = []
         self.jobs: dict[int, tuple[Job, Any]] = {}  # open jobs by number, with their `job_life.OpenJob`
+        self.held: dict[int, contextlib.ExitStack] = {}  # their run folders' holds (`run_lock`)
         self.first: Any = None  # the first open job: the stack's log is its log
         self.quiet = not verbose(launcher.config.hydra.verbose)
         self.trained = 0
@@ -168,6 +171,8 @@ class _Source:
         return None
 
     def open(self, job: Job) -> Any:
+        """The job's folder held (`_held_first`, as a batch's), its life opened, and its slot's `Entrant`;
+        None when another command holds its folder (the job is told it failed)."""
         import lightning  # noqa: F401 (before the process policy, which replaces the log handler it adds)
         from hydra.core.hydra_config import HydraConfig
 
@@ -175,6 +180,12 @@ class _Source:
         from digitlab.stacked.slots import Entrant
         from digitlab.sweeps.job_life import open_job, share_log
 
+        held = contextlib.ExitStack()
+        refused, _ = _held_first([job], held)
+        if refused:
+            self.tell(job.idx, refused[job.idx])
+            return None
+        self.held[job.idx] = held  # until the job leaves its slot (`left`)
         one = open_job(self.launcher.hydra_context, job.sweep_config, self.launcher.task_function)
         if self.first is None:
             apply_process_policy()
@@ -194,8 +205,11 @@ class _Source:
         return Entrant(job.cfg, job.sweep_config.hydra, job.idx, job.resume_from)
 
     def next(self) -> Any:
-        job = self.take(alone_now=False)
-        return self.open(job) if job is not None else None
+        """The next job's `Entrant` (`open`), None when the search has no more that stack."""
+        while (job := self.take(alone_now=False)) is not None:
+            if (entrant := self.open(job)) is not None:
+                return entrant
+        return None
 
     def left(self, idx: int, outcome: Any) -> None:
         from digitlab.sweeps.job_life import close_job
@@ -207,6 +221,7 @@ class _Source:
             metrics, error = (None, outcome) if isinstance(outcome, BaseException) else (outcome, None)
             print(job_line(job.idx, ret.overrides or [], metrics, metric, error))
         self.trained += 1
+        self.held.pop(idx).close()
         self.tell(idx, ret)
 
 
