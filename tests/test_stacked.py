@@ -1019,6 +1019,7 @@ def test_a_stacked_job_whose_folder_another_command_holds_is_refused_alone(sampl
         )
     said = done.stdout + done.stderr
     assert f"{taken} is in use" in said and f"pid {holder} on" in said and "Traceback" not in said
+    assert not re.search(r"[^.]\.\.[^.]", said)  # the sweep's failure line quotes the paragraph whole
     assert sorted(p.name for p in taken.iterdir()) == [".lock"]  # nothing of this sweep written there
     trained = [run for run in find_runs(sweep) if run.path != taken]
     assert len(trained) == 2 and all(run.metrics["status"] == "completed" for run in trained)

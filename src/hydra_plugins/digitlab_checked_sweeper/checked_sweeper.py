@@ -74,7 +74,10 @@ class CheckedSweeper(BasicSweeper):
             returns.append(results)
         if failed:
             report_sweep(sweep_dir)
-            said = "; ".join(f"#{i} ({' '.join(r.overrides or [])}): {job_error(r)}" for i, r in failed[:3])
+            said = "; ".join(
+                f"#{i} ({' '.join(r.overrides or [])}): {str(job_error(r)).rstrip('.')}"
+                for i, r in failed[:3]
+            )
             with exit_on_error("digitlab-train"):
                 raise DigitlabError(
                     f"{len(failed)} of the {len(jobs)} jobs of this sweep failed, the first: {said}"
