@@ -33,10 +33,6 @@ DRIVER_EXTRAS = {"postgresql": "postgres"}  # URL scheme -> digitlab's extra tha
 CONNECT_ATTEMPTS = 8
 
 
-def is_database(storage: Any) -> bool:
-    return isinstance(storage, str) and "://" in storage
-
-
 def mask(url: str) -> str:
     """The URL as it may be shown: its password, if any, replaced by ***."""
     from sqlalchemy.engine import make_url
