@@ -439,7 +439,7 @@ class TrialRecords(L.Callback):
         # encoding and file writes release the GIL), with torch on one thread (`_one_torch_thread`). A
         # trial's loggers and picture folder are its own, and nothing else touches them until every picture
         # is written. The pictures and checkpoints are committed together (`atomic.together`: one disk
-        # flush, not 1280 fsyncs). At 256 trials this end took 5.0 s, now 3.3 s.
+        # flush for all, rather than an fsync a file).
         with (
             _one_torch_thread(),
             together(),
@@ -564,8 +564,8 @@ class TrialRecords(L.Callback):
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
     """Torch's ops on one thread meanwhile: after each op its idle OpenMP workers spin for a while, and on a
-    2-core machine they took the core the pictures' helper thread encodes on (drawing and encoding 256
-    trials' pictures took 3.3 s side by side, 1.3 s and 2.0 s one after the other; 1.5 s like this)."""
+    2-core machine they take the core the pictures' helper thread encodes on, and drawing beside encoding
+    would be slower than the two one after the other."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -46,8 +46,8 @@ def open_job(hydra_context: Any, config: DictConfig, task_function: Any) -> Open
 
 def open_jobs(hydra_context: Any, configs: list[DictConfig], task_function: Any) -> list[OpenJob]:
     """`open_job` for each of a stack's jobs: every job's `.hydra/` files committed together (one disk flush
-    for all, `atomic.together`: 768 files of a 256-trial stack, 0.33 s one fsync each, now 0.09 s), then
-    `on_job_start` job by job, each job's files in place before its own."""
+    for all, `atomic.together`, rather than an fsync a file: 768 files at 256 trials), then `on_job_start`
+    job by job, each job's files in place before its own."""
     opened = [OpenJob(config, Path(str(config.hydra.runtime.output_dir))) for config in configs]
     with together():
         for job in opened:
