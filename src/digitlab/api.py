@@ -24,9 +24,14 @@ def compose_config(
     """Compose `conf/` with `overrides` as the CLI would; `paths.output_dir` is `output_dir` if given, else a
     fresh run dir under `paths.log_dir` named as the CLI names it. With `with_choices`, also return Hydra's
     group choices (`{"optimizer": "sgd", ...}`), which the checks use to name what was chosen."""
-    whole = _compose_job(overrides, output_dir)
-    cfg = OmegaConf.masked_copy(whole, [key for key in whole if key != "hydra"])
-    return (cfg, dict(whole.hydra.runtime.choices)) if with_choices else cfg
+    cfg, choices = _task_of(_compose_job(overrides, output_dir))
+    return (cfg, choices) if with_choices else cfg
+
+
+def _task_of(whole: DictConfig) -> tuple[DictConfig, dict[str, Any]]:
+    """The job's task config (its config less `hydra`, unresolved) and its group choices."""
+    task = OmegaConf.masked_copy(whole, [key for key in whole if key != "hydra"])
+    return task, dict(whole.hydra.runtime.choices)
 
 
 def _compose_job(overrides: Sequence[str], output_dir: str | Path | None) -> DictConfig:
@@ -66,8 +71,7 @@ def run(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> 
 
     apply_process_policy()
     whole = _compose_job(overrides, output_dir)
-    cfg = OmegaConf.masked_copy(whole, [key for key in whole if key != "hydra"])
-    choices = dict(whole.hydra.runtime.choices)
+    cfg, choices = _task_of(whole)
     check_job(cfg, choices, overrides)  # before anything is written
     write_hydra_files(whole, Path(cfg.paths.output_dir))
     OmegaConf.resolve(cfg)
